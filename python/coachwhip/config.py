@@ -1,0 +1,173 @@
+"""Settings: one table of options serves the command line, COACHWHIP_* variables and run().
+
+Precedence: built-in default < environment variable < command-line flag (or run() keyword).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Mapping
+from typing import Any
+
+ENV_PREFIX = "COACHWHIP_"
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
+
+
+class ConfigError(ValueError):
+    """A setting or the app location is wrong; the message says what to do."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Option:
+    """One setting: its flag, type, default and help text."""
+
+    name: str  # the flag without dashes, e.g. "timeout-keep-alive"
+    kind: str  # "str", "int", "float", "bool" or "choice"
+    default: Any
+    help: str
+    choices: tuple[str, ...] = ()
+    metavar: str | None = None
+    minimum: float | None = None
+
+    @property
+    def attr(self) -> str:
+        return self.name.replace("-", "_")
+
+    @property
+    def env(self) -> str:
+        return ENV_PREFIX + self.attr.upper()
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("host", "str", "127.0.0.1", "Bind to this address.", metavar="HOST"),
+    Option("port", "int", 8000, "Bind to this TCP port (0: any free port).", metavar="N",
+           minimum=0),
+    Option("uds", "str", None, "Bind to this Unix domain socket instead.", metavar="PATH"),
+    Option("fd", "int", None, "Serve an inherited listening socket with this fd.", metavar="N",
+           minimum=0),
+    Option("backlog", "int", 2048, "Maximum number of pending connections.", metavar="N",
+           minimum=1),
+    Option("app-dir", "str", ".", "Put this directory first on sys.path.", metavar="DIR"),
+    Option("factory", "bool", False, "MODULE:ATTRIBUTE is a callable that returns the app."),
+    Option("root-path", "str", "", "ASGI root_path: the path the app is mounted at.",
+           metavar="PATH"),
+    Option("lifespan", "choice", "auto", "Run the ASGI lifespan protocol.",
+           choices=("auto", "on", "off")),
+    Option("loop", "choice", "auto", "Event loop for the Python side.",
+           choices=("auto", "asyncio", "uvloop")),
+    Option("log-level", "choice", "info", "Log level.", choices=LOG_LEVELS),
+    Option("access-log", "bool", True, "Log one line per response."),
+    Option("timeout-keep-alive", "float", 5.0,
+           "Close keep-alive connections idle for this many seconds.", metavar="S", minimum=0.001),
+    Option("timeout-graceful-shutdown", "float", 30.0,
+           "Seconds requests in flight may run after SIGTERM/SIGINT.", metavar="S", minimum=0),
+    Option("server-header", "bool", True, "Send a 'server: coachwhip' header."),
+    Option("date-header", "bool", True, "Send a 'date' header."),
+)
+
+OPTION_BY_ATTR: dict[str, Option] = {o.attr: o for o in OPTIONS}
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+@dataclasses.dataclass
+class Config:
+    """Everything one server needs. Build it with `Config.load()` or `Config(app=..., ...)`."""
+
+    app: Any = None  # "module:attribute" or the ASGI callable itself
+    host: str = "127.0.0.1"
+    port: int = 8000
+    uds: str | None = None
+    fd: int | None = None
+    backlog: int = 2048
+    app_dir: str = "."
+    factory: bool = False
+    root_path: str = ""
+    lifespan: str = "auto"
+    loop: str = "auto"
+    log_level: str = "info"
+    access_log: bool = True
+    timeout_keep_alive: float = 5.0
+    timeout_graceful_shutdown: float = 30.0
+    server_header: bool = True
+    date_header: bool = True
+
+    def __post_init__(self) -> None:
+        for attr, opt in OPTION_BY_ATTR.items():
+            setattr(self, attr, check_value(opt, getattr(self, attr), f"--{opt.name}"))
+        if self.uds is not None and self.fd is not None:
+            raise ConfigError("--uds and --fd cannot be used together; choose one")
+
+    @classmethod
+    def load(cls, explicit: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> Config:
+        """Defaults, then COACHWHIP_* variables, then `explicit` (flags or keywords)."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        app_env = environ.get(ENV_PREFIX + "APP")
+        if app_env:
+            values["app"] = app_env
+        for opt in OPTIONS:
+            raw = environ.get(opt.env)
+            if raw is not None and raw != "":
+                values[opt.attr] = parse_text(opt, raw, f"{opt.env}={raw!r}")
+        for key, value in explicit.items():
+            if key != "app" and key not in OPTION_BY_ATTR:
+                raise ConfigError(f"unknown setting {key!r}{suggest(key, OPTION_BY_ATTR)}")
+            values[key] = value
+        return cls(**values)
+
+
+def parse_text(opt: Option, raw: str, where: str) -> Any:
+    """Converts the text of a flag or variable to the option's type."""
+    text = raw.strip()
+    if opt.kind == "bool":
+        if text.lower() in _TRUE:
+            return True
+        if text.lower() in _FALSE:
+            return False
+        raise ConfigError(f"{where}: expected one of 1/0, true/false, yes/no, on/off")
+    if opt.kind == "int":
+        try:
+            return int(text, 10)
+        except ValueError:
+            raise ConfigError(f"{where}: expected a whole number") from None
+    if opt.kind == "float":
+        try:
+            return float(text)
+        except ValueError:
+            raise ConfigError(f"{where}: expected a number of seconds") from None
+    if opt.kind == "choice" and text.lower() not in opt.choices:
+        raise ConfigError(f"{where}: expected one of {', '.join(opt.choices)}")
+    return text.lower() if opt.kind == "choice" else raw
+
+
+def check_value(opt: Option, value: Any, where: str) -> Any:
+    """Validates a value given in Python (run() keywords or a parsed flag)."""
+    if value is None and opt.default is None:
+        return None
+    expected: dict[str, Callable[[Any], bool]] = {
+        "str": lambda v: isinstance(v, str),
+        "choice": lambda v: isinstance(v, str),
+        "bool": lambda v: isinstance(v, bool),
+        "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
+        "float": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+    }
+    if not expected[opt.kind](value):
+        raise ConfigError(f"{where}: expected {opt.kind}, got {type(value).__name__} {value!r}")
+    if opt.kind == "choice" and value.lower() not in opt.choices:
+        raise ConfigError(f"{where}: expected one of {', '.join(opt.choices)}, got {value!r}")
+    if opt.minimum is not None and value < opt.minimum:
+        raise ConfigError(f"{where}: must be at least {opt.minimum:g}, got {value!r}")
+    if opt.kind == "float":
+        return float(value)
+    return value.lower() if opt.kind == "choice" else value
+
+
+def suggest(word: str, candidates: Mapping[str, Any] | list[str]) -> str:
+    """'; did you mean 'x'?' for the closest candidate, or ''."""
+    import difflib
+
+    match = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
+    return f"; did you mean {match[0]!r}?" if match else ""

@@ -1,0 +1,150 @@
+"""run(): one worker process serving one app until SIGINT/SIGTERM.
+
+Order of events: import the app, bind the socket, run lifespan startup, start the engine and
+print "Listening on ..." (the readiness line), serve; on the first signal stop accepting, let
+requests in flight finish (bounded by --timeout-graceful-shutdown), close idle connections, run
+lifespan shutdown, return 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+from typing import Any
+
+from coachwhip import __version__, logs
+from coachwhip.config import Config
+from coachwhip.importer import import_app
+from coachwhip.lifespan import Lifespan
+from coachwhip.logs import error_logger
+from coachwhip.sockets import BindError, close_listener, describe, open_listener
+
+FORCED_EXIT_STATUS = 130
+
+
+class StartupError(RuntimeError):
+    """The app's lifespan startup failed; the server did not serve."""
+
+
+def run(app: Any = None, /, config: Config | None = None, **settings: Any) -> int:
+    """Serves `app` (an ASGI callable or "module:attribute") until a shutdown signal.
+
+    Keyword settings are the command-line flags with underscores (port=8000, root_path="/api").
+    Returns the exit status (0 after a clean shutdown). Raises ConfigError for a bad setting or
+    app name, StartupError when lifespan startup fails.
+    """
+    if config is None:
+        config = Config.load({"app": app, **settings} if app is not None else settings)
+    logs.configure(config.log_level, config.access_log)
+    if isinstance(config.app, str):
+        target = import_app(config.app, config.app_dir, config.factory)
+    else:
+        target = config.app() if config.factory else config.app
+    loop = _new_loop(config.loop)
+    try:
+        return loop.run_until_complete(Worker(config, target).serve())
+    except BindError as exc:
+        error_logger.error("%s", exc)
+        return 1
+    finally:
+        with contextlib.suppress(Exception):
+            loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
+
+
+def _new_loop(kind: str) -> asyncio.AbstractEventLoop:
+    if kind in ("auto", "uvloop"):
+        try:
+            import uvloop
+
+            return uvloop.new_event_loop()
+        except ImportError:
+            if kind == "uvloop":
+                from coachwhip.config import ConfigError
+
+                raise ConfigError("--loop uvloop: uvloop is not installed "
+                                  "(pip install 'coachwhip[uvloop]')") from None
+    return asyncio.new_event_loop()
+
+
+class Worker:
+    def __init__(self, config: Config, app: Any) -> None:
+        self.config = config
+        self.app = app
+        self.stopping = asyncio.Event()
+        self.forced = asyncio.Event()
+        self.signals = 0
+
+    async def serve(self) -> int:
+        from coachwhip import _asgi, _core
+
+        config = self.config
+        loop = asyncio.get_running_loop()
+        error_logger.info("Started coachwhip %s (pid %d)", __version__, os.getpid())
+        sock = open_listener(config)
+        self._install_signals(loop)
+        lifespan = Lifespan(self.app, config.lifespan) if config.lifespan != "off" else None
+        if lifespan is not None and not await lifespan.startup():
+            close_listener(sock, config)
+            raise StartupError(f"application startup failed: {lifespan.failure}")
+        server = _core.Server(
+            self.app, loop, _asgi.run_http,
+            root_path=config.root_path,
+            state=lifespan.state if lifespan is not None else {},
+            keep_alive=config.timeout_keep_alive,
+            server_header=config.server_header,
+            date_header=config.date_header,
+            access_log=logs.access_logger.info if config.access_log else None,
+            error_log=logs.engine_log,
+            log_level=logs.error_logger.getEffectiveLevel(),
+        )
+        server.add_listener(sock)
+        loop.add_reader(server.fileno(), server.on_readable)
+        error_logger.info("Listening on %s (Press CTRL+C to quit)", describe(sock))
+        if not self.stopping.is_set():
+            await self.stopping.wait()
+        status = await self._drain(server, sock)
+        loop.remove_reader(server.fileno())
+        if lifespan is not None and not self.forced.is_set():
+            await lifespan.shutdown()
+        error_logger.info("Finished server process [%d]", os.getpid())
+        return status
+
+    async def _drain(self, server: Any, sock: socket.socket) -> int:
+        """Graceful stop: refuse new connections, finish requests in flight, close the rest."""
+        error_logger.info("Shutting down")
+        server.stop_accepting()
+        close_listener(sock, self.config)  # new connections are refused from now on
+        server.shutdown_connections()
+        deadline = asyncio.get_running_loop().time() + self.config.timeout_graceful_shutdown
+        while server.connection_count or server.active_requests:
+            if self.forced.is_set() or asyncio.get_running_loop().time() >= deadline:
+                if not self.forced.is_set():
+                    error_logger.warning(
+                        "Graceful shutdown timed out after %gs: cancelling %d request(s)",
+                        self.config.timeout_graceful_shutdown, server.active_requests)
+                server.cancel_all()
+                server.close_all()
+                await asyncio.sleep(0)  # let the cancelled tasks run their clean-up once
+                break
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.forced.wait(), 0.02)  # poll the engine's counters
+        return FORCED_EXIT_STATUS if self.forced.is_set() else 0
+
+    def _install_signals(self, loop: asyncio.AbstractEventLoop) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self._on_signal, sig)
+
+    def _on_signal(self, sig: int) -> None:
+        self.signals += 1
+        if self.signals == 1:
+            self.stopping.set()
+            return
+        if sig == signal.SIGINT or self.signals > 2:
+            error_logger.warning("Forced exit: closing all connections now")
+            self.forced.set()
+            self.stopping.set()
+

@@ -1,0 +1,88 @@
+"""Creating the listening socket from --host/--port, --uds or --fd."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import stat
+
+from coachwhip.config import Config
+
+
+class BindError(OSError):
+    """The listening socket could not be created; the message says where and why."""
+
+
+def open_listener(config: Config) -> socket.socket:
+    if config.fd is not None:
+        return _from_fd(config.fd)
+    if config.uds is not None:
+        return _bind_unix(config.uds, config.backlog)
+    return _bind_tcp(config.host, config.port, config.backlog)
+
+
+def describe(sock: socket.socket) -> str:
+    """The URL (or path) a user can reach the server at."""
+    if sock.family == socket.AF_UNIX:
+        return f"unix:{sock.getsockname()}"
+    host, port = sock.getsockname()[:2]
+    if sock.family == socket.AF_INET6:
+        host = f"[{host}]"
+    return f"http://{host}:{port}"
+
+
+def close_listener(sock: socket.socket, config: Config) -> None:
+    path = sock.getsockname() if sock.family == socket.AF_UNIX else None
+    sock.close()
+    if path and config.uds:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+
+
+def _bind_tcp(host: str, port: int, backlog: int) -> socket.socket:
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise BindError(f"cannot resolve --host {host!r}: {exc.strerror}") from None
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(backlog)
+    except OSError as exc:
+        sock.close()
+        hint = " (is another server running? pick another --port)" if exc.errno == 98 else ""
+        raise BindError(f"cannot listen on {host}:{port}: {exc.strerror}{hint}") from None
+    sock.setblocking(False)
+    return sock
+
+
+def _bind_unix(path: str, backlog: int) -> socket.socket:
+    # A stale socket file from a previous run would make bind() fail; remove only sockets.
+    with contextlib.suppress(FileNotFoundError):
+        if stat.S_ISSOCK(os.stat(path).st_mode):
+            os.unlink(path)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(path)
+        os.chmod(path, 0o666)
+        sock.listen(backlog)
+    except OSError as exc:
+        sock.close()
+        raise BindError(f"cannot listen on unix socket {path}: {exc.strerror}") from None
+    sock.setblocking(False)
+    return sock
+
+
+def _from_fd(fd: int) -> socket.socket:
+    try:
+        sock = socket.socket(fileno=fd)
+    except OSError as exc:
+        raise BindError(f"--fd {fd} is not a usable socket: {exc.strerror}") from None
+    if sock.type != socket.SOCK_STREAM:
+        sock.detach()
+        raise BindError(f"--fd {fd} is not a stream socket")
+    sock.setblocking(False)
+    return sock

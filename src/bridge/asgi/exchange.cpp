@@ -1,0 +1,514 @@
+// The ASGI `http` face of one request: receive(), send(), and the runner's _finish()/_fail().
+#include <new>
+#include <string>
+#include <vector>
+
+#include "bridge/asgi/awaitable.hpp"
+#include "bridge/objects.hpp"
+
+namespace coachwhip::bridge {
+
+PyObject* client_disconnected_error = nullptr;
+
+namespace {
+
+using py::N;
+
+// ASGI send() state machine:
+//   start --http.response.start--> head --http.response.body(more)--> body --...--> done
+//   head/body --http.response.body(!more)--> done
+//   any --protocol error from the engine--> failed
+enum asgi_state : uint8_t { st_start, st_head, st_body, st_done, st_failed };
+
+PyTypeObject* g_exchange_type = nullptr;
+
+constexpr int log_error_level = 40;
+constexpr int log_warning_level = 30;
+
+// ---------------------------------------------------------------- live list
+
+void link(exchange_object* obj) {
+    server_object* s = obj->srv;
+    obj->prev = nullptr;
+    obj->next = s->live;
+    if (s->live) s->live->prev = obj;
+    s->live = obj;
+    ++s->live_count;
+    obj->linked = true;
+    Py_INCREF(obj);
+}
+
+void unlink(exchange_object* obj) {
+    if (!obj->linked) return;
+    server_object* s = obj->srv;
+    (obj->prev ? obj->prev->next : s->live) = obj->next;
+    if (obj->next) obj->next->prev = obj->prev;
+    obj->prev = obj->next = nullptr;
+    obj->linked = false;
+    --s->live_count;
+    Py_CLEAR(obj->task);  // breaks exchange -> task -> coroutine -> exchange
+    Py_DECREF(obj);
+}
+
+// ---------------------------------------------------------------- messages
+
+PyObject* make_disconnect() {
+    PyObject* d = PyDict_New();
+    if (d && PyDict_SetItem(d, N().type, N().v_http_disconnect) < 0) Py_CLEAR(d);
+    return d;
+}
+
+PyObject* make_request(std::string_view body, bool more) {
+    py::ref d(PyDict_New());
+    py::ref b(body.empty() ? Py_NewRef(N().v_empty_bytes) : py::bytes(body));
+    if (!d || !b) return nullptr;
+    if (PyDict_SetItem(d.get(), N().type, N().v_http_request) < 0 ||
+        PyDict_SetItem(d.get(), N().body, b.get()) < 0 ||
+        PyDict_SetItem(d.get(), N().more_body, more ? Py_True : Py_False) < 0)
+        return nullptr;
+    return d.release();
+}
+
+// The next receive() message if one is available now (new reference); nullptr without an
+// exception when the app must wait; nullptr with an exception on failure.
+PyObject* try_receive(exchange_object* obj) {
+    http::exchange& ex = *obj->ex;
+    if (!obj->body_finished) {
+        if (!ex.body.empty() || ex.body_complete) {
+            bool more = !ex.body_complete;
+            PyObject* msg = make_request(ex.body, more);
+            if (!msg) return nullptr;
+            obj->body_finished = !more;
+            ex.body_taken();
+            return msg;
+        }
+        if (ex.connected()) return nullptr;
+        obj->body_finished = true;  // the client left in the middle of the body
+        return make_disconnect();
+    }
+    // After the body: http.disconnect once the response is sent or the client is gone.
+    if (!ex.connected() || ex.client_closed || ex.response_complete) return make_disconnect();
+    return nullptr;
+}
+
+void resolve(PyObject*& waiter, PyObject* value) {
+    PyObject* fut = std::exchange(waiter, nullptr);
+    if (!fut) return;
+    py::ref cancelled(PyObject_CallMethodNoArgs(fut, N().cancelled));
+    if (cancelled && cancelled.get() == Py_False) {
+        py::ref r(PyObject_CallMethodOneArg(fut, N().set_result, value));
+        if (!r) PyErr_WriteUnraisable(fut);
+    } else if (!cancelled) {
+        PyErr_WriteUnraisable(fut);
+    }
+    Py_DECREF(fut);
+}
+
+void fail_waiter(PyObject*& waiter, PyObject* exc_type, const char* text) {
+    PyObject* fut = std::exchange(waiter, nullptr);
+    if (!fut) return;
+    py::ref cancelled(PyObject_CallMethodNoArgs(fut, N().cancelled));
+    if (cancelled && cancelled.get() == Py_False) {
+        py::ref exc(PyObject_CallFunction(exc_type, "s", text));
+        py::ref r(exc ? PyObject_CallMethodOneArg(fut, N().set_exception, exc.get()) : nullptr);
+        if (!r) PyErr_WriteUnraisable(fut);
+    }
+    Py_DECREF(fut);
+}
+
+// ---------------------------------------------------------------- send()
+
+PyObject* runtime_error(const char* fmt, PyObject* arg = nullptr) {
+    if (arg) return PyErr_Format(PyExc_RuntimeError, fmt, arg);
+    PyErr_SetString(PyExc_RuntimeError, fmt);
+    return nullptr;
+}
+
+// Validates and copies the headers of http.response.start into a list of (bytes, bytes).
+PyObject* copy_headers(exchange_object* obj, PyObject* headers) {
+    if (!headers || headers == Py_None) return PyList_New(0);
+    py::ref seq(PySequence_Fast(headers, "'headers' must be an iterable of [name, value] pairs"));
+    if (!seq) return nullptr;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq.get());
+    py::ref out(PyList_New(n));
+    if (!out) return nullptr;
+    for (Py_ssize_t i = 0; i < n; ++i) {
+        py::ref pair(PySequence_Fast(PySequence_Fast_GET_ITEM(seq.get(), i),
+                                     "each response header must be a [name, value] pair"));
+        if (!pair) return nullptr;
+        if (PySequence_Fast_GET_SIZE(pair.get()) != 2)
+            return runtime_error("each response header must be a [name, value] pair of 2 items");
+        PyObject* name = PySequence_Fast_GET_ITEM(pair.get(), 0);
+        PyObject* value = PySequence_Fast_GET_ITEM(pair.get(), 1);
+        if (!PyBytes_Check(name) || !PyBytes_Check(value))
+            return PyErr_Format(PyExc_TypeError,
+                                "response header names and values must be bytes, got (%.50s, "
+                                "%.50s) for header %R",
+                                Py_TYPE(name)->tp_name, Py_TYPE(value)->tp_name, name);
+        std::string_view v(PyBytes_AS_STRING(value), static_cast<size_t>(PyBytes_GET_SIZE(value)));
+        for (unsigned char c : v)
+            if (c == '\r' || c == '\n' || c == '\0')
+                return runtime_error("response header value must not contain CR, LF or NUL: %R",
+                                     value);
+        std::string_view nm(PyBytes_AS_STRING(name), static_cast<size_t>(PyBytes_GET_SIZE(name)));
+        py::ref lowered;
+        for (char c : nm) {
+            if (c >= 'A' && c <= 'Z') {
+                // ASGI: "header names must be lowercased". Frameworks that break it (Django's
+                // ASGI handler sends "Content-Type") are common, so we say so once and lowercase.
+                static bool warned = false;
+                if (!warned) {
+                    warned = true;
+                    log_error(obj->srv, log_warning_level,
+                              "ASGI rule broken: response header names must be lowercase (got " +
+                                  std::string(nm) + "); coachwhip lowercases them");
+                }
+                std::string low(nm);
+                for (char& ch : low) ch = (ch >= 'A' && ch <= 'Z') ? static_cast<char>(ch + 32) : ch;
+                lowered = py::ref(py::bytes(low));
+                if (!lowered) return nullptr;
+                break;
+            }
+        }
+        PyObject* t = PyTuple_Pack(2, lowered ? lowered.get() : name, value);
+        if (!t) return nullptr;
+        PyList_SET_ITEM(out.get(), i, t);
+    }
+    return out.release();
+}
+
+void write_access_log(exchange_object* obj) {
+    server_object* s = obj->srv;
+    if (s->access_log == Py_None) return;
+    const http::exchange& ex = *obj->ex;
+    std::string line;
+    line.reserve(96 + ex.target.size());
+    if (ex.client && ex.client->known) {
+        line.append(ex.client->host);
+        if (ex.client->port >= 0) line.append(":").append(std::to_string(ex.client->port));
+    } else {
+        line.append("-");
+    }
+    line.append(" - \"").append(ex.method).append(" ").append(ex.target);
+    line.append(" HTTP/").append(ex.http_version).append("\" ");
+    line.append(std::to_string(ex.status));
+    py::ref text(py::str(line));  // the parser admits only visible ASCII in method and target
+    py::ref r(text ? PyObject_CallOneArg(s->access_log, text.get()) : nullptr);
+    if (!r) PyErr_WriteUnraisable(s->access_log);
+}
+
+// Hands a response message to the engine. `first`: the head goes with it.
+PyObject* send_to_engine(exchange_object* obj, std::string_view body, bool more) {
+    http::send_result r;
+    if (obj->asgi_state == st_head) {
+        Py_ssize_t n = PyList_GET_SIZE(obj->start_headers);
+        std::vector<http::field> fields;
+        fields.reserve(static_cast<size_t>(n));
+        for (Py_ssize_t i = 0; i < n; ++i) {
+            PyObject* t = PyList_GET_ITEM(obj->start_headers, i);
+            PyObject* k = PyTuple_GET_ITEM(t, 0);
+            PyObject* v = PyTuple_GET_ITEM(t, 1);
+            fields.push_back({{PyBytes_AS_STRING(k), static_cast<size_t>(PyBytes_GET_SIZE(k))},
+                              {PyBytes_AS_STRING(v), static_cast<size_t>(PyBytes_GET_SIZE(v))}});
+        }
+        http::response_sink::head h{obj->start_status, fields};
+        r = obj->ex->send(&h, body, more);
+    } else {
+        r = obj->ex->send(nullptr, body, more);
+    }
+    switch (r.status) {
+        case http::send_status::closed:
+            obj->asgi_state = st_failed;
+            PyErr_SetString(client_disconnected_error, "the client has disconnected");
+            return nullptr;
+        case http::send_status::error:
+            obj->asgi_state = obj->asgi_state == st_head ? st_start : st_failed;
+            if (obj->asgi_state == st_failed) obj->ex->abort();
+            PyErr_Format(PyExc_RuntimeError, "invalid response: %.*s", static_cast<int>(r.reason.size()),
+                         r.reason.data());
+            return nullptr;
+        default: break;
+    }
+    if (obj->asgi_state == st_head) Py_CLEAR(obj->start_headers);
+    obj->asgi_state = more ? st_body : st_done;
+    if (!more) write_access_log(obj);
+    if (r.status == http::send_status::proceed) return asgi::ready(Py_NewRef(Py_None));
+    PyObject* fut = PyObject_CallNoArgs(obj->srv->create_future);
+    if (!fut) return nullptr;
+    obj->send_waiter = Py_NewRef(fut);
+    return fut;
+}
+
+PyObject* on_response_start(exchange_object* obj, PyObject* msg) {
+    PyObject* status = PyDict_GetItemWithError(msg, N().status);
+    if (!status) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_KeyError, "http.response.start requires 'status'");
+        return nullptr;
+    }
+    if (!PyLong_Check(status))
+        return PyErr_Format(PyExc_TypeError, "http.response.start 'status' must be int, got %.50s",
+                            Py_TYPE(status)->tp_name);
+    long code = PyLong_AsLong(status);
+    if (code < 100 || code > 999)
+        return PyErr_Format(PyExc_RuntimeError, "invalid HTTP status code %ld (must be 100-999)",
+                            code);
+    PyObject* headers = PyDict_GetItemWithError(msg, N().headers);
+    if (!headers && PyErr_Occurred()) return nullptr;
+    PyObject* copied = copy_headers(obj, headers);
+    if (!copied) return nullptr;
+    Py_XSETREF(obj->start_headers, copied);
+    obj->start_status = static_cast<int>(code);
+    obj->asgi_state = st_head;
+    return asgi::ready(Py_NewRef(Py_None));
+}
+
+PyObject* on_response_body(exchange_object* obj, PyObject* msg) {
+    PyObject* body = PyDict_GetItemWithError(msg, N().body);
+    if (!body && PyErr_Occurred()) return nullptr;
+    PyObject* more_obj = PyDict_GetItemWithError(msg, N().more_body);
+    if (!more_obj && PyErr_Occurred()) return nullptr;
+    int more = more_obj ? PyObject_IsTrue(more_obj) : 0;
+    if (more < 0) return nullptr;
+    if (!body || body == Py_None) return send_to_engine(obj, {}, more);
+    if (PyBytes_Check(body))
+        return send_to_engine(obj, {PyBytes_AS_STRING(body), static_cast<size_t>(PyBytes_GET_SIZE(body))},
+                              more);
+    if (PyUnicode_Check(body) || !PyObject_CheckBuffer(body))
+        return PyErr_Format(PyExc_TypeError, "http.response.body 'body' must be bytes, got %.50s",
+                            Py_TYPE(body)->tp_name);
+    Py_buffer view;
+    if (PyObject_GetBuffer(body, &view, PyBUF_SIMPLE) < 0) return nullptr;
+    PyObject* r = send_to_engine(
+        obj, {static_cast<const char*>(view.buf), static_cast<size_t>(view.len)}, more);
+    PyBuffer_Release(&view);
+    return r;
+}
+
+PyObject* exchange_send(PyObject* self, PyObject* msg) {
+    auto* obj = reinterpret_cast<exchange_object*>(self);
+    if (!PyDict_Check(msg))
+        return PyErr_Format(PyExc_TypeError, "ASGI message must be a dict, got %.50s",
+                            Py_TYPE(msg)->tp_name);
+    PyObject* type = PyDict_GetItemWithError(msg, N().type);
+    if (!type) {
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_KeyError, "ASGI message has no 'type'");
+        return nullptr;
+    }
+    if (obj->send_waiter)
+        return runtime_error("send() called again before the previous send() completed");
+    switch (obj->asgi_state) {
+        case st_start:
+            if (PyUnicode_Check(type) && PyUnicode_Compare(type, N().v_response_start) == 0)
+                return on_response_start(obj, msg);
+            return runtime_error("Expected ASGI message 'http.response.start', but got %R", type);
+        case st_head:
+        case st_body:
+            if (PyUnicode_Check(type) && PyUnicode_Compare(type, N().v_response_body) == 0)
+                return on_response_body(obj, msg);
+            return runtime_error("Expected ASGI message 'http.response.body', but got %R", type);
+        case st_done:
+            return runtime_error("Unexpected ASGI message %R sent, after response already completed",
+                                 type);
+        default:
+            if (!obj->ex->connected()) {
+                PyErr_SetString(client_disconnected_error, "the client has disconnected");
+                return nullptr;
+            }
+            return runtime_error("Unexpected ASGI message %R sent, after the response failed", type);
+    }
+}
+
+// ---------------------------------------------------------------- receive()
+
+PyObject* exchange_receive(PyObject* self, PyObject*) {
+    auto* obj = reinterpret_cast<exchange_object*>(self);
+    if (obj->recv_waiter)
+        return runtime_error("receive() called again before the previous receive() completed");
+    PyObject* msg = try_receive(obj);
+    if (msg) return asgi::ready(msg);
+    if (PyErr_Occurred()) return nullptr;
+    if (!obj->body_finished) obj->ex->want_body();  // 100 Continue goes out now, if owed
+    PyObject* fut = PyObject_CallNoArgs(obj->srv->create_future);
+    if (!fut) return nullptr;
+    obj->recv_waiter = Py_NewRef(fut);
+    return fut;
+}
+
+// ---------------------------------------------------------------- runner hooks
+
+void send_internal_error(exchange_object* obj) {
+    static constexpr http::field fields[] = {{"content-type", "text/plain; charset=utf-8"},
+                                             {"connection", "close"}};
+    http::response_sink::head h{500, fields};
+    http::send_result r = obj->ex->send(&h, "Internal Server Error", false);
+    if (r.status == http::send_status::proceed || r.status == http::send_status::wait) {
+        obj->asgi_state = st_done;
+        write_access_log(obj);
+    } else {
+        obj->ex->abort();
+    }
+}
+
+// The app raised. Answer 500 if nothing was sent yet, otherwise close the connection.
+PyObject* exchange_fail(PyObject* self, PyObject*) {
+    auto* obj = reinterpret_cast<exchange_object*>(self);
+    if (obj->asgi_state == st_start || obj->asgi_state == st_head) {
+        Py_CLEAR(obj->start_headers);
+        send_internal_error(obj);
+    } else if (obj->asgi_state != st_done) {
+        obj->ex->abort();
+    }
+    unlink(obj);
+    Py_RETURN_NONE;
+}
+
+// The app returned `result`. Check that it completed its response (ASGI: it must).
+PyObject* exchange_finish(PyObject* self, PyObject* result) {
+    auto* obj = reinterpret_cast<exchange_object*>(self);
+    if (result != Py_None) {
+        py::ref repr(PyObject_Repr(result));
+        const char* text = repr ? PyUnicode_AsUTF8(repr.get()) : "?";
+        log_error(obj->srv, log_error_level,
+                  std::string("ASGI callable should return None, but returned ") +
+                      (text ? text : "?"));
+        PyErr_Clear();
+    }
+    switch (obj->asgi_state) {
+        case st_start:
+        case st_head:
+            log_error(obj->srv, log_error_level,
+                      obj->asgi_state == st_start
+                          ? "ASGI callable returned without sending 'http.response.start'"
+                          : "ASGI callable returned without sending 'http.response.body'");
+            Py_CLEAR(obj->start_headers);
+            if (obj->ex->connected()) send_internal_error(obj);
+            break;
+        case st_body:
+            log_error(obj->srv, log_error_level,
+                      "ASGI callable returned without completing the response (the last "
+                      "'http.response.body' had more_body=True); closing the connection");
+            obj->ex->abort();
+            break;
+        default:
+            if (result != Py_None) obj->ex->abort();
+            break;
+    }
+    unlink(obj);
+    Py_RETURN_NONE;
+}
+
+PyObject* exchange_get_task(PyObject* self, void*) {
+    auto* obj = reinterpret_cast<exchange_object*>(self);
+    return Py_NewRef(obj->task ? obj->task : Py_None);
+}
+
+void exchange_dealloc(PyObject* self) {
+    auto* obj = reinterpret_cast<exchange_object*>(self);
+    if (obj->ex) obj->ex->app_handle = nullptr;
+    obj->ex.~shared_ptr();
+    Py_CLEAR(obj->recv_waiter);
+    Py_CLEAR(obj->send_waiter);
+    Py_CLEAR(obj->start_headers);
+    Py_CLEAR(obj->task);
+    Py_CLEAR(obj->srv);
+    PyTypeObject* type = Py_TYPE(self);
+    PyObject_Free(self);
+    Py_DECREF(type);
+}
+
+PyMethodDef exchange_methods[] = {
+    {"receive", exchange_receive, METH_NOARGS, "ASGI receive(): the next request event."},
+    {"send", exchange_send, METH_O, "ASGI send(message)."},
+    {"_fail", exchange_fail, METH_NOARGS, "Runner hook: the app raised."},
+    {"_finish", exchange_finish, METH_O, "Runner hook: the app returned this value."},
+    {nullptr, nullptr, 0, nullptr}};
+
+PyGetSetDef exchange_getset[] = {
+    {"task", exchange_get_task, nullptr, "The asyncio Task running the app, while it runs.",
+     nullptr},
+    {nullptr, nullptr, nullptr, nullptr, nullptr}};
+
+PyType_Slot exchange_slots[] = {
+    {Py_tp_dealloc, reinterpret_cast<void*>(exchange_dealloc)},
+    {Py_tp_methods, exchange_methods},
+    {Py_tp_getset, exchange_getset},
+    {Py_tp_doc,
+     const_cast<char*>("One HTTP request as the ASGI app sees it (created by the server only).")},
+    {0, nullptr}};
+
+// Py_TPFLAGS_DISALLOW_INSTANTIATION: only start_exchange() creates these.
+PyType_Spec exchange_spec = {"coachwhip._core.Exchange", sizeof(exchange_object), 0,
+                             Py_TPFLAGS_DEFAULT | Py_TPFLAGS_DISALLOW_INSTANTIATION,
+                             exchange_slots};
+
+}  // namespace
+
+bool init_exchange_type(PyObject* module) {
+    g_exchange_type = reinterpret_cast<PyTypeObject*>(
+        PyType_FromModuleAndSpec(module, &exchange_spec, nullptr));
+    if (!g_exchange_type) return false;
+    client_disconnected_error = PyErr_NewExceptionWithDoc(
+        "coachwhip._core.ClientDisconnected",
+        "Raised by send() when the client has gone away (ASGI HTTP spec 2.4: an OSError).",
+        PyExc_OSError, nullptr);
+    return client_disconnected_error != nullptr;
+}
+
+void start_exchange(server_object* srv, const std::shared_ptr<http::exchange>& ex) {
+    auto* obj = PyObject_New(exchange_object, g_exchange_type);
+    if (!obj) {
+        PyErr_WriteUnraisable(reinterpret_cast<PyObject*>(srv));
+        return;
+    }
+    new (&obj->ex) std::shared_ptr<http::exchange>(ex);
+    obj->srv = reinterpret_cast<server_object*>(Py_NewRef(reinterpret_cast<PyObject*>(srv)));
+    obj->task = obj->recv_waiter = obj->send_waiter = obj->start_headers = nullptr;
+    obj->start_status = 0;
+    obj->asgi_state = st_start;
+    obj->body_finished = false;
+    obj->linked = false;
+    obj->prev = obj->next = nullptr;
+    ex->app_handle = obj;
+    py::ref self(reinterpret_cast<PyObject*>(obj));
+
+    py::ref scope(srv->scopes->build(*ex));
+    py::ref coro(scope ? PyObject_CallFunctionObjArgs(srv->run_http, srv->app, scope.get(),
+                                                      self.get(), nullptr)
+                       : nullptr);
+    py::ref task(coro ? PyObject_CallOneArg(srv->create_task, coro.get()) : nullptr);
+    if (!task) {
+        PyErr_WriteUnraisable(srv->app);
+        send_internal_error(obj);
+        return;
+    }
+    obj->task = task.release();
+    link(obj);
+}
+
+void deliver_events(exchange_object* obj, uint8_t events) {
+    http::exchange& ex = *obj->ex;
+    if (obj->send_waiter) {
+        if (events & http::ev_drain) {
+            resolve(obj->send_waiter, Py_None);
+        } else if ((events & http::ev_disconnect) && !ex.connected()) {
+            if (ex.response_complete) {
+                resolve(obj->send_waiter, Py_None);  // the final send was written in full
+            } else {
+                fail_waiter(obj->send_waiter, client_disconnected_error,
+                            "the client has disconnected");
+            }
+        }
+    }
+    if (obj->recv_waiter) {
+        PyObject* msg = try_receive(obj);
+        if (msg) {
+            resolve(obj->recv_waiter, msg);
+            Py_DECREF(msg);
+        } else if (PyErr_Occurred()) {
+            PyErr_WriteUnraisable(reinterpret_cast<PyObject*>(obj));
+        }
+    }
+}
+
+}  // namespace coachwhip::bridge

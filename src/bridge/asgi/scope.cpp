@@ -1,0 +1,155 @@
+#include "bridge/asgi/scope.hpp"
+
+namespace coachwhip::bridge::asgi {
+namespace {
+constexpr size_t cache_limit = 512;  // bounded: a client cannot grow the caches without limit
+
+int hex_value(char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+int set_item(PyObject* d, PyObject* k, PyObject* v) {
+    if (!v) return -1;
+    int r = PyDict_SetItem(d, k, v);
+    Py_DECREF(v);
+    return r;
+}
+}  // namespace
+
+void percent_decode(std::string_view in, std::string& out) {
+    out.clear();
+    out.reserve(in.size());
+    for (size_t i = 0; i < in.size(); ++i) {
+        int hi, lo;
+        if (in[i] == '%' && i + 2 < in.size() &&
+            (hi = hex_value(in[i + 1])) >= 0 && (lo = hex_value(in[i + 2])) >= 0) {
+            out.push_back(static_cast<char>(hi * 16 + lo));
+            i += 2;
+        } else {
+            out.push_back(in[i]);
+        }
+    }
+}
+
+scope_builder::~scope_builder() {
+    for (auto& [k, v] : methods_) Py_DECREF(v);
+    for (auto& [k, v] : names_) Py_DECREF(v);
+}
+
+PyObject* scope_builder::method(std::string_view m) {
+    auto it = methods_.find(std::string(m));
+    if (it != methods_.end()) return Py_NewRef(it->second);
+    PyObject* s = py::str(m);
+    if (s && methods_.size() < cache_limit) methods_.emplace(std::string(m), Py_NewRef(s));
+    return s;
+}
+
+PyObject* scope_builder::header_name(std::string_view raw) {
+    auto it = names_.find(std::string(raw));
+    if (it != names_.end()) return Py_NewRef(it->second);
+    PyObject* b = PyBytes_FromStringAndSize(nullptr, static_cast<Py_ssize_t>(raw.size()));
+    if (!b) return nullptr;
+    char* p = PyBytes_AS_STRING(b);
+    for (size_t i = 0; i < raw.size(); ++i) {
+        char c = raw[i];
+        p[i] = (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c;  // ASGI: lowercased names
+    }
+    if (names_.size() < cache_limit) names_.emplace(std::string(raw), Py_NewRef(b));
+    return b;
+}
+
+PyObject* scope_builder::headers(const http::exchange& ex) {
+    PyObject* list = PyList_New(static_cast<Py_ssize_t>(ex.headers.size()));
+    if (!list) return nullptr;
+    Py_ssize_t i = 0;
+    for (const auto& f : ex.headers) {
+        PyObject* name = header_name(f.name);
+        PyObject* value = name ? py::bytes(f.value) : nullptr;
+        PyObject* pair = value ? PyTuple_Pack(2, name, value) : nullptr;
+        Py_XDECREF(name);
+        Py_XDECREF(value);
+        if (!pair) {
+            Py_DECREF(list);
+            return nullptr;
+        }
+        PyList_SET_ITEM(list, i++, pair);
+    }
+    return list;
+}
+
+PyObject* scope_builder::endpoint(const http::endpoint* ep, bool unix_server) {
+    if (!ep || !ep->known) return Py_NewRef(Py_None);
+    if (unix_server || ep->port < 0) return Py_BuildValue("(s#O)", ep->host.data(),
+                                                          static_cast<Py_ssize_t>(ep->host.size()),
+                                                          Py_None);
+    return Py_BuildValue("(s#i)", ep->host.data(), static_cast<Py_ssize_t>(ep->host.size()),
+                         ep->port);
+}
+
+bool scope_builder::add_path(PyObject* scope, std::string_view target) {
+    const auto& n = py::N();
+    // absolute-form (RFC 9112 §3.2.2): the path starts after the authority.
+    if (target.size() > 7 && (target[0] == 'h' || target[0] == 'H')) {
+        size_t scheme_end = target.find("://");
+        if (scheme_end != std::string_view::npos) {
+            size_t slash = target.find('/', scheme_end + 3);
+            size_t query = target.find('?', scheme_end + 3);
+            size_t start = std::min(slash, query);
+            target = start == std::string_view::npos ? std::string_view("/") : target.substr(start);
+        }
+    }
+    size_t q = target.find('?');
+    std::string_view raw = target.substr(0, q);
+    std::string_view query = q == std::string_view::npos ? std::string_view() : target.substr(q + 1);
+
+    std::string decoded;
+    percent_decode(raw, decoded);
+    py::ref path(PyUnicode_DecodeUTF8(decoded.data(), static_cast<Py_ssize_t>(decoded.size()),
+                                      "replace"));
+    if (!path) return false;
+    py::ref raw_path(py::bytes(raw));
+    if (!raw_path) return false;
+    if (root_path_ && PyUnicode_GET_LENGTH(root_path_) > 0) {
+        // uvicorn's behaviour, which apps expect: root_path prefixes both path and raw_path.
+        path = py::ref(PyUnicode_Concat(root_path_, path.get()));
+        py::ref prefix(PyUnicode_AsUTF8String(root_path_));
+        if (!path || !prefix) return false;
+        PyObject* joined = prefix.release();
+        PyBytes_Concat(&joined, raw_path.get());
+        raw_path = py::ref(joined);
+        if (!raw_path) return false;
+    }
+    return set_item(scope, n.path, path.release()) == 0 &&
+           set_item(scope, n.raw_path, raw_path.release()) == 0 &&
+           set_item(scope, n.query_string,
+                    query.empty() ? Py_NewRef(n.v_empty_bytes) : py::bytes(query)) == 0;
+}
+
+PyObject* scope_builder::build(const http::exchange& ex) {
+    const auto& n = py::N();
+    py::ref scope(PyDict_New());
+    py::ref asgi(PyDict_New());
+    if (!scope || !asgi) return nullptr;
+    if (PyDict_SetItem(asgi.get(), n.version, n.v_asgi_version) < 0 ||
+        PyDict_SetItem(asgi.get(), n.spec_version, n.v_spec_version) < 0)
+        return nullptr;
+    PyObject* d = scope.get();
+    bool unix_server = ex.server && ex.server->known && ex.server->port < 0;
+    bool ok = PyDict_SetItem(d, n.type, n.http) == 0 &&
+              PyDict_SetItem(d, n.asgi, asgi.get()) == 0 &&
+              PyDict_SetItem(d, n.http_version,
+                             ex.http_version == "1.1" ? n.v_http_1_1 : n.v_http_1_0) == 0 &&
+              set_item(d, n.method, method(ex.method)) == 0 &&
+              PyDict_SetItem(d, n.scheme, n.v_scheme_http) == 0 && add_path(d, ex.target) &&
+              PyDict_SetItem(d, n.root_path, root_path_ ? root_path_ : n.v_empty_str) == 0 &&
+              set_item(d, n.headers, headers(ex)) == 0 &&
+              set_item(d, n.client, endpoint(ex.client, false)) == 0 &&
+              set_item(d, n.server, endpoint(ex.server, unix_server)) == 0 &&
+              (!state_ || set_item(d, n.state, PyDict_Copy(state_)) == 0);
+    return ok ? scope.release() : nullptr;
+}
+
+}  // namespace coachwhip::bridge::asgi

@@ -1,0 +1,49 @@
+// coachwhip::bridge::asgi — building the ASGI `http` scope (ASGI HTTP spec 2.4) from an exchange.
+//
+// One pass over the request: method and header names come from small caches of immutable
+// Python objects (the same few dozen names arrive on every request), values are new bytes.
+#pragma once
+
+#include <string>
+#include <unordered_map>
+
+#include "bridge/py.hpp"
+#include "http/exchange.hpp"
+
+namespace coachwhip::bridge::asgi {
+
+// Per-server caches and settings used to build scopes. Owned by the Server object.
+class scope_builder {
+public:
+    scope_builder() = default;
+    ~scope_builder();
+    scope_builder(const scope_builder&) = delete;
+    scope_builder& operator=(const scope_builder&) = delete;
+
+    // `root_path`: str; `state`: the lifespan state dict or nullptr (borrowed, kept alive by
+    // the Server).
+    void configure(PyObject* root_path, PyObject* state) {
+        root_path_ = root_path;
+        state_ = state;
+    }
+
+    // A new `http` scope dict, or nullptr with an exception set.
+    PyObject* build(const http::exchange& ex);
+
+private:
+    PyObject* method(std::string_view m);
+    PyObject* header_name(std::string_view raw);
+    PyObject* headers(const http::exchange& ex);
+    PyObject* endpoint(const http::endpoint* ep, bool unix_server);
+    bool add_path(PyObject* scope, std::string_view target);
+
+    PyObject* root_path_ = nullptr;  // borrowed
+    PyObject* state_ = nullptr;      // borrowed
+    std::unordered_map<std::string, PyObject*> methods_;  // owned values
+    std::unordered_map<std::string, PyObject*> names_;    // raw name -> lowercased bytes, owned
+};
+
+// Percent-decodes `in` (RFC 3986 §2.1) into `out`; invalid escapes are kept literally.
+void percent_decode(std::string_view in, std::string& out);
+
+}  // namespace coachwhip::bridge::asgi

@@ -1,0 +1,76 @@
+// coachwhip::bridge — the two Python objects the engine is seen through.
+//
+// Server (coachwhip._core.Server): one per worker. Owns the C++ engine (server::server), the app
+// and the asyncio loop's bound methods it needs. asyncio watches `fileno()` and calls
+// `on_readable()`; the engine's schedule hook asks `loop.call_soon(run_scheduled)`. After each
+// engine phase (run with the GIL released) the Server delivers the engine's events: new
+// requests start the app in a Task; body, drain and disconnect events resolve waiting futures.
+//
+// Exchange (coachwhip._core.Exchange): one per HTTP request, the ASGI face of an
+// http::exchange. Its `receive` and `send` are what the app gets. It is kept alive by the Server
+// (the live list) until the app's coroutine has finished and the runner called `_finish()` or
+// `_fail()`. It never sees the connection, only the http::exchange interface.
+#pragma once
+
+#include <memory>
+
+#include "bridge/asgi/scope.hpp"
+#include "bridge/py.hpp"
+#include "http/exchange.hpp"
+#include "server/server.hpp"
+
+namespace coachwhip::bridge {
+
+struct exchange_object;
+
+struct server_object {
+    PyObject_HEAD
+    // C++ members: constructed in place by tp_new, destroyed by tp_dealloc.
+    std::unique_ptr<server::server_config> cfg;
+    std::unique_ptr<server::server> engine;
+    std::unique_ptr<asgi::scope_builder> scopes;
+    PyObject* app;
+    PyObject* loop;
+    PyObject* run_http;       // the runner coroutine function (coachwhip._asgi.run_http)
+    PyObject* create_task;    // loop.create_task
+    PyObject* create_future;  // loop.create_future
+    PyObject* call_soon;      // loop.call_soon
+    PyObject* run_scheduled;  // self.run_scheduled (bound; cleared by tp_clear)
+    PyObject* access_log;     // callable(str) or None
+    PyObject* error_log;      // callable(level: int, message: str)
+    PyObject* root_path;      // str
+    PyObject* state;          // dict or None
+    exchange_object* live;    // head of the live-exchange list (each holds a reference)
+    Py_ssize_t live_count;
+    bool run_scheduled_pending;
+};
+
+struct exchange_object {
+    PyObject_HEAD
+    std::shared_ptr<http::exchange> ex;  // constructed in place
+    server_object* srv;                  // strong
+    PyObject* task;                      // strong until the app finished
+    PyObject* recv_waiter;               // future an app's receive() awaits, or nullptr
+    PyObject* send_waiter;               // future an app's send() awaits, or nullptr
+    PyObject* start_headers;             // list copied from http.response.start, until sent
+    int start_status;
+    uint8_t asgi_state;                  // see exchange.cpp
+    bool body_finished;                  // the last http.request was delivered
+    bool linked;                         // in the server's live list
+    exchange_object* prev;
+    exchange_object* next;
+};
+
+bool init_exchange_type(PyObject* module);
+bool init_server_type(PyObject* module);
+
+// Starts the app for a new request. On failure logs and answers 500 itself.
+void start_exchange(server_object* srv, const std::shared_ptr<http::exchange>& ex);
+// Delivers coalesced engine events (http::event bits) to the exchange's Python side.
+void deliver_events(exchange_object* obj, uint8_t events);
+// Calls srv->error_log(level, message); never raises (reports to sys.unraisablehook instead).
+void log_error(server_object* srv, int level, std::string_view message);
+
+extern PyObject* client_disconnected_error;  // coachwhip._core.ClientDisconnected (OSError)
+
+}  // namespace coachwhip::bridge

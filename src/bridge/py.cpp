@@ -1,0 +1,33 @@
+#include "bridge/py.hpp"
+
+namespace coachwhip::bridge::py {
+namespace {
+names g_names;  // immutable after module init: interned, immortal for the process's life
+}
+
+const names& N() { return g_names; }
+
+bool init_names() {
+    names& n = g_names;
+#define COACHWHIP_INIT(x) \
+    if (!(n.x = PyUnicode_InternFromString(#x))) return false;
+    COACHWHIP_NAMES(COACHWHIP_INIT)
+#undef COACHWHIP_INIT
+    struct {
+        PyObject** slot;
+        const char* text;
+    } values[] = {
+        {&n.v_asgi_version, "3.0"},          {&n.v_spec_version, "2.4"},
+        {&n.v_http_request, "http.request"}, {&n.v_http_disconnect, "http.disconnect"},
+        {&n.v_response_start, "http.response.start"},
+        {&n.v_response_body, "http.response.body"},
+        {&n.v_http_1_1, "1.1"},              {&n.v_http_1_0, "1.0"},
+        {&n.v_scheme_http, "http"},          {&n.v_empty_str, ""},
+    };
+    for (auto& v : values)
+        if (!(*v.slot = PyUnicode_InternFromString(v.text))) return false;
+    n.v_empty_bytes = PyBytes_FromStringAndSize(nullptr, 0);
+    return n.v_empty_bytes != nullptr;
+}
+
+}  // namespace coachwhip::bridge::py

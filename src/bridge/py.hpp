@@ -1,0 +1,84 @@
+// coachwhip::bridge::py — the small toolkit every bridge file uses: an owning PyObject reference
+// and the interned strings of the ASGI vocabulary.
+//
+// This folder is the only code that includes <Python.h>. Rules that hold across it:
+// - No C++ exception crosses the C API: functions called from Python return nullptr/-1 with a
+//   Python exception set; helpers return values, never throw.
+// - Every function here runs with the GIL held, unless its comment says otherwise.
+// - No global mutable state beyond the module state (interned constants are immutable), so that
+//   a free-threaded build can later run one engine per thread.
+#pragma once
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <string_view>
+#include <utility>
+
+namespace coachwhip::bridge::py {
+
+// An owning reference. `ref(p)` steals p; `ref::borrow(p)` takes a new reference.
+class ref {
+public:
+    ref() noexcept = default;
+    explicit ref(PyObject* p) noexcept : p_(p) {}
+    static ref borrow(PyObject* p) noexcept {
+        Py_XINCREF(p);
+        return ref(p);
+    }
+    ref(const ref&) = delete;
+    ref& operator=(const ref&) = delete;
+    ref(ref&& o) noexcept : p_(std::exchange(o.p_, nullptr)) {}
+    ref& operator=(ref&& o) noexcept {
+        if (this != &o) {
+            Py_XDECREF(p_);
+            p_ = std::exchange(o.p_, nullptr);
+        }
+        return *this;
+    }
+    ~ref() { Py_XDECREF(p_); }
+
+    PyObject* get() const noexcept { return p_; }
+    PyObject* release() noexcept { return std::exchange(p_, nullptr); }
+    explicit operator bool() const noexcept { return p_ != nullptr; }
+
+private:
+    PyObject* p_ = nullptr;
+};
+
+inline PyObject* str(std::string_view s) {
+    return PyUnicode_DecodeLatin1(s.data(), static_cast<Py_ssize_t>(s.size()), nullptr);
+}
+inline PyObject* bytes(std::string_view s) {
+    return PyBytes_FromStringAndSize(s.data(), static_cast<Py_ssize_t>(s.size()));
+}
+
+// Interned keys and constant values of the ASGI messages, created once at module init.
+struct names {
+#define COACHWHIP_NAMES(X)                                                                   \
+    X(type) X(asgi) X(version) X(spec_version) X(http_version) X(method) X(scheme) X(path)  \
+    X(raw_path) X(query_string) X(root_path) X(headers) X(client) X(server) X(state)        \
+    X(body) X(more_body) X(status) X(trailers) X(http) X(message) X(set_result)              \
+    X(set_exception) X(cancelled) X(cancel) X(done)
+#define COACHWHIP_DECLARE(n) PyObject* n = nullptr;
+    COACHWHIP_NAMES(COACHWHIP_DECLARE)
+#undef COACHWHIP_DECLARE
+    // Values.
+    PyObject* v_asgi_version = nullptr;      // "3.0"
+    PyObject* v_spec_version = nullptr;      // "2.4"
+    PyObject* v_http_request = nullptr;      // "http.request"
+    PyObject* v_http_disconnect = nullptr;   // "http.disconnect"
+    PyObject* v_response_start = nullptr;    // "http.response.start"
+    PyObject* v_response_body = nullptr;     // "http.response.body"
+    PyObject* v_http_1_1 = nullptr;          // "1.1"
+    PyObject* v_http_1_0 = nullptr;          // "1.0"
+    PyObject* v_scheme_http = nullptr;       // "http"
+    PyObject* v_empty_bytes = nullptr;       // b""
+    PyObject* v_empty_str = nullptr;         // ""
+};
+
+// Creates the names; returns false with a Python exception set on failure.
+bool init_names();
+const names& N();  // the module's names (valid after init_names succeeded)
+
+}  // namespace coachwhip::bridge::py

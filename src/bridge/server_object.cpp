@@ -1,0 +1,293 @@
+// coachwhip._core.Server: the engine as the Python side sees it.
+#include <memory>
+#include <new>
+
+#include "bridge/asgi/awaitable.hpp"
+#include "bridge/objects.hpp"
+#include "core/log.hpp"
+
+namespace coachwhip::bridge {
+namespace {
+
+// ---------------------------------------------------------------- engine phases
+
+void deliver_all(server_object* s) {
+    // Delivering can make the app side buffer output (no I/O) but never run the engine, so the
+    // queue is not refilled underneath us; loop anyway in case a future change makes it so.
+    for (int round = 0; round < 4 && !s->engine->events().empty(); ++round) {
+        for (auto& ex : s->engine->events().take()) {
+            uint8_t ev = ex->take_events();
+            if (ev & http::ev_request) {
+                start_exchange(s, ex);
+                ev &= static_cast<uint8_t>(~http::ev_body);  // the body is seen on first receive()
+            }
+            auto* obj = static_cast<exchange_object*>(ex->app_handle);
+            if (obj && (ev & ~http::ev_request)) deliver_events(obj, ev);
+        }
+    }
+}
+
+void schedule_hook(void* ctx) {
+    auto* s = static_cast<server_object*>(ctx);
+    if (s->run_scheduled_pending) return;
+    py::ref r(PyObject_CallOneArg(s->call_soon, s->run_scheduled));
+    if (!r) {
+        PyErr_WriteUnraisable(s->call_soon);
+        return;
+    }
+    s->run_scheduled_pending = true;
+}
+
+PyObject* server_on_readable(PyObject* self, PyObject*) {
+    auto* s = reinterpret_cast<server_object*>(self);
+    Py_BEGIN_ALLOW_THREADS s->engine->run_io();
+    Py_END_ALLOW_THREADS deliver_all(s);
+    Py_RETURN_NONE;
+}
+
+PyObject* server_run_scheduled(PyObject* self, PyObject*) {
+    auto* s = reinterpret_cast<server_object*>(self);
+    s->run_scheduled_pending = false;
+    Py_BEGIN_ALLOW_THREADS s->engine->run_scheduled();
+    Py_END_ALLOW_THREADS deliver_all(s);
+    Py_RETURN_NONE;
+}
+
+// ---------------------------------------------------------------- control
+
+PyObject* server_add_listener(PyObject* self, PyObject* arg) {
+    auto* s = reinterpret_cast<server_object*>(self);
+    int fd = PyObject_AsFileDescriptor(arg);
+    if (fd < 0) return nullptr;
+    core::error err = s->engine->add_listener(fd);
+    if (err)
+        return PyErr_Format(PyExc_OSError, "cannot listen on fd %d: %.*s", fd,
+                            static_cast<int>(err.reason.size()), err.reason.data());
+    Py_RETURN_NONE;
+}
+
+PyObject* server_fileno(PyObject* self, PyObject*) {
+    return PyLong_FromLong(reinterpret_cast<server_object*>(self)->engine->fileno());
+}
+
+PyObject* server_stop_accepting(PyObject* self, PyObject*) {
+    reinterpret_cast<server_object*>(self)->engine->stop_accepting();
+    Py_RETURN_NONE;
+}
+
+PyObject* server_shutdown_connections(PyObject* self, PyObject*) {
+    auto* s = reinterpret_cast<server_object*>(self);
+    Py_BEGIN_ALLOW_THREADS s->engine->shutdown_connections();
+    Py_END_ALLOW_THREADS deliver_all(s);
+    Py_RETURN_NONE;
+}
+
+PyObject* server_close_all(PyObject* self, PyObject*) {
+    auto* s = reinterpret_cast<server_object*>(self);
+    Py_BEGIN_ALLOW_THREADS s->engine->close_all();
+    Py_END_ALLOW_THREADS deliver_all(s);
+    Py_RETURN_NONE;
+}
+
+// Cancels the Tasks of every app still running (graceful-shutdown timeout).
+PyObject* server_cancel_all(PyObject* self, PyObject*) {
+    auto* s = reinterpret_cast<server_object*>(self);
+    for (exchange_object* obj = s->live; obj; obj = obj->next) {
+        if (!obj->task) continue;
+        py::ref r(PyObject_CallMethodNoArgs(obj->task, py::N().cancel));
+        if (!r) PyErr_WriteUnraisable(obj->task);
+    }
+    Py_RETURN_NONE;
+}
+
+PyObject* server_get_connections(PyObject* self, void*) {
+    return PyLong_FromSize_t(reinterpret_cast<server_object*>(self)->engine->connection_count());
+}
+
+PyObject* server_get_active(PyObject* self, void*) {
+    return PyLong_FromSsize_t(reinterpret_cast<server_object*>(self)->live_count);
+}
+
+// ---------------------------------------------------------------- lifecycle
+
+void engine_log_sink(core::log_level level, std::string_view message, void* ctx) {
+    // Engine messages can come from the I/O phase, where the GIL is released.
+    PyGILState_STATE g = PyGILState_Ensure();
+    log_error(static_cast<server_object*>(ctx), static_cast<int>(level), message);
+    PyGILState_Release(g);
+}
+
+int server_init(PyObject* self, PyObject* args, PyObject* kwds) {
+    auto* s = reinterpret_cast<server_object*>(self);
+    static const char* kwlist[] = {"app",           "loop",          "run_http",   "root_path",
+                                   "state",         "keep_alive",    "server_header",
+                                   "date_header",   "access_log",    "error_log",  "log_level",
+                                   nullptr};
+    PyObject *app, *loop, *run_http, *root_path = nullptr, *state = Py_None;
+    PyObject *access_log = Py_None, *error_log = Py_None;
+    double keep_alive = 5.0;
+    int server_header = 1, date_header = 1, log_level = 20;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOO|$UOdppOOi", const_cast<char**>(kwlist), &app,
+                                     &loop, &run_http, &root_path, &state, &keep_alive,
+                                     &server_header, &date_header, &access_log, &error_log,
+                                     &log_level))
+        return -1;
+    if (state != Py_None && !PyDict_Check(state)) {
+        PyErr_SetString(PyExc_TypeError, "state must be a dict or None");
+        return -1;
+    }
+    if (s->engine) {
+        PyErr_SetString(PyExc_RuntimeError, "Server.__init__ called twice");
+        return -1;
+    }
+    try {
+        s->cfg = std::make_unique<server::server_config>();
+        s->cfg->keep_alive_ms = static_cast<uint64_t>(keep_alive * 1000.0);
+        s->cfg->conn.server_header = server_header;
+        s->cfg->conn.date_header = date_header;
+        s->engine = std::make_unique<server::server>(*s->cfg);
+        s->scopes = std::make_unique<asgi::scope_builder>();
+    } catch (const std::bad_alloc&) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    if (core::error e = s->engine->init_error()) {
+        PyErr_Format(PyExc_OSError, "%.*s", static_cast<int>(e.reason.size()), e.reason.data());
+        return -1;
+    }
+    s->app = Py_NewRef(app);
+    s->loop = Py_NewRef(loop);
+    s->run_http = Py_NewRef(run_http);
+    s->root_path = Py_NewRef(root_path ? root_path : py::N().v_empty_str);
+    s->state = Py_NewRef(state);
+    s->access_log = Py_NewRef(access_log);
+    s->error_log = Py_NewRef(error_log);
+    s->create_task = PyObject_GetAttrString(loop, "create_task");
+    s->create_future = PyObject_GetAttrString(loop, "create_future");
+    s->call_soon = PyObject_GetAttrString(loop, "call_soon");
+    s->run_scheduled = PyObject_GetAttrString(self, "run_scheduled");
+    if (!s->create_task || !s->create_future || !s->call_soon || !s->run_scheduled) return -1;
+    s->scopes->configure(s->root_path, state == Py_None ? nullptr : state);
+    s->engine->set_schedule_hook(schedule_hook, s);
+    core::set_log_sink(engine_log_sink, s, static_cast<core::log_level>(log_level));
+    return 0;
+}
+
+PyObject* server_new(PyTypeObject* type, PyObject* args, PyObject* kwds) {
+    PyObject* self = PyType_GenericNew(type, args, kwds);
+    if (!self) return nullptr;
+    auto* s = reinterpret_cast<server_object*>(self);
+    new (&s->cfg) std::unique_ptr<server::server_config>();
+    new (&s->engine) std::unique_ptr<server::server>();
+    new (&s->scopes) std::unique_ptr<asgi::scope_builder>();
+    return self;
+}
+
+int server_traverse(PyObject* self, visitproc visit, void* arg) {
+    auto* s = reinterpret_cast<server_object*>(self);
+    Py_VISIT(Py_TYPE(self));
+    Py_VISIT(s->app);
+    Py_VISIT(s->loop);
+    Py_VISIT(s->run_http);
+    Py_VISIT(s->create_task);
+    Py_VISIT(s->create_future);
+    Py_VISIT(s->call_soon);
+    Py_VISIT(s->run_scheduled);
+    Py_VISIT(s->access_log);
+    Py_VISIT(s->error_log);
+    Py_VISIT(s->state);
+    return 0;
+}
+
+int server_clear(PyObject* self) {
+    auto* s = reinterpret_cast<server_object*>(self);
+    Py_CLEAR(s->app);
+    Py_CLEAR(s->loop);
+    Py_CLEAR(s->run_http);
+    Py_CLEAR(s->create_task);
+    Py_CLEAR(s->create_future);
+    Py_CLEAR(s->call_soon);
+    Py_CLEAR(s->run_scheduled);
+    Py_CLEAR(s->access_log);
+    Py_CLEAR(s->error_log);
+    Py_CLEAR(s->state);
+    Py_CLEAR(s->root_path);
+    return 0;
+}
+
+void server_dealloc(PyObject* self) {
+    auto* s = reinterpret_cast<server_object*>(self);
+    PyObject_GC_UnTrack(self);
+    if (s->engine) core::set_log_sink(nullptr, nullptr, core::log_level::info);
+    s->engine.~unique_ptr();  // closes every connection; exchanges still alive are detached
+    s->scopes.~unique_ptr();
+    s->cfg.~unique_ptr();
+    server_clear(self);
+    PyTypeObject* type = Py_TYPE(self);
+    type->tp_free(self);
+    Py_DECREF(type);
+}
+
+PyMethodDef server_methods[] = {
+    {"add_listener", server_add_listener, METH_O,
+     "add_listener(sock_or_fd): accept connections on a bound, listening socket."},
+    {"fileno", server_fileno, METH_NOARGS, "The engine's epoll fd, for loop.add_reader()."},
+    {"on_readable", server_on_readable, METH_NOARGS, "Run one engine I/O phase (reader callback)."},
+    {"run_scheduled", server_run_scheduled, METH_NOARGS, "Flush work the app side buffered."},
+    {"stop_accepting", server_stop_accepting, METH_NOARGS, "Stop accepting new connections."},
+    {"shutdown_connections", server_shutdown_connections, METH_NOARGS,
+     "Close idle connections now and the others after their current response."},
+    {"close_all", server_close_all, METH_NOARGS, "Close every connection now."},
+    {"cancel_all", server_cancel_all, METH_NOARGS, "Cancel the Task of every running app."},
+    {nullptr, nullptr, 0, nullptr}};
+
+PyGetSetDef server_getset[] = {
+    {"connection_count", server_get_connections, nullptr, "Open connections.", nullptr},
+    {"active_requests", server_get_active, nullptr, "Apps still running.", nullptr},
+    {nullptr, nullptr, nullptr, nullptr, nullptr}};
+
+PyType_Slot server_slots[] = {
+    {Py_tp_new, reinterpret_cast<void*>(server_new)},
+    {Py_tp_init, reinterpret_cast<void*>(server_init)},
+    {Py_tp_dealloc, reinterpret_cast<void*>(server_dealloc)},
+    {Py_tp_traverse, reinterpret_cast<void*>(server_traverse)},
+    {Py_tp_clear, reinterpret_cast<void*>(server_clear)},
+    {Py_tp_methods, server_methods},
+    {Py_tp_getset, server_getset},
+    {Py_tp_doc, const_cast<char*>(
+        "Server(app, loop, run_http, *, root_path='', state=None, keep_alive=5.0, "
+        "server_header=True, date_header=True, access_log=None, error_log=None, log_level=20)\n\n"
+        "One worker's HTTP engine. Internal: use coachwhip.run().")},
+    {0, nullptr}};
+
+PyType_Spec server_spec = {"coachwhip._core.Server", sizeof(server_object), 0,
+                           Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC, server_slots};
+
+}  // namespace
+
+void log_error(server_object* srv, int level, std::string_view message) {
+    if (!srv || !srv->error_log || srv->error_log == Py_None) {
+        PySys_WriteStderr("coachwhip: %.*s\n", static_cast<int>(message.size()), message.data());
+        return;
+    }
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);  // logging must not clobber an exception being raised
+    py::ref text(PyUnicode_DecodeUTF8(message.data(), static_cast<Py_ssize_t>(message.size()),
+                                      "backslashreplace"));
+    py::ref lvl(PyLong_FromLong(level));
+    py::ref r(text && lvl ? PyObject_CallFunctionObjArgs(srv->error_log, lvl.get(), text.get(),
+                                                          nullptr)
+                          : nullptr);
+    if (!r) PyErr_WriteUnraisable(srv->error_log);
+    PyErr_Restore(type, value, tb);
+}
+
+bool init_server_type(PyObject* module) {
+    PyObject* type = PyType_FromModuleAndSpec(module, &server_spec, nullptr);
+    if (!type) return false;
+    int r = PyModule_AddObjectRef(module, "Server", type);
+    Py_DECREF(type);
+    return r == 0;
+}
+
+}  // namespace coachwhip::bridge

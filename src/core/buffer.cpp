@@ -1,0 +1,89 @@
+#include "core/buffer.hpp"
+
+#include <algorithm>
+
+namespace coachwhip::core {
+
+std::pair<char*, size_t> input_buffer::reserve(size_t want, size_t limit) {
+    if (cap_ - end_ >= want) return {data_.get() + end_, cap_ - end_};
+    // Reclaim consumed space first: cheaper than growing, and keeps the buffer at its size.
+    if (start_ > 0) compact();
+    if (cap_ - end_ < want && cap_ < limit) {
+        size_t new_cap = std::min(limit, std::max({cap_ * 2, end_ + want, size_t{4096}}));
+        auto grown = std::make_unique_for_overwrite<char[]>(new_cap);
+        if (end_) std::memcpy(grown.get(), data_.get(), end_);
+        data_ = std::move(grown);
+        cap_ = new_cap;
+    }
+    return {data_.get() + end_, cap_ - end_};
+}
+
+void input_buffer::consume(size_t n) noexcept {
+    start_ += n;
+    if (start_ == end_) start_ = end_ = 0;  // the common case: everything parsed, no memmove
+}
+
+void input_buffer::compact() noexcept {
+    if (start_ == 0) return;
+    if (end_ > start_) std::memmove(data_.get(), data_.get() + start_, end_ - start_);
+    end_ -= start_;
+    start_ = 0;
+}
+
+void input_buffer::release() noexcept {
+    if (!empty()) return;
+    data_.reset();
+    cap_ = start_ = end_ = 0;
+}
+
+void output_queue::append(std::string_view bytes) {
+    if (bytes.empty()) return;
+    bytes_ += bytes.size();
+    if (!segs_.empty() && bytes.size() < coalesce_limit) {
+        auto& last = segs_.back().data;
+        if (last.size() + bytes.size() <= coalesce_limit * 2) {
+            last.append(bytes);
+            return;
+        }
+    }
+    segs_.push_back({std::string(bytes), 0});
+}
+
+void output_queue::append(std::string&& bytes) {
+    if (bytes.empty()) return;
+    if (bytes.size() < coalesce_limit) return append(std::string_view(bytes));
+    bytes_ += bytes.size();
+    segs_.push_back({std::move(bytes), 0});
+}
+
+int output_queue::iov(iovec* out, int max) const noexcept {
+    int n = 0;
+    for (const auto& s : segs_) {
+        if (n == max) break;
+        out[n].iov_base = const_cast<char*>(s.data.data() + s.offset);
+        out[n].iov_len = s.data.size() - s.offset;
+        ++n;
+    }
+    return n;
+}
+
+void output_queue::consume(size_t n) noexcept {
+    bytes_ -= n;
+    while (n > 0) {
+        auto& s = segs_.front();
+        size_t left = s.data.size() - s.offset;
+        if (n < left) {
+            s.offset += n;
+            return;
+        }
+        n -= left;
+        segs_.pop_front();
+    }
+}
+
+void output_queue::clear() noexcept {
+    segs_.clear();
+    bytes_ = 0;
+}
+
+}  // namespace coachwhip::core

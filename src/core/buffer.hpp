@@ -1,0 +1,68 @@
+// coachwhip::core byte buffers.
+//
+// input_buffer: one contiguous region that a socket reads into and a parser reads from.
+//   [ consumed | readable | writable ]. Bytes are appended at the end and consumed from the
+//   front; `compact()` moves the readable bytes to the start. Views into `readable()` are
+//   invalidated by `reserve()` and `compact()` only. Capacity never exceeds the limit given to
+//   `reserve()`, so memory is bounded by the caller's limits, not by the peer.
+//
+// output_queue: an ordered list of byte segments to be written with writev(). Small writes are
+//   coalesced into the last segment; large ones get their own. `iov()` fills an iovec array from
+//   the front; `consume(n)` drops n written bytes.
+#pragma once
+
+#include <sys/uio.h>
+
+#include <cstddef>
+#include <cstring>
+#include <deque>
+#include <memory>
+#include <string>
+#include <string_view>
+
+namespace coachwhip::core {
+
+class input_buffer {
+public:
+    std::string_view readable() const noexcept { return {data_.get() + start_, end_ - start_}; }
+    size_t size() const noexcept { return end_ - start_; }
+    bool empty() const noexcept { return end_ == start_; }
+    size_t capacity() const noexcept { return cap_; }
+
+    // Makes room for at least `want` more bytes without growing past `limit` total capacity.
+    // Returns the writable span (possibly smaller than `want`; empty when the limit is reached).
+    std::pair<char*, size_t> reserve(size_t want, size_t limit);
+    void commit(size_t n) noexcept { end_ += n; }
+    void consume(size_t n) noexcept;
+    void compact() noexcept;
+    // Frees the memory of an empty buffer (idle keep-alive connections keep nothing).
+    void release() noexcept;
+
+private:
+    std::unique_ptr<char[]> data_;
+    size_t cap_ = 0, start_ = 0, end_ = 0;
+};
+
+class output_queue {
+public:
+    static constexpr size_t coalesce_limit = 16 * 1024;  // appends below this are copied together
+
+    void append(std::string_view bytes);
+    void append(std::string&& bytes);
+    size_t size() const noexcept { return bytes_; }
+    bool empty() const noexcept { return bytes_ == 0; }
+    // Fills up to `max` iovecs from the front; returns how many.
+    int iov(iovec* out, int max) const noexcept;
+    void consume(size_t n) noexcept;
+    void clear() noexcept;
+
+private:
+    struct segment {
+        std::string data;
+        size_t offset = 0;  // bytes of `data` already written
+    };
+    std::deque<segment> segs_;
+    size_t bytes_ = 0;
+};
+
+}  // namespace coachwhip::core

@@ -1,0 +1,17 @@
+// coachwhip::core clock: a monotonic millisecond clock and the cached IMF-fixdate for `Date`.
+//
+// Contract: `now_ms()` is CLOCK_MONOTONIC in milliseconds. `http_date()` returns a view of a
+// 29-byte "Sun, 06 Nov 1994 08:49:37 GMT" string for the current second; the view stays valid
+// until the next call (it points into a buffer that is rewritten at most once a second).
+// Engine thread only.
+#pragma once
+
+#include <cstdint>
+#include <string_view>
+
+namespace coachwhip::core {
+
+uint64_t now_ms() noexcept;
+std::string_view http_date() noexcept;
+
+}  // namespace coachwhip::core

@@ -1,0 +1,167 @@
+// coachwhip::http — one request/response exchange, independent of the HTTP version.
+//
+// The protocol side (http1::connection today, an HTTP/2 stream later) creates an exchange when a
+// request head is complete, fills in the request body as it arrives, and writes the response the
+// app side gives it. The app side (the ASGI bridge) sees only this class: it never learns whether
+// it talks to HTTP/1 or HTTP/2.
+//
+// Ownership: shared by the protocol side (while the request is current on its connection) and the
+// app side (while the app runs). When the connection goes away first, it calls `detach()`; every
+// later app call then returns send_status::closed.
+//
+// Threading: engine thread only. The protocol side runs with the GIL released; it never calls the
+// app side directly. It posts events (`post()`), which the engine's owner delivers to the app side
+// in a batch after the I/O phase, with the GIL held.
+//
+// Backpressure contract (the "proceed" contract):
+// - `send()` returns proceed when the sender may send again at once; wait when the connection's
+//   buffered output is over its high-water mark. After wait, the app side must not call `send()`
+//   again until it receives event::drain (or event::disconnect). ASGI `await send()` completes at
+//   that moment.
+// - The request body is buffered in `body` up to a high-water mark; above it the protocol stops
+//   reading. `take_body()` empties it and lets the protocol read again.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace coachwhip::http {
+
+struct field {
+    std::string_view name;
+    std::string_view value;
+};
+
+// Where a connection comes from or arrives at, formatted once per connection.
+struct endpoint {
+    std::string host;  // "127.0.0.1", "::1", or the socket path for AF_UNIX
+    int port = -1;     // -1 for AF_UNIX (ASGI: [path, None]) or unknown
+    bool known = false;
+};
+
+enum class send_status : uint8_t {
+    proceed,  // accepted; the sender may send again now
+    wait,     // accepted; wait for event::drain before sending again
+    closed,   // the client is gone; nothing was sent (ASGI: raise an OSError subclass)
+    error,    // the message breaks a protocol rule; `reason` says which; nothing was sent
+};
+
+struct send_result {
+    send_status status = send_status::proceed;
+    std::string_view reason;  // static string when status == error
+};
+
+// Events the protocol side posts to the app side (bit flags, coalesced until delivered).
+enum event : uint8_t {
+    ev_request = 1,     // the request head is complete: start the app
+    ev_body = 2,        // more request body arrived, or it is complete
+    ev_drain = 4,       // output fell below the low-water mark: a waiting send may proceed
+    ev_disconnect = 8,  // the client is gone (or the exchange was aborted)
+};
+
+class exchange;
+
+// What the protocol implements for the app side's calls (see the backpressure contract above).
+class response_sink {
+public:
+    struct head {
+        int status;
+        std::span<const field> headers;
+    };
+    // Sends the response head (first call only: `h` non-null) and/or body bytes. `more` false
+    // completes the response. A head with `more` false and no content-length gets one from
+    // `body.size()`; a head with `more` true and no content-length is sent chunked (HTTP/1.1).
+    virtual send_result send(exchange& ex, const head* h, std::string_view body, bool more) = 0;
+    // The app failed: after a head was sent, close the connection; before, the caller sends a
+    // 500 through send() instead.
+    virtual void abort(exchange& ex) = 0;
+    // The app took buffered body bytes, or wants some: send 100 Continue if it is owed, and read.
+    virtual void want_body(exchange& ex) = 0;
+
+protected:
+    ~response_sink() = default;
+};
+
+// Collects exchanges with undelivered events; drained by the engine's owner (the bridge).
+class event_queue {
+public:
+    void push(std::shared_ptr<exchange> ex) { items_.push_back(std::move(ex)); }
+    bool empty() const noexcept { return items_.empty(); }
+    // Moves the queued exchanges out (the caller delivers their events).
+    std::vector<std::shared_ptr<exchange>> take() { return std::exchange(items_, {}); }
+
+private:
+    std::vector<std::shared_ptr<exchange>> items_;
+};
+
+class exchange : public std::enable_shared_from_this<exchange> {
+public:
+    exchange(event_queue& queue, response_sink* sink) : queue_(&queue), sink_(sink) {}
+
+    // ---- the request (immutable once ev_request is posted) ----
+    std::string_view method;
+    std::string_view target;        // raw request-target
+    std::string_view http_version;  // "1.0", "1.1", "2"
+    std::string_view scheme = "http";
+    std::vector<field> headers;     // views into `head_storage`
+    std::string head_storage;       // owns the bytes of the request head
+    const endpoint* client = nullptr;  // owned by the connection; outlive the exchange's request
+    const endpoint* server = nullptr;  // (copied into Python when the scope is built)
+    bool expect_continue = false;
+    bool has_body = false;          // the request announced a body (CL > 0 or chunked)
+    bool client_closed = false;     // the client half-closed: it will send nothing more
+
+    // ---- request body (protocol appends, app takes) ----
+    std::string body;          // decoded bytes not yet taken by the app
+    bool body_complete = false;
+
+    // ---- response accounting (for the access log) ----
+    int status = 0;
+    uint64_t bytes_sent = 0;
+    bool response_complete = false;
+
+    // ---- events ----
+    void post(uint8_t ev) {
+        bool was_idle = events_ == 0;
+        events_ |= ev;
+        if (was_idle) queue_->push(shared_from_this());
+    }
+    uint8_t take_events() noexcept { return std::exchange(events_, 0); }
+
+    // ---- app-side calls ----
+    send_result send(const response_sink::head* h, std::string_view data, bool more) {
+        if (!sink_) return {send_status::closed, {}};
+        return sink_->send(*this, h, data, more);
+    }
+    void abort() {
+        if (sink_) sink_->abort(*this);
+    }
+    // The app took everything in `body`: clear it and let the protocol read more.
+    void body_taken() {
+        body.clear();
+        if (sink_) sink_->want_body(*this);
+    }
+    // The app waits for body bytes: send 100 Continue if it is owed, and read.
+    void want_body() {
+        if (sink_) sink_->want_body(*this);
+    }
+    bool connected() const noexcept { return sink_ != nullptr; }
+
+    // ---- protocol-side ----
+    void detach() noexcept { sink_ = nullptr; }
+
+    // An opaque handle the app side keeps here (the bridge's Python object, borrowed).
+    void* app_handle = nullptr;
+
+private:
+    event_queue* queue_;
+    response_sink* sink_;
+    uint8_t events_ = 0;
+};
+
+}  // namespace coachwhip::http

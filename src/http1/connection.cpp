@@ -1,0 +1,411 @@
+#include "http1/connection.hpp"
+
+#include <cerrno>
+#include <cstring>
+#include <vector>
+
+#include "core/log.hpp"
+
+namespace coachwhip::http1 {
+
+using http::send_result;
+using http::send_status;
+using timer_kind = connection_owner::timer_kind;
+
+namespace {
+constexpr std::string_view continue_response = "HTTP/1.1 100 Continue\r\n\r\n";
+
+// Header storage for the parser. One engine thread parses one head at a time and copies the
+// result out before parsing another, so one buffer per thread serves every connection.
+std::span<header_field> header_storage(size_t n) {
+    static thread_local std::vector<header_field> storage;
+    if (storage.size() < n) storage.resize(n);
+    return {storage.data(), n};
+}
+}  // namespace
+
+connection::connection(transport& t, connection_owner& owner, const connection_config& cfg,
+                       http::event_queue& events, const http::endpoint& client,
+                       const http::endpoint& server)
+    : t_(t), owner_(owner), cfg_(cfg), events_(events), client_(client), server_(server) {
+    owner_.arm_timer(*this, timer_kind::keep_alive);
+}
+
+connection::~connection() { detach_exchange(false); }
+
+// ---------------------------------------------------------------- reading
+
+void connection::on_readable() {
+    read_ready_ = true;
+    read_input();
+}
+
+bool connection::reading_paused() const noexcept {
+    switch (state_) {
+        case state::read_head: return false;
+        case state::in_request:
+            // Body: pause while the app has not taken what is buffered (backpressure). After the
+            // body: keep reading (to see a disconnect) while pipelined bytes stay within a head.
+            if (!body_done_) return ex_ && ex_->body.size() >= cfg_.body_high_water;
+            return in_.size() >= cfg_.head_limits.max_head;
+        case state::lingering: return false;
+        default: return true;
+    }
+}
+
+void connection::read_input() {
+    while (read_ready_ && state_ != state::closed) {
+        if (state_ == state::lingering) return linger_read();
+        if (reading_paused()) return;  // read_ready_ stays set: resume without a new edge
+        auto [buf, room] = in_.reserve(cfg_.read_chunk, cfg_.head_limits.max_head + cfg_.read_chunk);
+        if (room == 0) return;
+        ssize_t n = t_.read(buf, room);
+        if (n > 0) {
+            in_.commit(static_cast<size_t>(n));
+            consume_input();
+        } else if (n == 0) {
+            read_ready_ = false;
+            peer_eof_ = true;
+            if (state_ == state::read_head || (state_ == state::in_request && !body_done_)) {
+                // Between requests this is an ordinary close; inside a head or body it is an
+                // aborted request. Either way nobody is left to answer.
+                return close_now();
+            }
+            if (ex_) {
+                ex_->client_closed = true;
+                ex_->post(http::ev_disconnect);  // a waiting receive() learns the client left
+            }
+            return;
+        } else if (n == -EAGAIN || n == -EWOULDBLOCK) {
+            read_ready_ = false;
+        } else if (n != -EINTR) {
+            return close_now();  // ECONNRESET and friends
+        }
+    }
+}
+
+void connection::consume_input() {
+    if (state_ == state::read_head) {
+        try_parse_head();
+    } else if (state_ == state::in_request && !body_done_) {
+        decode_body();
+    }
+}
+
+void connection::try_parse_head() {
+    std::string_view data = in_.readable();
+    if (data.empty()) return;
+    // Re-parse only when it can change the answer: the first bytes (garbage is rejected at
+    // once), a newly completed line, or a head past its limits (414/431). So a client trickling
+    // one byte at a time costs O(lines x head size), not O(bytes x head size).
+    bool first = scanned_ == 0;
+    bool new_line = std::memchr(data.data() + scanned_, '\n', data.size() - scanned_) != nullptr;
+    bool over = data.size() > cfg_.head_limits.max_head ||
+                (!std::memchr(data.data(), '\n', data.size()) &&
+                 data.size() > cfg_.head_limits.max_request_line);
+    scanned_ = data.size();
+    if (!first && !new_line && !over) return;
+
+    request_head head;
+    auto storage = header_storage(cfg_.head_limits.max_headers);
+    parse_result r = parse_request_head(data, head, storage, cfg_.head_limits);
+    if (r.status == parse_status::incomplete) {
+        if (peer_eof_) close_now();  // half a request and the client has stopped sending
+        return;
+    }
+    if (r.status == parse_status::error) return reject(r.error);
+    request_info info = analyze_request(head);
+    if (info.error) return reject(info.error);
+    start_request(head, info, r.head_length);
+}
+
+void connection::start_request(const request_head& head, const request_info& info,
+                               size_t head_len) {
+    owner_.disarm_timer(*this);
+    ex_ = std::make_shared<http::exchange>(events_, this);
+    http::exchange& ex = *ex_;
+    // Copy the head out of the read buffer (a few hundred bytes) so the app side can keep views
+    // into it while the buffer is reused for the body and the next request.
+    const char* base = in_.readable().data();
+    ex.head_storage.assign(base, head_len);
+    auto rebase = [&](std::string_view v) {
+        return std::string_view(ex.head_storage.data() + (v.data() - base), v.size());
+    };
+    ex.method = rebase(head.method);
+    ex.target = rebase(head.target);
+    ex.http_version = head.minor_version == 1 ? "1.1" : "1.0";
+    ex.headers.reserve(head.headers.size());
+    for (const auto& f : head.headers) ex.headers.push_back({rebase(f.name), rebase(f.value)});
+    ex.client = &client_;
+    ex.server = &server_;
+    in_.consume(head_len);
+    scanned_ = 0;
+
+    info_ = info;
+    minor_version_ = head.minor_version;
+    head_request_ = head.method == "HEAD";
+    keep_alive_ = info.keep_alive && !shutting_down_;
+    body_left_ = info.framing == body_framing::content_length ? info.content_length : 0;
+    if (info.framing == body_framing::chunked) {
+        chunked_.emplace();
+    } else {
+        chunked_.reset();
+    }
+    body_done_ = info.framing == body_framing::none ||
+                 (info.framing == body_framing::content_length && body_left_ == 0);
+    ex.has_body = !body_done_;
+    ex.body_complete = body_done_;
+    ex.expect_continue = info.expect_continue && !body_done_ && minor_version_ >= 1;
+    continue_owed_ = ex.expect_continue;
+    app_wants_body_ = response_started_ = response_done_ = send_waiting_ = aborted_ = false;
+    body_sent_ = 0;
+    state_ = state::in_request;
+    ex.post(http::ev_request);
+    if (!body_done_) decode_body();
+}
+
+void connection::decode_body() {
+    bool progressed = false;
+    while (!body_done_ && !in_.empty() && ex_->body.size() < cfg_.body_high_water) {
+        std::string_view data = in_.readable();
+        if (chunked_) {
+            auto r = chunked_->decode(data);
+            if (r.status == chunked_decoder::status::data) ex_->body.append(r.data);
+            in_.consume(r.consumed);
+            if (r.status == chunked_decoder::status::error) return reject(r.error);
+            if (r.status == chunked_decoder::status::done) body_done_ = true;
+            progressed = progressed || r.consumed > 0;
+            if (r.status == chunked_decoder::status::need_more) break;
+        } else {
+            size_t n = std::min<uint64_t>(body_left_, data.size());
+            n = std::min(n, cfg_.body_high_water - ex_->body.size());
+            ex_->body.append(data.substr(0, n));
+            in_.consume(n);
+            body_left_ -= n;
+            body_done_ = body_left_ == 0;
+            progressed = true;
+        }
+    }
+    if (!progressed) return;
+    ex_->body_complete = body_done_;
+    ex_->post(http::ev_body);
+}
+
+void connection::linger_read() {
+    char sink[4096];
+    while (read_ready_) {
+        ssize_t n = t_.read(sink, sizeof sink);
+        if (n > 0) {
+            lingered_ += static_cast<size_t>(n);
+            if (lingered_ > cfg_.linger_max_bytes) return close_now();
+        } else if (n == -EAGAIN || n == -EWOULDBLOCK) {
+            read_ready_ = false;
+        } else if (n != -EINTR) {
+            return close_now();  // EOF: the client has read our response and closed
+        }
+    }
+}
+
+// ---------------------------------------------------------------- request/response lifecycle
+
+void connection::finish_request() {
+    // The response is complete. A body the app did not read to the end leaves the stream
+    // position unknown to us only if we stop reading it; we do not drain it, we close.
+    if (!body_done_) keep_alive_ = false;
+    detach_exchange(true);  // receive() now answers http.disconnect (ASGI: response sent)
+    if (!keep_alive_ || shutting_down_) return start_draining();
+    state_ = state::read_head;
+    owner_.arm_timer(*this, timer_kind::keep_alive);
+    if (!in_.empty()) return try_parse_head();  // a pipelined request is already here
+    if (peer_eof_) return close_now();
+    in_.release();  // idle keep-alive connections hold no buffer memory
+}
+
+void connection::reject(const core::error& err) {
+    if (core::log_enabled(core::log_level::debug)) {
+        std::string msg = "rejected request from " + client_.host + ": " +
+                          std::to_string(err.status) + " " + std::string(err.reason);
+        core::log(core::log_level::debug, msg);
+    }
+    if (state_ == state::in_request && response_started_) return close_now();
+    detach_exchange(true);
+    out_.append(encode_error_response(err.status, cfg_.server_header, cfg_.date_header));
+    start_draining();
+}
+
+void connection::start_draining() {
+    state_ = state::draining;
+    owner_.disarm_timer(*this);
+    flush();
+}
+
+void connection::detach_exchange(bool notify) {
+    if (!ex_) return;
+    ex_->detach();
+    if (notify) ex_->post(http::ev_disconnect);
+    ex_.reset();
+}
+
+void connection::close_now() {
+    if (state_ == state::closed) return;
+    state_ = state::closed;
+    owner_.disarm_timer(*this);
+    detach_exchange(true);
+    out_.clear();
+    t_.close();
+    owner_.on_closed(*this);
+}
+
+void connection::on_hangup() { close_now(); }
+
+void connection::on_timer(timer_kind kind) {
+    if (kind == timer_kind::keep_alive && state_ == state::read_head) return close_now();
+    if (kind == timer_kind::linger) return close_now();
+}
+
+void connection::begin_shutdown() {
+    shutting_down_ = true;
+    if (state_ == state::read_head) return close_now();  // idle, or a head not yet complete
+    keep_alive_ = false;  // responses not yet started say "connection: close"
+}
+
+// ---------------------------------------------------------------- writing
+
+void connection::on_writable() {
+    write_blocked_ = false;
+    process();
+}
+
+void connection::flush() {
+    while (!out_.empty() && !write_blocked_ && state_ != state::closed) {
+        iovec iov[64];
+        int cnt = out_.iov(iov, 64);
+        size_t offered = 0;
+        for (int i = 0; i < cnt; ++i) offered += iov[i].iov_len;
+        ssize_t n = t_.writev(iov, cnt);
+        if (n >= 0) {
+            out_.consume(static_cast<size_t>(n));
+            // A short write means the socket buffer is full: wait for the EPOLLOUT edge rather
+            // than spend a syscall on the EAGAIN we would get now.
+            if (static_cast<size_t>(n) < offered) write_blocked_ = true;
+        } else if (n == -EAGAIN || n == -EWOULDBLOCK) {
+            write_blocked_ = true;
+        } else if (n != -EINTR) {
+            return close_now();  // EPIPE, ECONNRESET: the client is gone
+        }
+    }
+    if (state_ == state::closed) return;
+    if (send_waiting_ && out_.size() <= cfg_.write_low_water && ex_) {
+        send_waiting_ = false;
+        ex_->post(http::ev_drain);
+    }
+    if (state_ == state::draining && out_.empty()) {
+        t_.shutdown_write();
+        state_ = state::lingering;
+        read_ready_ = true;
+        owner_.arm_timer(*this, timer_kind::linger);
+        linger_read();
+    }
+}
+
+void connection::process() {
+    if (aborted_) return close_now();
+    flush();
+    if (state_ == state::in_request && response_done_ && out_.size() < cfg_.write_high_water)
+        finish_request();
+    if (read_ready_ && !reading_paused()) read_input();
+}
+
+// ---------------------------------------------------------------- response_sink (GIL held)
+
+send_result connection::send(http::exchange& ex, const head* h, std::string_view body, bool more) {
+    if (&ex != ex_.get() || state_ != state::in_request) return {send_status::closed, {}};
+    if (response_done_) return {send_status::error, "response already complete"};
+    send_result r = response_started_ ? queue_body(body, more)
+                    : h                 ? queue_head(*h, body, more)
+                                        : send_result{send_status::error, "body before response head"};
+    if (r.status != send_status::error) owner_.schedule(*this);
+    return r;
+}
+
+send_result connection::queue_head(const head& h, std::string_view body, bool more) {
+    // Answering without the body the client was told to wait for (no 100 sent): the client may
+    // or may not send it now, so the connection cannot be reused (RFC 9110 §10.1.1).
+    if (continue_owed_) keep_alive_ = false;
+    head_options opt;
+    opt.minor_version = minor_version_;
+    opt.head_request = head_request_;
+    opt.keep_alive = keep_alive_ && !shutting_down_;
+    opt.server_header = cfg_.server_header;
+    opt.date_header = cfg_.date_header;
+    if (!more) opt.body_size = body.size();
+    std::string bytes;
+    core::error err = encode_response_head(bytes, h.status, h.headers, opt, framing_);
+    if (err) return {send_status::error, err.reason};
+    if (framing_.no_body && !head_request_ && !body.empty())
+        return {send_status::error, "a 1xx, 204 or 304 response cannot have a body"};
+    if (framing_.content_length && !framing_.no_body &&
+        (body.size() > *framing_.content_length ||
+         (!more && body.size() < *framing_.content_length)))
+        return {send_status::error, "response body does not match its content-length"};
+    response_started_ = true;
+    continue_owed_ = false;
+    keep_alive_ = framing_.keep_alive;
+    ex_->status = h.status;
+    out_.append(std::move(bytes));
+    return queue_body(body, more);
+}
+
+send_result connection::queue_body(std::string_view body, bool more) {
+    if (framing_.no_body) {
+        if (!head_request_ && !body.empty())
+            return {send_status::error, "a 1xx, 204 or 304 response cannot have a body"};
+    } else {
+        if (framing_.content_length) {
+            uint64_t total = body_sent_ + body.size();
+            if (total > *framing_.content_length)
+                return {send_status::error, "response body longer than its content-length"};
+            if (!more && total < *framing_.content_length)
+                return {send_status::error, "response body shorter than its content-length"};
+        }
+        if (framing_.chunked) {
+            std::string chunk;
+            chunk.reserve(body.size() + 24);
+            encode_chunk(chunk, body);
+            out_.append(std::move(chunk));
+        } else {
+            out_.append(body);
+        }
+        body_sent_ += body.size();
+        ex_->bytes_sent += body.size();
+    }
+    if (!more) {
+        if (framing_.chunked) out_.append(last_chunk);
+        response_done_ = true;
+        ex_->response_complete = true;
+    }
+    if (out_.size() >= cfg_.write_high_water) {
+        send_waiting_ = true;
+        return {send_status::wait, {}};
+    }
+    return {send_status::proceed, {}};
+}
+
+void connection::abort(http::exchange& ex) {
+    if (&ex != ex_.get()) return;
+    // Closing is socket I/O: leave it to the next I/O phase.
+    aborted_ = true;
+    owner_.schedule(*this);
+}
+
+void connection::want_body(http::exchange& ex) {
+    if (&ex != ex_.get()) return;
+    app_wants_body_ = true;
+    if (continue_owed_ && !response_started_) {
+        out_.append(continue_response);
+        continue_owed_ = false;
+    }
+    owner_.schedule(*this);
+}
+
+}  // namespace coachwhip::http1

@@ -1,0 +1,157 @@
+// coachwhip::http1::connection — one HTTP/1.x connection: parsing, body framing, response
+// serialisation, keep-alive and pipelining, over an abstract transport.
+//
+// Threading and phases. All methods run on the engine thread. The I/O entry points
+// (`on_readable`, `on_writable`, `on_hangup`, `process`, `on_timer`) run in the engine's I/O
+// phase, with the GIL released; they never call the app side, they post events on exchanges.
+// The response_sink methods (`send`, `abort`, `want_body`) are called by the app side with the
+// GIL held; they only buffer and ask the owner to schedule `process()` for the next I/O phase,
+// so no socket I/O happens under the GIL.
+//
+// States (one request at a time; pipelined requests wait in the input buffer):
+//
+//   read_head --head parsed--> in_request --response done, body done, keep-alive--> read_head
+//       |                          |
+//       |--parse error------------>|--> draining --all output written--> lingering --> closed
+//       |                          |    (error response, connection: close, or not keep-alive)
+//       `--EOF, idle timeout-------+--EOF in a body, reset, app abort------------------> closed
+//
+// Lingering close (draining -> lingering): after the last response is written we send FIN and
+// read-and-discard for a short while, so the client receives the response instead of a reset
+// caused by request bytes we never read.
+//
+// Memory bounds: the input buffer holds at most `limits.max_head` + one read chunk; a request
+// body is buffered up to `body_high_water` (reading pauses above it); buffered output above
+// `write_high_water` makes `send` return wait. An idle keep-alive connection frees its buffers.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+
+#include "core/buffer.hpp"
+#include "http/exchange.hpp"
+#include "http1/chunked.hpp"
+#include "http1/message.hpp"
+#include "http1/parser.hpp"
+#include "http1/response.hpp"
+#include "http1/transport.hpp"
+
+namespace coachwhip::http1 {
+
+struct connection_config {
+    limits head_limits{};
+    size_t read_chunk = 16 * 1024;
+    size_t body_high_water = 64 * 1024;
+    size_t write_high_water = 256 * 1024;
+    size_t write_low_water = 64 * 1024;
+    size_t linger_max_bytes = 256 * 1024;  // discard at most this much while lingering
+    bool server_header = true;
+    bool date_header = true;
+};
+
+class connection;
+
+// What the connection needs from whoever owns it (server::server, or a unit test).
+class connection_owner {
+public:
+    // `c` has work for the next I/O phase (buffered output, reading to resume, next request).
+    virtual void schedule(connection& c) = 0;
+    // Timers. kind: which timeout list (the owner maps kinds to durations).
+    enum class timer_kind : uint8_t { none, keep_alive, linger };
+    virtual void arm_timer(connection& c, timer_kind kind) = 0;
+    virtual void disarm_timer(connection& c) = 0;
+    // The connection is closed; the owner destroys it after the current I/O phase.
+    virtual void on_closed(connection& c) = 0;
+
+protected:
+    ~connection_owner() = default;
+};
+
+class connection final : public http::response_sink {
+public:
+    enum class state : uint8_t { read_head, in_request, draining, lingering, closed };
+
+    connection(transport& t, connection_owner& owner, const connection_config& cfg,
+               http::event_queue& events, const http::endpoint& client,
+               const http::endpoint& server);
+    ~connection();
+    connection(const connection&) = delete;
+    connection& operator=(const connection&) = delete;
+
+    // ---- I/O phase ----
+    void on_readable();
+    void on_writable();
+    void on_hangup();    // EPOLLERR/EPOLLHUP: the peer reset the connection
+    void process();      // scheduled work: flush, resume reading, next pipelined request
+    void on_timer(connection_owner::timer_kind kind);
+
+    // Graceful stop: close now if idle, otherwise after the current response.
+    void begin_shutdown();
+
+    state current_state() const noexcept { return state_; }
+    bool idle() const noexcept { return state_ == state::read_head && in_.empty() && !ex_; }
+    bool write_blocked() const noexcept { return write_blocked_; }
+    bool scheduled = false;      // owner's bookkeeping: already in the schedule list
+    void* owner_ctx = nullptr;   // owner's bookkeeping: its record of this connection
+
+    // ---- response_sink (app side) ----
+    http::send_result send(http::exchange& ex, const head* h, std::string_view body,
+                           bool more) override;
+    void abort(http::exchange& ex) override;
+    void want_body(http::exchange& ex) override;
+
+private:
+    void read_input();
+    bool reading_paused() const noexcept;
+    void consume_input();
+    void try_parse_head();
+    void start_request(const request_head& head, const request_info& info, size_t head_len);
+    void decode_body();
+    void finish_request();
+    void reject(const core::error& err);
+    void flush();
+    void start_draining();
+    void close_now();
+    void linger_read();
+    void detach_exchange(bool notify);
+    http::send_result queue_head(const head& h, std::string_view body, bool more);
+    http::send_result queue_body(std::string_view body, bool more);
+
+    transport& t_;
+    connection_owner& owner_;
+    const connection_config& cfg_;
+    http::event_queue& events_;
+    const http::endpoint& client_;
+    const http::endpoint& server_;
+
+    state state_ = state::read_head;
+    core::input_buffer in_;
+    core::output_queue out_;
+    size_t scanned_ = 0;         // bytes of the pending head already searched for a line end
+    bool read_ready_ = true;     // the transport may have unread bytes (edge-triggered)
+    bool write_blocked_ = false;  // the last write hit EAGAIN: wait for on_writable
+    bool peer_eof_ = false;      // the client half-closed (or closed) its side
+    bool shutting_down_ = false;
+    bool keep_alive_ = true;     // for the current request
+    size_t lingered_ = 0;
+
+    // Current exchange (in_request).
+    std::shared_ptr<http::exchange> ex_;
+    request_info info_{};
+    int minor_version_ = 1;
+    bool head_request_ = false;
+    uint64_t body_left_ = 0;     // content-length framing: bytes still to read
+    std::optional<chunked_decoder> chunked_;
+    bool body_done_ = true;
+    bool continue_owed_ = false;   // Expect: 100-continue not answered yet
+    bool app_wants_body_ = false;  // the app asked for the body (100 may be sent)
+    bool response_started_ = false;
+    bool response_done_ = false;
+    bool send_waiting_ = false;  // send returned wait; post ev_drain on low water
+    bool aborted_ = false;       // the app failed after the head: close in the next I/O phase
+    response_framing framing_{};
+    uint64_t body_sent_ = 0;
+};
+
+}  // namespace coachwhip::http1

@@ -1,0 +1,207 @@
+#include "http1/response.hpp"
+
+#include <charconv>
+
+#include "core/clock.hpp"
+#include "http1/message.hpp"
+#include "http1/parser.hpp"
+
+namespace coachwhip::http1 {
+namespace {
+
+// RFC 9110 §5.5: field-value = *field-content; CR, LF and NUL are never allowed, and we refuse
+// every other CTL except HTAB as well (DEL included) so nothing can confuse a downstream parser.
+bool valid_value(std::string_view v) noexcept {
+    for (unsigned char c : v)
+        if ((c < 0x20 && c != '\t') || c == 0x7f) return false;
+    return true;
+}
+
+bool all_digits(std::string_view v) noexcept {
+    if (v.empty() || v.size() > 19) return false;
+    for (char c : v)
+        if (c < '0' || c > '9') return false;
+    return true;
+}
+
+// 1xx, 204 and 304 never have content (RFC 9110 §6.4.1), so they get no framing fields.
+bool status_has_no_body(int status) noexcept {
+    return (status >= 100 && status < 200) || status == 204 || status == 304;
+}
+
+void append_status_line(std::string& out, int status) {
+    char code[4] = {static_cast<char>('0' + status / 100), static_cast<char>('0' + status / 10 % 10),
+                    static_cast<char>('0' + status % 10), ' '};
+    out.append("HTTP/1.1 ");
+    out.append(code, 4);
+    out.append(reason_phrase(status));
+    out.append("\r\n");
+}
+
+void append_field(std::string& out, std::string_view name, std::string_view value) {
+    out.append(name);
+    out.append(": ");
+    out.append(value);
+    out.append("\r\n");
+}
+
+void append_number(std::string& out, uint64_t n) {
+    char buf[24];
+    auto r = std::to_chars(buf, buf + sizeof buf, n);
+    out.append(buf, static_cast<size_t>(r.ptr - buf));
+}
+
+}  // namespace
+
+std::string_view reason_phrase(int status) noexcept {
+    switch (status) {
+        case 100: return "Continue";
+        case 101: return "Switching Protocols";
+        case 103: return "Early Hints";
+        case 200: return "OK";
+        case 201: return "Created";
+        case 202: return "Accepted";
+        case 203: return "Non-Authoritative Information";
+        case 204: return "No Content";
+        case 205: return "Reset Content";
+        case 206: return "Partial Content";
+        case 300: return "Multiple Choices";
+        case 301: return "Moved Permanently";
+        case 302: return "Found";
+        case 303: return "See Other";
+        case 304: return "Not Modified";
+        case 307: return "Temporary Redirect";
+        case 308: return "Permanent Redirect";
+        case 400: return "Bad Request";
+        case 401: return "Unauthorized";
+        case 402: return "Payment Required";
+        case 403: return "Forbidden";
+        case 404: return "Not Found";
+        case 405: return "Method Not Allowed";
+        case 406: return "Not Acceptable";
+        case 408: return "Request Timeout";
+        case 409: return "Conflict";
+        case 410: return "Gone";
+        case 411: return "Length Required";
+        case 412: return "Precondition Failed";
+        case 413: return "Content Too Large";
+        case 414: return "URI Too Long";
+        case 415: return "Unsupported Media Type";
+        case 416: return "Range Not Satisfiable";
+        case 417: return "Expectation Failed";
+        case 418: return "I'm a teapot";
+        case 421: return "Misdirected Request";
+        case 422: return "Unprocessable Content";
+        case 425: return "Too Early";
+        case 426: return "Upgrade Required";
+        case 428: return "Precondition Required";
+        case 429: return "Too Many Requests";
+        case 431: return "Request Header Fields Too Large";
+        case 451: return "Unavailable For Legal Reasons";
+        case 500: return "Internal Server Error";
+        case 501: return "Not Implemented";
+        case 502: return "Bad Gateway";
+        case 503: return "Service Unavailable";
+        case 504: return "Gateway Timeout";
+        case 505: return "HTTP Version Not Supported";
+        default: return "";
+    }
+}
+
+core::error encode_response_head(std::string& out, int status, std::span<const http::field> fields,
+                                 const head_options& opt, response_framing& framing) {
+    if (status < 100 || status > 999) return {500, "response status must be a 3-digit integer"};
+    framing = {};
+    bool app_server = false, app_date = false, app_close = false;
+    // Validate everything before appending anything: on error, `out` is untouched.
+    for (const auto& f : fields) {
+        if (!is_token(f.name)) return {500, "response header name is not a valid token"};
+        if (!valid_value(f.value))
+            return {500, "response header value contains CR, LF, NUL or another control byte"};
+        if (iequals(f.name, "content-length")) {
+            if (!all_digits(f.value)) return {500, "response content-length is not a number"};
+            uint64_t n = 0;
+            std::from_chars(f.value.data(), f.value.data() + f.value.size(), n);
+            if (framing.content_length && *framing.content_length != n)
+                return {500, "response has two different content-length values"};
+            framing.content_length = n;
+        } else if (iequals(f.name, "server")) {
+            app_server = true;
+        } else if (iequals(f.name, "date")) {
+            app_date = true;
+        } else if (iequals(f.name, "connection")) {
+            app_close = app_close || iequals(f.value, "close");
+        }
+    }
+    framing.no_body = status_has_no_body(status) || opt.head_request;
+    framing.keep_alive = opt.keep_alive && !app_close;
+    if (!framing.no_body && !framing.content_length) {
+        if (opt.body_size) {
+            framing.content_length = opt.body_size;
+        } else if (opt.minor_version >= 1) {
+            framing.chunked = true;
+        } else {
+            framing.close_delimited = true;  // RFC 9112 §6.3 rule 8: length = until close
+            framing.keep_alive = false;
+        }
+    }
+    if (opt.head_request && !framing.content_length && opt.body_size && !status_has_no_body(status))
+        framing.content_length = opt.body_size;  // HEAD: say what GET would have sent
+
+    out.reserve(out.size() + 128 + fields.size() * 48);
+    append_status_line(out, status);
+    if (opt.server_header && !app_server) out.append("server: coachwhip\r\n");
+    if (opt.date_header && !app_date) append_field(out, "date", core::http_date());
+    bool cl_written = false;
+    for (const auto& f : fields) {
+        // ASGI: the server owns framing; an app's transfer-encoding is ignored. Connection is
+        // written by us below, once, so an app cannot send a contradictory pair.
+        if (iequals(f.name, "transfer-encoding") || iequals(f.name, "connection")) continue;
+        if (iequals(f.name, "content-length")) {
+            if (status_has_no_body(status) && status != 304) continue;  // §8.6: not on 1xx/204
+            if (cl_written) continue;
+            cl_written = true;
+        }
+        append_field(out, f.name, f.value);
+    }
+    if (framing.content_length && !cl_written && !status_has_no_body(status)) {
+        out.append("content-length: ");
+        append_number(out, *framing.content_length);
+        out.append("\r\n");
+    }
+    if (framing.chunked) out.append("transfer-encoding: chunked\r\n");
+    if (!framing.keep_alive) {
+        out.append("connection: close\r\n");
+    } else if (opt.minor_version == 0) {
+        out.append("connection: keep-alive\r\n");
+    }
+    out.append("\r\n");
+    if (status_has_no_body(status)) framing.content_length.reset();
+    return {};
+}
+
+void encode_chunk(std::string& out, std::string_view data) {
+    if (data.empty()) return;  // an empty chunk would be the last-chunk
+    char buf[20];
+    auto r = std::to_chars(buf, buf + sizeof buf, data.size(), 16);
+    out.append(buf, static_cast<size_t>(r.ptr - buf));
+    out.append("\r\n");
+    out.append(data);
+    out.append("\r\n");
+}
+
+std::string encode_error_response(int status, bool server_header, bool date_header) {
+    std::string body(reason_phrase(status));
+    body += '\n';
+    std::string out;
+    append_status_line(out, status);
+    if (server_header) out.append("server: coachwhip\r\n");
+    if (date_header) append_field(out, "date", core::http_date());
+    out.append("content-type: text/plain; charset=utf-8\r\nconnection: close\r\ncontent-length: ");
+    append_number(out, body.size());
+    out.append("\r\n\r\n");
+    out.append(body);
+    return out;
+}
+
+}  // namespace coachwhip::http1

@@ -1,0 +1,31 @@
+// coachwhip::http1 transport — the byte stream a connection runs over.
+//
+// TCP and Unix sockets (server::tcp_transport), TLS later, and an in-memory pipe in the unit
+// tests implement it. The interface is pull-based to fit edge-triggered readiness: the owner
+// tells the connection "readable"/"writable", and the connection reads and writes until the
+// transport says it would block.
+//
+// Contract: non-blocking. `read` returns >0 bytes read, 0 at end of stream, or -errno (-EAGAIN:
+// nothing now). `writev` returns bytes written (possibly fewer than offered) or -errno.
+// `shutdown_write` sends FIN after everything written so far. After `close` no call is made.
+#pragma once
+
+#include <sys/types.h>
+#include <sys/uio.h>
+
+#include <cstddef>
+
+namespace coachwhip::http1 {
+
+class transport {
+public:
+    virtual ssize_t read(char* buf, size_t len) = 0;
+    virtual ssize_t writev(const iovec* iov, int iovcnt) = 0;
+    virtual void shutdown_write() = 0;
+    virtual void close() = 0;
+
+protected:
+    ~transport() = default;
+};
+
+}  // namespace coachwhip::http1

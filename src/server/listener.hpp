@@ -1,0 +1,37 @@
+// coachwhip::server::listener — accepts connections on one listening socket.
+//
+// The socket is created and bound by the Python side (which handles --host/--port, --uds, --fd
+// and, later, sockets handed over by a supervisor); the listener only accepts. It does not own
+// the fd unless told to: closing a listener stops accepting, and the Python side closes its
+// socket object (and removes a Unix socket file).
+#pragma once
+
+#include <functional>
+
+#include "loop/loop.hpp"
+
+namespace coachwhip::server {
+
+class listener final : public loop::io_handler {
+public:
+    // `on_accept(fd)` receives each accepted, non-blocking, close-on-exec socket.
+    listener(loop::event_loop& loop, int fd, std::function<void(int)> on_accept);
+    ~listener();
+    listener(const listener&) = delete;
+    listener& operator=(const listener&) = delete;
+
+    int start();  // registers with the loop; returns 0 or errno
+    void stop();  // deregisters; pending connections stay in the kernel's queue
+    void on_io(uint32_t events) override;
+    void resume();  // try accepting again (after EMFILE back-off)
+    bool paused() const noexcept { return paused_; }
+
+private:
+    loop::event_loop& loop_;
+    int fd_;
+    bool registered_ = false;
+    bool paused_ = false;
+    std::function<void(int)> on_accept_;
+};
+
+}  // namespace coachwhip::server

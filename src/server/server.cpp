@@ -1,0 +1,218 @@
+#include "server/server.hpp"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "server/tcp_transport.hpp"
+
+namespace coachwhip::server {
+
+namespace {
+
+http::endpoint to_endpoint(const sockaddr_storage& ss) {
+    http::endpoint ep;
+    char buf[INET6_ADDRSTRLEN];
+    if (ss.ss_family == AF_INET) {
+        const auto& a = reinterpret_cast<const sockaddr_in&>(ss);
+        ep.host = inet_ntop(AF_INET, &a.sin_addr, buf, sizeof buf);
+        ep.port = ntohs(a.sin_port);
+        ep.known = true;
+    } else if (ss.ss_family == AF_INET6) {
+        const auto& a = reinterpret_cast<const sockaddr_in6&>(ss);
+        ep.host = inet_ntop(AF_INET6, &a.sin6_addr, buf, sizeof buf);
+        ep.port = ntohs(a.sin6_port);
+        ep.known = true;
+    } else if (ss.ss_family == AF_UNIX) {
+        const auto& a = reinterpret_cast<const sockaddr_un&>(ss);
+        ep.host = a.sun_path;  // empty for an unnamed peer socket
+        ep.known = !ep.host.empty();
+    }
+    return ep;
+}
+
+bool is_wildcard(const sockaddr_storage& ss) {
+    if (ss.ss_family == AF_INET)
+        return reinterpret_cast<const sockaddr_in&>(ss).sin_addr.s_addr == htonl(INADDR_ANY);
+    if (ss.ss_family == AF_INET6)
+        return IN6_IS_ADDR_UNSPECIFIED(&reinterpret_cast<const sockaddr_in6&>(ss).sin6_addr);
+    return false;
+}
+
+}  // namespace
+
+// One accepted connection: its socket, its addresses, the protocol state and its timer. Lives in
+// server::conns_ (a std::list, so addresses are stable) until it is reaped after closing.
+struct server::conn_entry final : loop::io_handler {
+    conn_entry(server& s, int fd, http::endpoint c, http::endpoint l)
+        : srv(s),
+          transport(fd),
+          client(std::move(c)),
+          local(std::move(l)),
+          conn(transport, s, s.cfg_.conn, s.events_, client, local),
+          timer(&on_timer_cb, this) {}
+
+    void on_io(uint32_t ev) override {
+        if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) conn.on_readable();
+        if ((ev & EPOLLOUT) && conn.write_blocked()) conn.on_writable();
+    }
+    static void on_timer_cb(void* ctx) {
+        auto* e = static_cast<conn_entry*>(ctx);
+        e->conn.on_timer(e->kind);
+    }
+
+    server& srv;
+    tcp_transport transport;
+    http::endpoint client;
+    http::endpoint local;
+    http1::connection conn;
+    loop::timer timer;
+    timer_kind kind = timer_kind::none;
+    std::list<conn_entry>::iterator self;
+};
+
+server::server(const server_config& cfg)
+    : cfg_(cfg), keep_alive_list_(cfg.keep_alive_ms), linger_list_(cfg.linger_ms) {
+    loop_.add_list(&keep_alive_list_);
+    loop_.add_list(&linger_list_);
+}
+
+server::~server() {
+    listeners_.clear();
+    conns_.clear();  // closes sockets; exchanges still held by Python are detached
+}
+
+core::error server::add_listener(int fd) {
+    auto le = std::make_unique<listener_entry>();
+    sockaddr_storage ss{};
+    socklen_t len = sizeof ss;
+    if (getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0)
+        return {500, "getsockname() failed on the listening socket"};
+    le->local = to_endpoint(ss);
+    le->wildcard = is_wildcard(ss);
+    le->family = ss.ss_family;
+    listener_entry* raw = le.get();
+    le->l = std::make_unique<listener>(loop_, fd, [this, raw](int cfd) { accept_one(*raw, cfd); });
+    if (le->l->start() != 0) return {500, "cannot register the listening socket with epoll"};
+    listeners_.push_back(std::move(le));
+    return {};
+}
+
+void server::accept_one(listener_entry& le, int fd) {
+    sockaddr_storage peer{};
+    socklen_t len = sizeof peer;
+    getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &len);
+    http::endpoint local = le.local;
+    if (le.family != AF_UNIX) {
+        int one = 1;  // responses go out in one writev; do not let Nagle hold back the last bytes
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        if (le.wildcard) {
+            sockaddr_storage ss{};
+            socklen_t sl = sizeof ss;
+            if (getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &sl) == 0) local = to_endpoint(ss);
+        }
+    }
+    http::endpoint client = le.family == AF_UNIX ? http::endpoint{} : to_endpoint(peer);
+    conns_.emplace_back(*this, fd, std::move(client), std::move(local));
+    conn_entry& e = conns_.back();
+    e.self = std::prev(conns_.end());
+    e.conn.owner_ctx = &e;
+    ++conn_count_;
+    arm_timer(e.conn, timer_kind::keep_alive);  // until the first request head is complete
+    if (loop_.add(fd, &e, EPOLLIN | EPOLLOUT | EPOLLRDHUP) != 0) e.conn.on_hangup();
+}
+
+void server::stop_accepting() {
+    for (auto& le : listeners_) le->l->stop();
+}
+
+void server::shutdown_connections() {
+    for (auto& e : conns_) e.conn.begin_shutdown();
+    if (!in_io_) enter_io(), leave_io();
+}
+
+void server::close_all() {
+    for (auto& e : conns_) {
+        if (e.conn.current_state() != http1::connection::state::closed) e.conn.on_hangup();
+    }
+    reap();
+}
+
+void server::enter_io() { in_io_ = true; }
+
+void server::leave_io() {
+    process_scheduled();
+    for (auto& le : listeners_)
+        if (le->l->paused()) le->l->resume();
+    reap();
+    in_io_ = false;
+}
+
+void server::run_io() {
+    enter_io();
+    loop_.run_once(0);
+    leave_io();
+}
+
+void server::run_scheduled() {
+    enter_io();
+    loop_.update_now();
+    leave_io();
+}
+
+void server::process_scheduled() {
+    // Processing can schedule more work (a pipelined request's response is queued at once only by
+    // the app, so this settles quickly); bound the rounds anyway.
+    for (int round = 0; round < 8 && !scheduled_.empty(); ++round) {
+        auto batch = std::exchange(scheduled_, {});
+        for (http1::connection* c : batch) {
+            c->scheduled = false;
+            if (c->current_state() != http1::connection::state::closed) c->process();
+        }
+    }
+}
+
+void server::reap() {
+    for (auto it : graveyard_) conns_.erase(it);
+    graveyard_.clear();
+}
+
+void server::schedule(http1::connection& c) {
+    if (c.scheduled) return;
+    c.scheduled = true;
+    bool first = scheduled_.empty();
+    scheduled_.push_back(&c);
+    if (first && !in_io_ && hook_) hook_(hook_ctx_);
+}
+
+void server::arm_timer(http1::connection& c, timer_kind kind) {
+    auto* e = static_cast<conn_entry*>(c.owner_ctx);
+    if (!e) return;  // during construction: the entry arms the first timer itself
+    e->kind = kind;
+    loop_.arm(e->timer, kind == timer_kind::linger ? linger_list_ : keep_alive_list_);
+}
+
+void server::disarm_timer(http1::connection& c) {
+    auto* e = static_cast<conn_entry*>(c.owner_ctx);
+    if (e) e->timer.disarm();
+}
+
+void server::on_closed(http1::connection& c) {
+    auto* e = static_cast<conn_entry*>(c.owner_ctx);
+    e->timer.disarm();
+    --conn_count_;
+    // Scheduled entries and epoll events of this batch may still point here: free it later.
+    graveyard_.push_back(e->self);
+    if (c.scheduled) {
+        std::erase(scheduled_, &c);
+        c.scheduled = false;
+    }
+}
+
+}  // namespace coachwhip::server

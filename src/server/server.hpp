@@ -1,0 +1,104 @@
+// coachwhip::server::server — one worker's engine: the event loop, listeners, connections and
+// timers, driven in phases by the bridge.
+//
+// Phases (all on one thread, the thread that runs the Python event loop):
+// - `run_io()`: called when `fileno()` is readable. Polls the engine's epoll without blocking,
+//   accepts, reads, parses, writes, fires timers, then runs scheduled connection work. The bridge
+//   calls it with the GIL released.
+// - `run_scheduled()`: called by the bridge soon after the app side has buffered output or taken
+//   request body (the schedule hook fires once when the first connection is scheduled). Also
+//   with the GIL released.
+// After either phase, the bridge delivers `events()` to the app side with the GIL held.
+//
+// Graceful stop: `stop_accepting()`, then `shutdown_connections()` (idle connections close now,
+// busy ones after their current response), then wait for `connection_count()` to reach 0, and
+// `close_all()` when the grace period is over.
+#pragma once
+
+#include <cstdint>
+#include <list>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/error.hpp"
+#include "http/exchange.hpp"
+#include "http1/connection.hpp"
+#include "loop/loop.hpp"
+#include "server/listener.hpp"
+
+namespace coachwhip::server {
+
+struct server_config {
+    http1::connection_config conn{};
+    uint64_t keep_alive_ms = 5000;
+    uint64_t linger_ms = 2000;
+};
+
+class server final : private http1::connection_owner {
+public:
+    explicit server(const server_config& cfg);
+    ~server();
+    server(const server&) = delete;
+    server& operator=(const server&) = delete;
+
+    int fileno() const noexcept { return loop_.fileno(); }
+    core::error init_error() const noexcept { return loop_.init_error(); }
+
+    // Starts accepting on a bound, listening, non-blocking socket (not owned).
+    core::error add_listener(int fd);
+    void stop_accepting();
+    void shutdown_connections();
+    void close_all();
+    size_t connection_count() const noexcept { return conn_count_; }
+
+    void run_io();
+    void run_scheduled();
+    bool has_scheduled() const noexcept { return !scheduled_.empty(); }
+
+    // Called (outside the I/O phases) when work is scheduled while none was pending.
+    using schedule_hook = void (*)(void* ctx);
+    void set_schedule_hook(schedule_hook hook, void* ctx) noexcept {
+        hook_ = hook;
+        hook_ctx_ = ctx;
+    }
+
+    http::event_queue& events() noexcept { return events_; }
+
+private:
+    struct conn_entry;
+    struct listener_entry {
+        std::unique_ptr<listener> l;
+        http::endpoint local;   // used for every connection when the address is not a wildcard
+        bool wildcard = false;  // bound to 0.0.0.0 / :: — ask getsockname per connection
+        int family = 0;
+    };
+
+    void accept_one(listener_entry& le, int fd);
+    void process_scheduled();
+    void reap();
+    void enter_io();
+    void leave_io();
+
+    // connection_owner
+    void schedule(http1::connection& c) override;
+    void arm_timer(http1::connection& c, timer_kind kind) override;
+    void disarm_timer(http1::connection& c) override;
+    void on_closed(http1::connection& c) override;
+
+    server_config cfg_;
+    loop::event_loop loop_;
+    loop::timeout_list keep_alive_list_;
+    loop::timeout_list linger_list_;
+    std::vector<std::unique_ptr<listener_entry>> listeners_;
+    std::list<conn_entry> conns_;
+    std::vector<std::list<conn_entry>::iterator> graveyard_;
+    std::vector<http1::connection*> scheduled_;
+    http::event_queue events_;
+    size_t conn_count_ = 0;
+    bool in_io_ = false;
+    schedule_hook hook_ = nullptr;
+    void* hook_ctx_ = nullptr;
+};
+
+}  // namespace coachwhip::server

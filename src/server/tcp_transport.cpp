@@ -1,0 +1,36 @@
+#include "server/tcp_transport.hpp"
+
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+namespace coachwhip::server {
+
+tcp_transport::~tcp_transport() { close(); }
+
+ssize_t tcp_transport::read(char* buf, size_t len) {
+    ssize_t n = ::recv(fd_, buf, len, 0);
+    return n >= 0 ? n : -errno;
+}
+
+ssize_t tcp_transport::writev(const iovec* iov, int iovcnt) {
+    // sendmsg rather than writev: MSG_NOSIGNAL turns a write to a closed peer into EPIPE instead
+    // of SIGPIPE, without touching the process's signal dispositions.
+    msghdr msg{};
+    msg.msg_iov = const_cast<iovec*>(iov);
+    msg.msg_iovlen = static_cast<size_t>(iovcnt);
+    ssize_t n = ::sendmsg(fd_, &msg, MSG_NOSIGNAL);
+    return n >= 0 ? n : -errno;
+}
+
+void tcp_transport::shutdown_write() {
+    if (fd_ >= 0) ::shutdown(fd_, SHUT_WR);
+}
+
+void tcp_transport::close() {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+}
+
+}  // namespace coachwhip::server

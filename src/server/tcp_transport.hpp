@@ -1,0 +1,26 @@
+// coachwhip::server::tcp_transport — http1::transport over a connected, non-blocking socket
+// (TCP or Unix domain). Owns the fd: closes it in close() or the destructor.
+#pragma once
+
+#include "http1/transport.hpp"
+
+namespace coachwhip::server {
+
+class tcp_transport final : public http1::transport {
+public:
+    explicit tcp_transport(int fd) noexcept : fd_(fd) {}
+    ~tcp_transport();
+    tcp_transport(const tcp_transport&) = delete;
+    tcp_transport& operator=(const tcp_transport&) = delete;
+
+    int fd() const noexcept { return fd_; }
+    ssize_t read(char* buf, size_t len) override;
+    ssize_t writev(const iovec* iov, int iovcnt) override;
+    void shutdown_write() override;
+    void close() override;
+
+private:
+    int fd_;
+};
+
+}  // namespace coachwhip::server

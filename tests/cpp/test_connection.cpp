@@ -1,0 +1,402 @@
+// http1::connection driven entirely in memory: a fake transport, a fake owner and a small echo
+// "app" that answers through the same http::exchange interface the Python bridge uses.
+// Every conversation in the table is also fed split at every byte boundary.
+#include <gtest/gtest.h>
+
+#include <cerrno>
+#include <cstring>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "http1/connection.hpp"
+
+using namespace coachwhip;
+using timer_kind = http1::connection_owner::timer_kind;
+
+namespace {
+
+struct mem_transport final : http1::transport {
+    std::string input;
+    size_t pos = 0;
+    bool eof = false;
+    std::string output;
+    size_t write_budget = SIZE_MAX;  // bytes the "client" accepts before its window is full
+    bool shut = false, closed = false;
+
+    ssize_t read(char* buf, size_t len) override {
+        if (pos < input.size()) {
+            size_t n = std::min(len, input.size() - pos);
+            std::memcpy(buf, input.data() + pos, n);
+            pos += n;
+            return static_cast<ssize_t>(n);
+        }
+        return eof ? 0 : -EAGAIN;
+    }
+    ssize_t writev(const iovec* iov, int n) override {
+        if (write_budget == 0) return -EAGAIN;
+        size_t written = 0;
+        for (int i = 0; i < n && write_budget > 0; ++i) {
+            size_t take = std::min(iov[i].iov_len, write_budget);
+            output.append(static_cast<const char*>(iov[i].iov_base), take);
+            write_budget -= take;
+            written += take;
+        }
+        return static_cast<ssize_t>(written);
+    }
+    void shutdown_write() override { shut = true; }
+    void close() override { closed = true; }
+};
+
+// The echo app: once the whole body is in, answers 200 with "<method> <target> <body>".
+struct harness final : http1::connection_owner {
+    mem_transport t;
+    http1::connection_config cfg;
+    http::event_queue events;
+    http::endpoint client{"127.0.0.1", 5555, true};
+    http::endpoint server{"127.0.0.1", 8000, true};
+    std::unique_ptr<http1::connection> conn;
+    std::vector<http1::connection*> scheduled;
+    timer_kind armed = timer_kind::none;
+    bool closed = false;
+    bool auto_respond = true;
+    std::vector<std::shared_ptr<http::exchange>> exchanges;
+    std::vector<std::string> bodies;  // per exchange, what the app has taken so far
+
+    harness() {
+        cfg.date_header = false;
+        conn = std::make_unique<http1::connection>(t, *this, cfg, events, client, server);
+    }
+
+    void schedule(http1::connection& c) override {
+        if (!c.scheduled) scheduled.push_back(&c);
+        c.scheduled = true;
+    }
+    void arm_timer(http1::connection&, timer_kind k) override { armed = k; }
+    void disarm_timer(http1::connection&) override { armed = timer_kind::none; }
+    void on_closed(http1::connection&) override { closed = true; }
+
+    void feed(std::string_view bytes) {
+        t.input.append(bytes);
+        if (!closed) conn->on_readable();
+        pump();
+    }
+    void end_input() {
+        t.eof = true;
+        if (!closed) conn->on_readable();
+        pump();
+    }
+    void pump() {
+        for (int round = 0; round < 1000; ++round) {
+            bool busy = false;
+            for (auto& ex : events.take()) {
+                busy = true;
+                uint8_t ev = ex->take_events();
+                if (ev & http::ev_request) {
+                    exchanges.push_back(ex);
+                    bodies.emplace_back();
+                }
+                if (auto_respond) respond_if_ready(*ex);
+            }
+            for (auto* c : std::exchange(scheduled, {})) {
+                busy = true;
+                c->scheduled = false;
+                if (!closed) c->process();
+            }
+            if (!busy) return;
+        }
+        FAIL() << "pump did not settle";
+    }
+    size_t index_of(const http::exchange& ex) {
+        for (size_t i = 0; i < exchanges.size(); ++i)
+            if (exchanges[i].get() == &ex) return i;
+        return SIZE_MAX;
+    }
+    void respond_if_ready(http::exchange& ex) {
+        size_t i = index_of(ex);
+        if (i == SIZE_MAX || ex.response_complete || !ex.connected()) return;
+        bodies[i] += ex.body;
+        ex.body_taken();
+        if (!ex.body_complete) return;
+        std::string body = std::string(ex.method) + " " + std::string(ex.target) + " " + bodies[i];
+        http::response_sink::head h{200, {}};
+        ex.send(&h, body, false);
+    }
+};
+
+std::string ok(std::string_view body, std::string_view extra = "") {
+    return "HTTP/1.1 200 OK\r\nserver: coachwhip\r\ncontent-length: " +
+           std::to_string(body.size()) + "\r\n" + std::string(extra) + "\r\n" + std::string(body);
+}
+
+std::string error_response(int status, std::string_view reason) {
+    std::string body = std::string(reason) + "\n";
+    return "HTTP/1.1 " + std::to_string(status) + " " + std::string(reason) +
+           "\r\nserver: coachwhip\r\ncontent-type: text/plain; charset=utf-8\r\n"
+           "connection: close\r\ncontent-length: " +
+           std::to_string(body.size()) + "\r\n\r\n" + body;
+}
+
+struct conversation {
+    const char* name;
+    std::string input;
+    std::string output;
+    bool closes;  // the server ends the connection (FIN) after the output
+};
+
+std::vector<conversation> conversations() {
+    return {
+        {"simple GET", "GET / HTTP/1.1\r\nHost: a\r\n\r\n", ok("GET / "), false},
+        {"pipelined three",
+         "GET /1 HTTP/1.1\r\nHost: a\r\n\r\nPOST /2 HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n"
+         "\r\nhelloGET /3?q=1 HTTP/1.1\r\nHost: a\r\n\r\n",
+         ok("GET /1 ") + ok("POST /2 hello") + ok("GET /3?q=1 "), false},
+        {"chunked body with trailer",
+         "POST /c HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\n"
+         "6\r\n world\r\n0\r\nX-Checksum: abc\r\n\r\n",
+         ok("POST /c hello world"), false},
+        {"HTTP/1.0 closes", "GET /old HTTP/1.0\r\n\r\n", ok("GET /old ", "connection: close\r\n"),
+         true},
+        {"HTTP/1.0 keep-alive", "GET /ka HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
+         ok("GET /ka ", "connection: keep-alive\r\n"), false},
+        {"connection close stops the pipeline",
+         "GET /a HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\nGET /b HTTP/1.1\r\nHost: a\r\n\r\n",
+         ok("GET /a ", "connection: close\r\n"), true},
+        {"HEAD has no body", "HEAD /h HTTP/1.1\r\nHost: a\r\n\r\n",
+         "HTTP/1.1 200 OK\r\nserver: coachwhip\r\ncontent-length: 8\r\n\r\n", false},
+        {"bare LF is rejected", "GET / HTTP/1.1\nHost: a\n\n", error_response(400, "Bad Request"),
+         true},
+        {"valid then garbage", "GET /v HTTP/1.1\r\nHost: a\r\n\r\n\x16\x03\x01\x02\x00",
+         ok("GET /v ") + error_response(400, "Bad Request"), true},
+        {"CL and TE together",
+         "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"
+         "0\r\n\r\n",
+         error_response(400, "Bad Request"), true},
+        {"bad chunk framing",
+         "POST /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhelloXX\r\n",
+         error_response(400, "Bad Request"), true},
+        {"missing host", "GET / HTTP/1.1\r\n\r\n", error_response(400, "Bad Request"), true},
+        {"unsupported version", "GET / HTTP/2.0\r\nHost: a\r\n\r\n",
+         error_response(505, "HTTP Version Not Supported"), true},
+    };
+}
+
+void run_conversation(const conversation& c, size_t split) {
+    harness h;
+    if (split == 0 || split >= c.input.size()) {
+        h.feed(c.input);
+    } else {
+        h.feed(c.input.substr(0, split));
+        h.feed(c.input.substr(split));
+    }
+    EXPECT_EQ(h.t.output, c.output) << c.name << " split at " << split;
+    EXPECT_EQ(h.t.shut || h.closed, c.closes) << c.name << " split at " << split;
+}
+
+TEST(Connection, ConversationsWholeAndSplitAtEveryByte) {
+    for (const auto& c : conversations()) {
+        run_conversation(c, 0);
+        for (size_t k = 1; k < c.input.size(); ++k) run_conversation(c, k);
+    }
+}
+
+TEST(Connection, ConversationsOneByteAtATime) {
+    for (const auto& c : conversations()) {
+        harness h;
+        for (char ch : c.input) h.feed(std::string_view(&ch, 1));
+        EXPECT_EQ(h.t.output, c.output) << c.name;
+    }
+}
+
+TEST(Connection, KeepAliveTimerArmedWhenIdleAndClosesOnExpiry) {
+    harness h;
+    EXPECT_EQ(h.armed, timer_kind::keep_alive);
+    h.feed("GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+    EXPECT_EQ(h.armed, timer_kind::keep_alive);
+    h.conn->on_timer(timer_kind::keep_alive);
+    EXPECT_TRUE(h.closed);
+}
+
+TEST(Connection, ErrorResponseLingersThenCloses) {
+    harness h;
+    h.feed("BAD\x01 / HTTP/1.1\r\n\r\n");
+    EXPECT_TRUE(h.t.shut);
+    EXPECT_FALSE(h.closed);
+    EXPECT_EQ(h.armed, timer_kind::linger);
+    h.end_input();  // the client read the 400 and closed
+    EXPECT_TRUE(h.closed);
+}
+
+TEST(Connection, EofBetweenRequestsCloses) {
+    harness h;
+    h.feed("GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+    h.end_input();
+    EXPECT_TRUE(h.closed);
+    EXPECT_EQ(h.t.output, ok("GET / "));
+}
+
+TEST(Connection, HalfCloseAfterRequestStillGetsResponse) {
+    harness h;
+    h.auto_respond = false;
+    h.feed("GET /late HTTP/1.1\r\nHost: a\r\n\r\n");
+    h.end_input();
+    ASSERT_EQ(h.exchanges.size(), 1u);
+    EXPECT_TRUE(h.exchanges[0]->client_closed);
+    EXPECT_TRUE(h.exchanges[0]->connected());
+    h.respond_if_ready(*h.exchanges[0]);
+    h.pump();
+    EXPECT_EQ(h.t.output, ok("GET /late "));
+    EXPECT_TRUE(h.closed);
+}
+
+TEST(Connection, EofInsideBodyDisconnectsTheApp) {
+    harness h;
+    h.auto_respond = false;
+    h.feed("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nabc");
+    h.end_input();
+    ASSERT_EQ(h.exchanges.size(), 1u);
+    EXPECT_FALSE(h.exchanges[0]->connected());
+    EXPECT_TRUE(h.closed);
+    http::response_sink::head head{200, {}};
+    EXPECT_EQ(h.exchanges[0]->send(&head, "x", false).status, http::send_status::closed);
+}
+
+TEST(Connection, ExpectContinueOnlyWhenTheAppAsksForTheBody) {
+    harness h;
+    h.auto_respond = false;
+    h.feed("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n");
+    ASSERT_EQ(h.exchanges.size(), 1u);
+    EXPECT_EQ(h.t.output, "");
+    h.exchanges[0]->want_body();
+    h.pump();
+    EXPECT_EQ(h.t.output, "HTTP/1.1 100 Continue\r\n\r\n");
+    h.feed("hello");
+    EXPECT_EQ(h.exchanges[0]->body, "hello");
+    EXPECT_TRUE(h.exchanges[0]->body_complete);
+}
+
+TEST(Connection, ExpectContinueNeverReadMeansNo100AndClose) {
+    harness h;
+    h.auto_respond = false;
+    h.feed("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n");
+    http::response_sink::head head{413, {}};
+    h.exchanges[0]->send(&head, "", false);
+    h.pump();
+    EXPECT_EQ(h.t.output.find("100 Continue"), std::string::npos);
+    EXPECT_NE(h.t.output.find("connection: close"), std::string::npos);
+    EXPECT_TRUE(h.t.shut);
+}
+
+TEST(Connection, StreamedResponseIsChunked) {
+    harness h;
+    h.auto_respond = false;
+    h.feed("GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+    auto& ex = *h.exchanges[0];
+    http::response_sink::head head{200, {}};
+    EXPECT_EQ(ex.send(&head, "abc", true).status, http::send_status::proceed);
+    EXPECT_EQ(ex.send(nullptr, "", true).status, http::send_status::proceed);
+    EXPECT_EQ(ex.send(nullptr, "defgh", false).status, http::send_status::proceed);
+    h.pump();
+    EXPECT_EQ(h.t.output,
+              "HTTP/1.1 200 OK\r\nserver: coachwhip\r\ntransfer-encoding: chunked\r\n\r\n"
+              "3\r\nabc\r\n5\r\ndefgh\r\n0\r\n\r\n");
+    EXPECT_EQ(ex.send(nullptr, "more", false).status, http::send_status::closed);
+}
+
+TEST(Connection, SlowReaderGetsBackpressureAndDrain) {
+    harness h;
+    h.auto_respond = false;
+    h.t.write_budget = 0;
+    h.feed("GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+    auto& ex = *h.exchanges[0];
+    http::response_sink::head head{200, {}};
+    std::string chunk(64 * 1024, 'x');
+    EXPECT_EQ(ex.send(&head, chunk, true).status, http::send_status::proceed);
+    http::send_status st = http::send_status::proceed;
+    int sends = 1;
+    while (st == http::send_status::proceed && sends < 100) {
+        st = ex.send(nullptr, chunk, true).status;
+        ++sends;
+    }
+    EXPECT_EQ(st, http::send_status::wait);
+    EXPECT_LE(sends * chunk.size(), h.cfg.write_high_water + chunk.size());
+    h.pump();
+    EXPECT_EQ(ex.take_events() & http::ev_drain, 0);
+    h.t.write_budget = SIZE_MAX;  // the client reads again
+    h.conn->on_writable();
+    auto queued = h.events.take();
+    ASSERT_EQ(queued.size(), 1u);
+    EXPECT_TRUE(queued[0]->take_events() & http::ev_drain);
+}
+
+TEST(Connection, BodyBackpressurePausesReading) {
+    harness h;
+    h.auto_respond = false;
+    std::string head = "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1000000\r\n\r\n";
+    h.feed(head + std::string(300 * 1024, 'b'));
+    auto& ex = *h.exchanges[0];
+    EXPECT_EQ(ex.body.size(), h.cfg.body_high_water);
+    // Unread input stays in the transport: the connection stopped reading.
+    EXPECT_LT(h.t.pos, head.size() + 200 * 1024);
+    size_t got = ex.body.size();
+    ex.body_taken();
+    h.pump();
+    EXPECT_GT(h.t.pos, head.size() + got);
+}
+
+TEST(Connection, InvalidResponseIsRefusedAndNothingWritten) {
+    harness h;
+    h.auto_respond = false;
+    h.feed("GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+    auto& ex = *h.exchanges[0];
+    http::field bad[] = {{"x", "a\r\nset-cookie: x"}};
+    http::response_sink::head head{200, bad};
+    EXPECT_EQ(ex.send(&head, "", false).status, http::send_status::error);
+    http::response_sink::head no_content{204, {}};
+    EXPECT_EQ(ex.send(&no_content, "body", false).status, http::send_status::error);
+    http::field cl[] = {{"content-length", "10"}};
+    http::response_sink::head short_body{200, cl};
+    EXPECT_EQ(ex.send(&short_body, "abc", false).status, http::send_status::error);
+    h.pump();
+    EXPECT_EQ(h.t.output, "");
+    http::response_sink::head fine{200, cl};
+    EXPECT_EQ(ex.send(&fine, "0123456789", false).status, http::send_status::proceed);
+}
+
+TEST(Connection, AbortAfterHeadClosesInTheIoPhase) {
+    harness h;
+    h.auto_respond = false;
+    h.feed("GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+    auto& ex = *h.exchanges[0];
+    http::response_sink::head head{200, {}};
+    ex.send(&head, "partial", true);
+    ex.abort();
+    EXPECT_FALSE(h.closed);  // no socket I/O from the app side
+    h.pump();
+    EXPECT_TRUE(h.closed);
+}
+
+TEST(Connection, ShutdownClosesIdleAndFinishesBusy) {
+    harness idle;
+    idle.conn->begin_shutdown();
+    EXPECT_TRUE(idle.closed);
+
+    harness busy;
+    busy.auto_respond = false;
+    busy.feed("GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+    busy.conn->begin_shutdown();
+    EXPECT_FALSE(busy.closed);
+    busy.respond_if_ready(*busy.exchanges[0]);
+    busy.pump();
+    EXPECT_NE(busy.t.output.find("connection: close"), std::string::npos);
+    EXPECT_TRUE(busy.t.shut);
+}
+
+TEST(Connection, IdleConnectionReleasesItsBuffer) {
+    harness h;
+    h.feed("GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+    EXPECT_TRUE(h.conn->idle());
+}
+
+}  // namespace
