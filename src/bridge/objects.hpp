@@ -56,6 +56,7 @@ struct exchange_object {
     int start_status;
     uint8_t asgi_state;                  // see exchange.cpp
     bool body_finished;                  // the last http.request was delivered
+    bool told_disconnect;                // receive() returned http.disconnect: sends now raise
     bool linked;                         // in the server's live list
     exchange_object* prev;
     exchange_object* next;

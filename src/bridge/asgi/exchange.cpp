@@ -52,7 +52,11 @@ void unlink(exchange_object* obj) {
 
 // ---------------------------------------------------------------- messages
 
-PyObject* make_disconnect() {
+PyObject* make_disconnect(exchange_object* obj) {
+    // Once the app has been told the client is gone, we hold to it: its later sends raise
+    // ClientDisconnected even if the client only half-closed. (A half-closed client whose app
+    // never asks still gets its response.)
+    obj->told_disconnect = true;
     PyObject* d = PyDict_New();
     if (d && PyDict_SetItem(d, N().type, N().v_http_disconnect) < 0) Py_CLEAR(d);
     return d;
@@ -84,10 +88,10 @@ PyObject* try_receive(exchange_object* obj) {
         }
         if (ex.connected()) return nullptr;
         obj->body_finished = true;  // the client left in the middle of the body
-        return make_disconnect();
+        return make_disconnect(obj);
     }
     // After the body: http.disconnect once the response is sent or the client is gone.
-    if (!ex.connected() || ex.client_closed || ex.response_complete) return make_disconnect();
+    if (!ex.connected() || ex.client_closed || ex.response_complete) return make_disconnect(obj);
     return nullptr;
 }
 
@@ -124,6 +128,26 @@ PyObject* runtime_error(const char* fmt, PyObject* arg = nullptr) {
     return nullptr;
 }
 
+// ASGI says response header names must be lowercase, but Django's ASGI handler sends them in
+// their original case on purpose ("some non-RFC compliant clients require e.g. Content-Type"),
+// and HTTP field names are case-insensitive anyway. Rejecting them would break every Django
+// app, so the names go out as given and the broken rule is logged once per process.
+void warn_if_not_lowercase(exchange_object* obj, PyObject* name) {
+    static bool warned = false;  // engine thread only; a one-time notice
+    if (warned) return;
+    std::string_view nm(PyBytes_AS_STRING(name), static_cast<size_t>(PyBytes_GET_SIZE(name)));
+    for (char c : nm) {
+        if (c >= 'A' && c <= 'Z') {
+            warned = true;
+            log_error(obj->srv, log_warning_level,
+                      "ASGI rule broken: response header names must be lowercase (got '" +
+                          std::string(nm) +
+                          "'); sent as given, since HTTP names are case-insensitive (logged once)");
+            return;
+        }
+    }
+}
+
 // Validates and copies the headers of http.response.start into a list of (bytes, bytes).
 PyObject* copy_headers(exchange_object* obj, PyObject* headers) {
     if (!headers || headers == Py_None) return PyList_New(0);
@@ -150,27 +174,8 @@ PyObject* copy_headers(exchange_object* obj, PyObject* headers) {
             if (c == '\r' || c == '\n' || c == '\0')
                 return runtime_error("response header value must not contain CR, LF or NUL: %R",
                                      value);
-        std::string_view nm(PyBytes_AS_STRING(name), static_cast<size_t>(PyBytes_GET_SIZE(name)));
-        py::ref lowered;
-        for (char c : nm) {
-            if (c >= 'A' && c <= 'Z') {
-                // ASGI: "header names must be lowercased". Frameworks that break it (Django's
-                // ASGI handler sends "Content-Type") are common, so we say so once and lowercase.
-                static bool warned = false;
-                if (!warned) {
-                    warned = true;
-                    log_error(obj->srv, log_warning_level,
-                              "ASGI rule broken: response header names must be lowercase (got " +
-                                  std::string(nm) + "); coachwhip lowercases them");
-                }
-                std::string low(nm);
-                for (char& ch : low) ch = (ch >= 'A' && ch <= 'Z') ? static_cast<char>(ch + 32) : ch;
-                lowered = py::ref(py::bytes(low));
-                if (!lowered) return nullptr;
-                break;
-            }
-        }
-        PyObject* t = PyTuple_Pack(2, lowered ? lowered.get() : name, value);
+        warn_if_not_lowercase(obj, name);
+        PyObject* t = PyTuple_Pack(2, name, value);
         if (!t) return nullptr;
         PyList_SET_ITEM(out.get(), i, t);
     }
@@ -297,6 +302,12 @@ PyObject* exchange_send(PyObject* self, PyObject* msg) {
     }
     if (obj->send_waiter)
         return runtime_error("send() called again before the previous send() completed");
+    if (obj->told_disconnect && obj->asgi_state != st_done) {
+        if (obj->asgi_state != st_failed) obj->ex->abort();
+        obj->asgi_state = st_failed;
+        PyErr_SetString(client_disconnected_error, "the client has disconnected");
+        return nullptr;
+    }
     switch (obj->asgi_state) {
         case st_start:
             if (PyUnicode_Check(type) && PyUnicode_Compare(type, N().v_response_start) == 0)
@@ -467,6 +478,7 @@ void start_exchange(server_object* srv, const std::shared_ptr<http::exchange>& e
     obj->start_status = 0;
     obj->asgi_state = st_start;
     obj->body_finished = false;
+    obj->told_disconnect = false;
     obj->linked = false;
     obj->prev = obj->next = nullptr;
     ex->app_handle = obj;
