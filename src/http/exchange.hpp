@@ -110,8 +110,10 @@ public:
     std::string_view scheme = "http";
     std::vector<field> headers;     // views into `head_storage`
     std::string head_storage;       // owns the bytes of the request head
-    const endpoint* client = nullptr;  // owned by the connection; outlive the exchange's request
-    const endpoint* server = nullptr;  // (copied into Python when the scope is built)
+    // Copies, not pointers into the connection: the app side may build the scope (or log the
+    // access line) after the connection is gone.
+    endpoint client;
+    endpoint server;
     bool expect_continue = false;
     bool has_body = false;          // the request announced a body (CL > 0 or chunked)
     bool client_closed = false;     // the client half-closed: it will send nothing more

@@ -136,8 +136,8 @@ void connection::start_request(const request_head& head, const request_info& inf
     ex.http_version = head.minor_version == 1 ? "1.1" : "1.0";
     ex.headers.reserve(head.headers.size());
     for (const auto& f : head.headers) ex.headers.push_back({rebase(f.name), rebase(f.value)});
-    ex.client = &client_;
-    ex.server = &server_;
+    ex.client = client_;
+    ex.server = server_;
     in_.consume(head_len);
     scanned_ = 0;
 
@@ -313,6 +313,10 @@ void connection::process() {
     flush();
     if (state_ == state::in_request && response_done_ && out_.size() < cfg_.write_high_water)
         finish_request();
+    // Body bytes read before the app paused us are still in the buffer: decode them first. The
+    // socket may have nothing more to say, so waiting for it would stall the upload for good.
+    if (state_ == state::in_request && !body_done_ && !in_.empty() && !reading_paused())
+        decode_body();
     if (read_ready_ && !reading_paused()) read_input();
 }
 

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <functional>
 #include <memory>
@@ -343,6 +344,42 @@ TEST(Connection, BodyBackpressurePausesReading) {
     ex.body_taken();
     h.pump();
     EXPECT_GT(h.t.pos, head.size() + got);
+}
+
+// Regression: after the body pause, bytes already read (but not decoded) must be decoded when
+// the app takes the body, even if the socket has nothing more to deliver.
+TEST(Connection, BufferedBodyIsDecodedWhenReadingResumes) {
+    // Sizes just past the 64 KiB pause leave the transport empty with undecoded bytes buffered.
+    for (size_t size : {64 * 1024 + 1000, 70 * 1024, 100 * 1024, 200 * 1024})
+    for (bool chunked : {false, true}) {
+        harness h;
+        h.auto_respond = false;
+        std::string body(size, 'z');
+        std::string req = "POST / HTTP/1.1\r\nHost: a\r\n";
+        if (chunked) {
+            req += "Transfer-Encoding: chunked\r\n\r\n";
+            for (size_t i = 0; i < body.size(); i += 10000) {
+                std::string piece = body.substr(i, 10000);
+                char size[16];
+                std::snprintf(size, sizeof size, "%zx\r\n", piece.size());
+                req += size + piece + "\r\n";
+            }
+            req += "0\r\n\r\n";
+        } else {
+            req += "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
+        }
+        h.feed(req);
+        ASSERT_EQ(h.exchanges.size(), 1u);
+        auto& ex = *h.exchanges[0];
+        std::string got;
+        for (int i = 0; i < 100 && !(ex.body_complete && ex.body.empty()); ++i) {
+            got += ex.body;
+            ex.body_taken();
+            h.pump();
+        }
+        EXPECT_EQ(got.size(), body.size()) << (chunked ? "chunked " : "content-length ") << size;
+        EXPECT_TRUE(ex.body_complete);
+    }
 }
 
 TEST(Connection, InvalidResponseIsRefusedAndNothingWritten) {

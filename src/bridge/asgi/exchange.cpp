@@ -188,9 +188,9 @@ void write_access_log(exchange_object* obj) {
     const http::exchange& ex = *obj->ex;
     std::string line;
     line.reserve(96 + ex.target.size());
-    if (ex.client && ex.client->known) {
-        line.append(ex.client->host);
-        if (ex.client->port >= 0) line.append(":").append(std::to_string(ex.client->port));
+    if (ex.client.known) {
+        line.append(ex.client.host);
+        if (ex.client.port >= 0) line.append(":").append(std::to_string(ex.client.port));
     } else {
         line.append("-");
     }

@@ -81,7 +81,7 @@ PyObject* scope_builder::headers(const http::exchange& ex) {
 }
 
 PyObject* scope_builder::endpoint(const http::endpoint* ep, bool unix_server) {
-    if (!ep || !ep->known) return Py_NewRef(Py_None);
+    if (!ep->known) return Py_NewRef(Py_None);
     if (unix_server || ep->port < 0) return Py_BuildValue("(s#O)", ep->host.data(),
                                                           static_cast<Py_ssize_t>(ep->host.size()),
                                                           Py_None);
@@ -137,7 +137,7 @@ PyObject* scope_builder::build(const http::exchange& ex) {
         PyDict_SetItem(asgi.get(), n.spec_version, n.v_spec_version) < 0)
         return nullptr;
     PyObject* d = scope.get();
-    bool unix_server = ex.server && ex.server->known && ex.server->port < 0;
+    bool unix_server = ex.server.known && ex.server.port < 0;
     bool ok = PyDict_SetItem(d, n.type, n.http) == 0 &&
               PyDict_SetItem(d, n.asgi, asgi.get()) == 0 &&
               PyDict_SetItem(d, n.http_version,
@@ -146,8 +146,8 @@ PyObject* scope_builder::build(const http::exchange& ex) {
               PyDict_SetItem(d, n.scheme, n.v_scheme_http) == 0 && add_path(d, ex.target) &&
               PyDict_SetItem(d, n.root_path, root_path_ ? root_path_ : n.v_empty_str) == 0 &&
               set_item(d, n.headers, headers(ex)) == 0 &&
-              set_item(d, n.client, endpoint(ex.client, false)) == 0 &&
-              set_item(d, n.server, endpoint(ex.server, unix_server)) == 0 &&
+              set_item(d, n.client, endpoint(&ex.client, false)) == 0 &&
+              set_item(d, n.server, endpoint(&ex.server, unix_server)) == 0 &&
               (!state_ || set_item(d, n.state, PyDict_Copy(state_)) == 0);
     return ok ? scope.release() : nullptr;
 }
