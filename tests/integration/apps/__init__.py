@@ -1,0 +1,1 @@
+"""ASGI applications served by the integration tests (imported by the server process only)."""
