@@ -43,6 +43,7 @@ struct server_object {
     exchange_object* live;    // head of the live-exchange list (each holds a reference)
     Py_ssize_t live_count;
     bool run_scheduled_pending;
+    bool bench_ceiling;  // benchmark only: answer every request from C++, never call the app
 };
 
 struct exchange_object {

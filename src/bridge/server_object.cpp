@@ -1,4 +1,5 @@
 // coachwhip._core.Server: the engine as the Python side sees it.
+#include <cstdlib>
 #include <memory>
 #include <new>
 
@@ -11,12 +12,25 @@ namespace {
 
 // ---------------------------------------------------------------- engine phases
 
+// Benchmark-only (COACHWHIP_BENCH_CEILING=1): the engine answers every request itself with the
+// 13-byte body of bench scenario 1, so the benchmark can measure what share of a request's cost
+// is the Python side. Never enabled by a flag a user would reach for.
+void answer_from_engine(http::exchange& ex) {
+    static constexpr http::field fields[] = {{"content-type", "text/plain"}};
+    http::response_sink::head h{200, fields};
+    ex.send(&h, "Hello, world!", false);
+}
+
 void deliver_all(server_object* s) {
     // Delivering can make the app side buffer output (no I/O) but never run the engine, so the
     // queue is not refilled underneath us; loop anyway in case a future change makes it so.
     for (int round = 0; round < 4 && !s->engine->events().empty(); ++round) {
         for (auto& ex : s->engine->events().take()) {
             uint8_t ev = ex->take_events();
+            if ((ev & http::ev_request) && s->bench_ceiling) {
+                answer_from_engine(*ex);
+                continue;
+            }
             if (ev & http::ev_request) {
                 start_exchange(s, ex);
                 ev &= static_cast<uint8_t>(~http::ev_body);  // the body is seen on first receive()
@@ -169,6 +183,8 @@ int server_init(PyObject* self, PyObject* args, PyObject* kwds) {
     if (!s->create_task || !s->create_future || !s->call_soon || !s->run_scheduled) return -1;
     s->scopes->configure(s->root_path, state == Py_None ? nullptr : state);
     s->engine->set_schedule_hook(schedule_hook, s);
+    const char* ceiling = std::getenv("COACHWHIP_BENCH_CEILING");
+    s->bench_ceiling = ceiling && ceiling[0] == '1';
     core::set_log_sink(engine_log_sink, s, static_cast<core::log_level>(log_level));
     return 0;
 }
