@@ -30,6 +30,15 @@ class Server:
         access_log: Callable[[str], None] | None = None,
         error_log: Callable[[int, str], None] | None = None,
         log_level: int = 20,
+        timeout_request_header: float = 20.0,
+        timeout_request_body: float = 60.0,
+        timeout_write: float = 60.0,
+        limit_request_line: int = 8190,
+        limit_request_fields: int = 100,
+        limit_request_header_size: int = 65536,
+        limit_request_body: int = 0,
+        limit_concurrency: int = 0,
+        max_connections: int = 0,
     ) -> None: ...
     def add_listener(self, sock: Any) -> None: ...
     def fileno(self) -> int: ...

@@ -62,6 +62,29 @@ OPTIONS: tuple[Option, ...] = (
            "Close keep-alive connections idle for this many seconds.", metavar="S", minimum=0.001),
     Option("timeout-graceful-shutdown", "float", 30.0,
            "Seconds requests in flight may run after SIGTERM/SIGINT.", metavar="S", minimum=0),
+    Option("timeout-request-header", "float", 20.0,
+           "A request head must arrive within this many seconds (else 408).", metavar="S",
+           minimum=0.001),
+    Option("timeout-request-body", "float", 60.0,
+           "Longest silence while waiting for request body bytes (else 408).", metavar="S",
+           minimum=0.001),
+    Option("timeout-write", "float", 60.0,
+           "Close a connection whose client has read nothing for this many seconds.",
+           metavar="S", minimum=0.001),
+    Option("limit-request-line", "int", 8190, "Longest request line in bytes (else 414).",
+           metavar="BYTES", minimum=64),
+    Option("limit-request-fields", "int", 100, "Most header fields in a request (else 431).",
+           metavar="N", minimum=1),
+    Option("limit-request-header-size", "int", 65536,
+           "Largest request head (line + fields) in bytes (else 431).", metavar="BYTES",
+           minimum=256),
+    Option("limit-request-body", "int", 0, "Largest request body in bytes; 0: no limit (413).",
+           metavar="BYTES", minimum=0),
+    Option("limit-concurrency", "int", 0,
+           "Most requests in flight; more get 503. 0: no limit.", metavar="N", minimum=0),
+    Option("max-connections", "int", 16384,
+           "Most open connections; beyond it new ones wait in the listen queue.", metavar="N",
+           minimum=1),
     Option("server-header", "bool", True, "Send a 'server: coachwhip' header."),
     Option("date-header", "bool", True, "Send a 'date' header."),
 )
@@ -91,6 +114,15 @@ class Config:
     access_log: bool = True
     timeout_keep_alive: float = 5.0
     timeout_graceful_shutdown: float = 30.0
+    timeout_request_header: float = 20.0
+    timeout_request_body: float = 60.0
+    timeout_write: float = 60.0
+    limit_request_line: int = 8190
+    limit_request_fields: int = 100
+    limit_request_header_size: int = 65536
+    limit_request_body: int = 0
+    limit_concurrency: int = 0
+    max_connections: int = 16384
     server_header: bool = True
     date_header: bool = True
 
@@ -99,6 +131,11 @@ class Config:
             setattr(self, attr, check_value(opt, getattr(self, attr), f"--{opt.name}"))
         if self.uds is not None and self.fd is not None:
             raise ConfigError("--uds and --fd cannot be used together; choose one")
+        if self.limit_request_line > self.limit_request_header_size:
+            raise ConfigError(
+                f"--limit-request-line ({self.limit_request_line}) cannot be larger than "
+                f"--limit-request-header-size ({self.limit_request_header_size})"
+            )
 
     @classmethod
     def load(cls, explicit: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> Config:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import resource
 import signal
 import socket
 from typing import Any
@@ -70,6 +71,21 @@ def _new_loop(kind: str) -> asyncio.AbstractEventLoop:
     return asyncio.new_event_loop()
 
 
+def _raise_open_files_limit(wanted_connections: int) -> None:
+    """Lifts the soft RLIMIT_NOFILE to the hard limit, so --max-connections is reachable."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = wanted_connections + 64  # listening socket, epoll, timerfd, the app's own files
+    target = hard if hard == resource.RLIM_INFINITY else min(hard, max(soft, wanted))
+    if target > soft:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+    if soft < wanted:
+        error_logger.warning(
+            "The open-files limit (%d) is below --max-connections (%d): connections beyond it "
+            "will be refused by accept(); raise it with 'ulimit -n'", soft, wanted_connections)
+
+
 class Worker:
     def __init__(self, config: Config, app: Any) -> None:
         self.config = config
@@ -84,6 +100,7 @@ class Worker:
         config = self.config
         loop = asyncio.get_running_loop()
         error_logger.info("Started coachwhip %s (pid %d)", __version__, os.getpid())
+        _raise_open_files_limit(config.max_connections)
         sock = open_listener(config)
         self._install_signals(loop)
         lifespan = Lifespan(self.app, config.lifespan) if config.lifespan != "off" else None
@@ -100,6 +117,15 @@ class Worker:
             access_log=logs.access_logger.info if config.access_log else None,
             error_log=logs.engine_log,
             log_level=logs.error_logger.getEffectiveLevel(),
+            timeout_request_header=config.timeout_request_header,
+            timeout_request_body=config.timeout_request_body,
+            timeout_write=config.timeout_write,
+            limit_request_line=config.limit_request_line,
+            limit_request_fields=config.limit_request_fields,
+            limit_request_header_size=config.limit_request_header_size,
+            limit_request_body=config.limit_request_body,
+            limit_concurrency=config.limit_concurrency,
+            max_connections=config.max_connections,
         )
         server.add_listener(sock)
         loop.add_reader(server.fileno(), server.on_readable)

@@ -133,19 +133,46 @@ void engine_log_sink(core::log_level level, std::string_view message, void* ctx)
 
 int server_init(PyObject* self, PyObject* args, PyObject* kwds) {
     auto* s = reinterpret_cast<server_object*>(self);
-    static const char* kwlist[] = {"app",           "loop",          "run_http",   "root_path",
-                                   "state",         "keep_alive",    "server_header",
-                                   "date_header",   "access_log",    "error_log",  "log_level",
+    static const char* kwlist[] = {"app",
+                                   "loop",
+                                   "run_http",
+                                   "root_path",
+                                   "state",
+                                   "keep_alive",
+                                   "server_header",
+                                   "date_header",
+                                   "access_log",
+                                   "error_log",
+                                   "log_level",
+                                   "timeout_request_header",
+                                   "timeout_request_body",
+                                   "timeout_write",
+                                   "limit_request_line",
+                                   "limit_request_fields",
+                                   "limit_request_header_size",
+                                   "limit_request_body",
+                                   "limit_concurrency",
+                                   "max_connections",
                                    nullptr};
     PyObject *app, *loop, *run_http, *root_path = nullptr, *state = Py_None;
     PyObject *access_log = Py_None, *error_log = Py_None;
-    double keep_alive = 5.0;
+    double keep_alive = 5.0, header_timeout = 20.0, body_timeout = 60.0, write_timeout = 60.0;
     int server_header = 1, date_header = 1, log_level = 20;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OOO|$UOdppOOi", const_cast<char**>(kwlist), &app,
-                                     &loop, &run_http, &root_path, &state, &keep_alive,
-                                     &server_header, &date_header, &access_log, &error_log,
-                                     &log_level))
+    Py_ssize_t request_line = 8190, request_fields = 100, header_size = 65536;
+    Py_ssize_t concurrency = 0, max_connections = 0;
+    unsigned long long max_body = 0;
+    if (!PyArg_ParseTupleAndKeywords(
+            args, kwds, "OOO|$UOdppOOidddnnnKnn", const_cast<char**>(kwlist), &app, &loop,
+            &run_http, &root_path, &state, &keep_alive, &server_header, &date_header, &access_log,
+            &error_log, &log_level, &header_timeout, &body_timeout, &write_timeout, &request_line,
+            &request_fields, &header_size, &max_body, &concurrency, &max_connections))
         return -1;
+    if (request_line < 1 || request_fields < 1 || header_size < 1 || concurrency < 0 ||
+        max_connections < 0 || keep_alive <= 0 || header_timeout <= 0 || body_timeout <= 0 ||
+        write_timeout <= 0) {
+        PyErr_SetString(PyExc_ValueError, "limits and timeouts must be positive");
+        return -1;
+    }
     if (state != Py_None && !PyDict_Check(state)) {
         PyErr_SetString(PyExc_TypeError, "state must be a dict or None");
         return -1;
@@ -156,9 +183,20 @@ int server_init(PyObject* self, PyObject* args, PyObject* kwds) {
     }
     try {
         s->cfg = std::make_unique<server::server_config>();
-        s->cfg->keep_alive_ms = static_cast<uint64_t>(keep_alive * 1000.0);
-        s->cfg->conn.server_header = server_header;
-        s->cfg->conn.date_header = date_header;
+        server::server_config& c = *s->cfg;
+        auto ms = [](double seconds) { return static_cast<uint64_t>(seconds * 1000.0 + 0.5); };
+        c.keep_alive_ms = ms(keep_alive);
+        c.header_timeout_ms = ms(header_timeout);
+        c.body_timeout_ms = ms(body_timeout);
+        c.write_timeout_ms = ms(write_timeout);
+        c.max_connections = static_cast<size_t>(max_connections);
+        c.max_concurrency = static_cast<size_t>(concurrency);
+        c.conn.server_header = server_header;
+        c.conn.date_header = date_header;
+        c.conn.max_body = max_body;
+        c.conn.head_limits.max_request_line = static_cast<size_t>(request_line);
+        c.conn.head_limits.max_headers = static_cast<size_t>(request_fields);
+        c.conn.head_limits.max_head = static_cast<size_t>(header_size);
         s->engine = std::make_unique<server::server>(*s->cfg);
         s->scopes = std::make_unique<asgi::scope_builder>();
     } catch (const std::bad_alloc&) {

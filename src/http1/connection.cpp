@@ -28,7 +28,30 @@ connection::connection(transport& t, connection_owner& owner, const connection_c
                        http::event_queue& events, const http::endpoint& client,
                        const http::endpoint& server)
     : t_(t), owner_(owner), cfg_(cfg), events_(events), client_(client), server_(server) {
-    owner_.arm_timer(*this, timer_kind::keep_alive);
+    set_read_timer(timer_kind::keep_alive);
+}
+
+// Arms the read slot for `kind`; keeps a running deadline when the kind is unchanged, so a
+// client trickling bytes cannot push its header deadline back (the slowloris defence).
+void connection::set_read_timer(timer_kind kind) {
+    if (kind == read_timer_ && kind != timer_kind::body) return;
+    read_timer_ = kind;
+    if (kind == timer_kind::none) {
+        owner_.disarm_timer(*this, timer_kind::keep_alive);
+    } else {
+        owner_.arm_timer(*this, kind);
+    }
+}
+
+// The body timeout is an idle timeout: it runs only while we wait for the client (not while
+// the app has not taken what is buffered), and restarts whenever body bytes arrive.
+void connection::update_body_timer() {
+    bool waiting = state_ == state::in_request && !body_done_ && !reading_paused();
+    if (waiting) {
+        set_read_timer(timer_kind::body);
+    } else if (read_timer_ == timer_kind::body) {
+        set_read_timer(timer_kind::none);
+    }
 }
 
 connection::~connection() { detach_exchange(false); }
@@ -56,7 +79,10 @@ bool connection::reading_paused() const noexcept {
 void connection::read_input() {
     while (read_ready_ && state_ != state::closed) {
         if (state_ == state::lingering) return linger_read();
-        if (reading_paused()) return;  // read_ready_ stays set: resume without a new edge
+        if (reading_paused()) {  // read_ready_ stays set: resume without a new edge
+            if (state_ == state::in_request) update_body_timer();
+            return;
+        }
         auto [buf, room] = in_.reserve(cfg_.read_chunk, cfg_.head_limits.max_head + cfg_.read_chunk);
         if (room == 0) return;
         ssize_t n = t_.read(buf, room);
@@ -78,6 +104,7 @@ void connection::read_input() {
             return;
         } else if (n == -EAGAIN || n == -EWOULDBLOCK) {
             read_ready_ = false;
+            update_body_timer();  // now waiting on the client: (re)start its idle deadline
         } else if (n != -EINTR) {
             return close_now();  // ECONNRESET and friends
         }
@@ -95,6 +122,7 @@ void connection::consume_input() {
 void connection::try_parse_head() {
     std::string_view data = in_.readable();
     if (data.empty()) return;
+    set_read_timer(timer_kind::header);  // from the first byte; trickling does not extend it
     // Re-parse only when it can change the answer: the first bytes (garbage is rejected at
     // once), a newly completed line, or a head past its limits (414/431). So a client trickling
     // one byte at a time costs O(lines x head size), not O(bytes x head size).
@@ -121,7 +149,13 @@ void connection::try_parse_head() {
 
 void connection::start_request(const request_head& head, const request_info& info,
                                size_t head_len) {
-    owner_.disarm_timer(*this);
+    set_read_timer(timer_kind::none);
+    if (cfg_.max_body && info.framing == body_framing::content_length &&
+        info.content_length > cfg_.max_body)
+        return reject({413, "request body larger than --limit-request-body"});
+    if (!owner_.admit_request(*this))
+        return reject({503, "too many requests in flight (--limit-concurrency)"});
+    admitted_ = true;
     ex_ = std::make_shared<http::exchange>(events_, this);
     http::exchange& ex = *ex_;
     // Copy the head out of the read buffer (a few hundred bytes) so the app side can keep views
@@ -159,9 +193,11 @@ void connection::start_request(const request_head& head, const request_info& inf
     continue_owed_ = ex.expect_continue;
     app_wants_body_ = response_started_ = response_done_ = send_waiting_ = aborted_ = false;
     body_sent_ = 0;
+    body_received_ = 0;
     state_ = state::in_request;
     ex.post(http::ev_request);
     if (!body_done_) decode_body();
+    update_body_timer();
 }
 
 void connection::decode_body() {
@@ -170,7 +206,10 @@ void connection::decode_body() {
         std::string_view data = in_.readable();
         if (chunked_) {
             auto r = chunked_->decode(data);
-            if (r.status == chunked_decoder::status::data) ex_->body.append(r.data);
+            if (r.status == chunked_decoder::status::data) {
+                ex_->body.append(r.data);
+                body_received_ += r.data.size();
+            }
             in_.consume(r.consumed);
             if (r.status == chunked_decoder::status::error) return reject(r.error);
             if (r.status == chunked_decoder::status::done) body_done_ = true;
@@ -182,11 +221,16 @@ void connection::decode_body() {
             ex_->body.append(data.substr(0, n));
             in_.consume(n);
             body_left_ -= n;
+            body_received_ += n;
             body_done_ = body_left_ == 0;
             progressed = true;
         }
     }
     if (!progressed) return;
+    // Chunked bodies announce no length, so the limit is checked as they arrive (a
+    // content-length body was checked before the app started).
+    if (cfg_.max_body && body_received_ > cfg_.max_body)
+        return reject({413, "request body larger than --limit-request-body"});
     ex_->body_complete = body_done_;
     ex_->post(http::ev_body);
 }
@@ -215,7 +259,7 @@ void connection::finish_request() {
     detach_exchange(true);  // receive() now answers http.disconnect (ASGI: response sent)
     if (!keep_alive_ || shutting_down_) return start_draining();
     state_ = state::read_head;
-    owner_.arm_timer(*this, timer_kind::keep_alive);
+    set_read_timer(timer_kind::keep_alive);
     if (!in_.empty()) return try_parse_head();  // a pipelined request is already here
     if (peer_eof_) return close_now();
     in_.release();  // idle keep-alive connections hold no buffer memory
@@ -235,11 +279,15 @@ void connection::reject(const core::error& err) {
 
 void connection::start_draining() {
     state_ = state::draining;
-    owner_.disarm_timer(*this);
+    set_read_timer(timer_kind::none);
     flush();
 }
 
 void connection::detach_exchange(bool notify) {
+    if (admitted_) {
+        admitted_ = false;
+        owner_.request_finished(*this);
+    }
     if (!ex_) return;
     ex_->detach();
     if (notify) ex_->post(http::ev_disconnect);
@@ -249,7 +297,9 @@ void connection::detach_exchange(bool notify) {
 void connection::close_now() {
     if (state_ == state::closed) return;
     state_ = state::closed;
-    owner_.disarm_timer(*this);
+    set_read_timer(timer_kind::none);
+    if (write_timer_) owner_.disarm_timer(*this, timer_kind::write);
+    write_timer_ = false;
     detach_exchange(true);
     out_.clear();
     t_.close();
@@ -259,8 +309,23 @@ void connection::close_now() {
 void connection::on_hangup() { close_now(); }
 
 void connection::on_timer(timer_kind kind) {
-    if (kind == timer_kind::keep_alive && state_ == state::read_head) return close_now();
-    if (kind == timer_kind::linger) return close_now();
+    if (kind == timer_kind::write) {
+        write_timer_ = false;
+        return close_now();  // the client stopped reading; a waiting send() raises
+    }
+    read_timer_ = timer_kind::none;
+    switch (kind) {
+        case timer_kind::keep_alive: return close_now();
+        case timer_kind::header:
+            if (state_ == state::read_head)
+                return reject({408, "request head not complete within --timeout-request-header"});
+            return;
+        case timer_kind::body:
+            if (state_ == state::in_request && !body_done_)
+                return reject({408, "no request body bytes within --timeout-request-body"});
+            return;
+        default: return close_now();  // linger
+    }
 }
 
 void connection::begin_shutdown() {
@@ -277,6 +342,7 @@ void connection::on_writable() {
 }
 
 void connection::flush() {
+    bool progressed = false;
     while (!out_.empty() && !write_blocked_ && state_ != state::closed) {
         iovec iov[64];
         int cnt = out_.iov(iov, 64);
@@ -285,6 +351,7 @@ void connection::flush() {
         ssize_t n = t_.writev(iov, cnt);
         if (n >= 0) {
             out_.consume(static_cast<size_t>(n));
+            progressed = progressed || n > 0;
             // A short write means the socket buffer is full: wait for the EPOLLOUT edge rather
             // than spend a syscall on the EAGAIN we would get now.
             if (static_cast<size_t>(n) < offered) write_blocked_ = true;
@@ -295,6 +362,15 @@ void connection::flush() {
         }
     }
     if (state_ == state::closed) return;
+    // The write timeout measures how long the client has read nothing while we have output:
+    // armed when a write blocks, restarted by progress, cleared when everything is out.
+    if (out_.empty()) {
+        if (write_timer_) owner_.disarm_timer(*this, timer_kind::write);
+        write_timer_ = false;
+    } else if (write_blocked_ && (progressed || !write_timer_)) {
+        owner_.arm_timer(*this, timer_kind::write);
+        write_timer_ = true;
+    }
     if (send_waiting_ && out_.size() <= cfg_.write_low_water && ex_) {
         send_waiting_ = false;
         ex_->post(http::ev_drain);
@@ -303,7 +379,7 @@ void connection::flush() {
         t_.shutdown_write();
         state_ = state::lingering;
         read_ready_ = true;
-        owner_.arm_timer(*this, timer_kind::linger);
+        set_read_timer(timer_kind::linger);
         linger_read();
     }
 }

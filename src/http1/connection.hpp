@@ -41,6 +41,7 @@ namespace coachwhip::http1 {
 
 struct connection_config {
     limits head_limits{};
+    uint64_t max_body = 0;  // request body bytes allowed; 0 = no limit (413 above it)
     size_t read_chunk = 16 * 1024;
     size_t body_high_water = 64 * 1024;
     size_t write_high_water = 256 * 1024;
@@ -57,10 +58,18 @@ class connection_owner {
 public:
     // `c` has work for the next I/O phase (buffered output, reading to resume, next request).
     virtual void schedule(connection& c) = 0;
-    // Timers. kind: which timeout list (the owner maps kinds to durations).
-    enum class timer_kind : uint8_t { none, keep_alive, linger };
+    // Timers; the owner maps each kind to its duration. A connection has two slots: `write` has
+    // its own, every other kind shares the read slot (arming one replaces the one before).
+    //   keep_alive: idle between requests            header: a request head must be complete
+    //   body: no request body bytes for this long    linger: after our FIN, before close
+    //   write: the client has not read anything for this long
+    enum class timer_kind : uint8_t { none, keep_alive, header, body, linger, write };
     virtual void arm_timer(connection& c, timer_kind kind) = 0;
-    virtual void disarm_timer(connection& c) = 0;
+    virtual void disarm_timer(connection& c, timer_kind kind) = 0;  // the slot `kind` uses
+    // Admission (concurrency limit): false answers the request with 503 instead of starting it.
+    // Every admitted request is matched by exactly one request_finished().
+    virtual bool admit_request(connection& c) = 0;
+    virtual void request_finished(connection& c) = 0;
     // The connection is closed; the owner destroys it after the current I/O phase.
     virtual void on_closed(connection& c) = 0;
 
@@ -115,6 +124,8 @@ private:
     void close_now();
     void linger_read();
     void detach_exchange(bool notify);
+    void set_read_timer(connection_owner::timer_kind kind);
+    void update_body_timer();
     http::send_result queue_head(const head& h, std::string_view body, bool more);
     http::send_result queue_body(std::string_view body, bool more);
 
@@ -135,6 +146,10 @@ private:
     bool shutting_down_ = false;
     bool keep_alive_ = true;     // for the current request
     size_t lingered_ = 0;
+    connection_owner::timer_kind read_timer_ = connection_owner::timer_kind::none;
+    bool write_timer_ = false;   // the write slot is armed
+    bool admitted_ = false;      // the current request counts against the concurrency limit
+    uint64_t body_received_ = 0;  // decoded request body bytes (for max_body)
 
     // Current exchange (in_request).
     std::shared_ptr<http::exchange> ex_;

@@ -11,8 +11,9 @@
 
 namespace coachwhip::server {
 
-listener::listener(loop::event_loop& loop, int fd, std::function<void(int)> on_accept)
-    : loop_(loop), fd_(fd), on_accept_(std::move(on_accept)) {}
+listener::listener(loop::event_loop& loop, int fd, std::function<void(int)> on_accept,
+                   std::function<bool()> may_accept)
+    : loop_(loop), fd_(fd), on_accept_(std::move(on_accept)), may_accept_(std::move(may_accept)) {}
 
 listener::~listener() { stop(); }
 
@@ -33,6 +34,10 @@ void listener::resume() {
     paused_ = false;
     // Edge-triggered: accept until the queue is empty, or we would lose the edge.
     for (int i = 0; i < 1024 && registered_; ++i) {
+        if (!may_accept_()) {
+            paused_ = true;  // at the connection limit: retried after a connection closes
+            return;
+        }
         int fd = ::accept4(fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd >= 0) {
             on_accept_(fd);

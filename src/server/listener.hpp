@@ -14,8 +14,10 @@ namespace coachwhip::server {
 
 class listener final : public loop::io_handler {
 public:
-    // `on_accept(fd)` receives each accepted, non-blocking, close-on-exec socket.
-    listener(loop::event_loop& loop, int fd, std::function<void(int)> on_accept);
+    // `on_accept(fd)` receives each accepted, non-blocking, close-on-exec socket. While
+    // `may_accept()` is false (the connection limit), connections wait in the kernel's queue.
+    listener(loop::event_loop& loop, int fd, std::function<void(int)> on_accept,
+             std::function<bool()> may_accept);
     ~listener();
     listener(const listener&) = delete;
     listener& operator=(const listener&) = delete;
@@ -32,6 +34,7 @@ private:
     bool registered_ = false;
     bool paused_ = false;
     std::function<void(int)> on_accept_;
+    std::function<bool()> may_accept_;
 };
 
 }  // namespace coachwhip::server

@@ -56,15 +56,19 @@ struct server::conn_entry final : loop::io_handler {
           client(std::move(c)),
           local(std::move(l)),
           conn(transport, s, s.cfg_.conn, s.events_, client, local),
-          timer(&on_timer_cb, this) {}
+          read_timer(&on_read_timer, this),
+          write_timer(&on_write_timer, this) {}
 
     void on_io(uint32_t ev) override {
         if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) conn.on_readable();
         if ((ev & EPOLLOUT) && conn.write_blocked()) conn.on_writable();
     }
-    static void on_timer_cb(void* ctx) {
+    static void on_read_timer(void* ctx) {
         auto* e = static_cast<conn_entry*>(ctx);
-        e->conn.on_timer(e->kind);
+        e->conn.on_timer(e->read_kind);
+    }
+    static void on_write_timer(void* ctx) {
+        static_cast<conn_entry*>(ctx)->conn.on_timer(timer_kind::write);
     }
 
     server& srv;
@@ -72,15 +76,21 @@ struct server::conn_entry final : loop::io_handler {
     http::endpoint client;
     http::endpoint local;
     http1::connection conn;
-    loop::timer timer;
-    timer_kind kind = timer_kind::none;
+    loop::timer read_timer;   // keep-alive, header, body or linger: one at a time
+    loop::timer write_timer;
+    timer_kind read_kind = timer_kind::none;
     std::list<conn_entry>::iterator self;
 };
 
 server::server(const server_config& cfg)
-    : cfg_(cfg), keep_alive_list_(cfg.keep_alive_ms), linger_list_(cfg.linger_ms) {
-    loop_.add_list(&keep_alive_list_);
-    loop_.add_list(&linger_list_);
+    : cfg_(cfg),
+      keep_alive_list_(cfg.keep_alive_ms),
+      header_list_(cfg.header_timeout_ms),
+      body_list_(cfg.body_timeout_ms),
+      write_list_(cfg.write_timeout_ms),
+      linger_list_(cfg.linger_ms) {
+    for (auto* list : {&keep_alive_list_, &header_list_, &body_list_, &write_list_, &linger_list_})
+        loop_.add_list(list);
 }
 
 server::~server() {
@@ -98,7 +108,8 @@ core::error server::add_listener(int fd) {
     le->wildcard = is_wildcard(ss);
     le->family = ss.ss_family;
     listener_entry* raw = le.get();
-    le->l = std::make_unique<listener>(loop_, fd, [this, raw](int cfd) { accept_one(*raw, cfd); });
+    le->l = std::make_unique<listener>(
+        loop_, fd, [this, raw](int cfd) { accept_one(*raw, cfd); }, [this] { return may_accept(); });
     if (le->l->start() != 0) return {500, "cannot register the listening socket with epoll"};
     listeners_.push_back(std::move(le));
     return {};
@@ -124,7 +135,7 @@ void server::accept_one(listener_entry& le, int fd) {
     e.self = std::prev(conns_.end());
     e.conn.owner_ctx = &e;
     ++conn_count_;
-    arm_timer(e.conn, timer_kind::keep_alive);  // until the first request head is complete
+    arm_timer(e.conn, timer_kind::keep_alive);  // until the first request byte arrives
     if (loop_.add(fd, &e, EPOLLIN | EPOLLOUT | EPOLLRDHUP) != 0) e.conn.on_hangup();
 }
 
@@ -191,21 +202,46 @@ void server::schedule(http1::connection& c) {
     if (first && !in_io_ && hook_) hook_(hook_ctx_);
 }
 
-void server::arm_timer(http1::connection& c, timer_kind kind) {
-    auto* e = static_cast<conn_entry*>(c.owner_ctx);
-    if (!e) return;  // during construction: the entry arms the first timer itself
-    e->kind = kind;
-    loop_.arm(e->timer, kind == timer_kind::linger ? linger_list_ : keep_alive_list_);
+bool server::may_accept() const noexcept {
+    return cfg_.max_connections == 0 || conn_count_ < cfg_.max_connections;
 }
 
-void server::disarm_timer(http1::connection& c) {
-    auto* e = static_cast<conn_entry*>(c.owner_ctx);
-    if (e) e->timer.disarm();
+loop::timeout_list& server::list_for(timer_kind kind) noexcept {
+    switch (kind) {
+        case timer_kind::header: return header_list_;
+        case timer_kind::body: return body_list_;
+        case timer_kind::write: return write_list_;
+        case timer_kind::linger: return linger_list_;
+        default: return keep_alive_list_;
+    }
 }
+
+void server::arm_timer(http1::connection& c, timer_kind kind) {
+    auto* e = static_cast<conn_entry*>(c.owner_ctx);
+    if (!e) return;  // during construction: accept_one arms the first timer itself
+    if (kind == timer_kind::write) return loop_.arm(e->write_timer, write_list_);
+    e->read_kind = kind;
+    loop_.arm(e->read_timer, list_for(kind));
+}
+
+void server::disarm_timer(http1::connection& c, timer_kind kind) {
+    auto* e = static_cast<conn_entry*>(c.owner_ctx);
+    if (!e) return;
+    (kind == timer_kind::write ? e->write_timer : e->read_timer).disarm();
+}
+
+bool server::admit_request(http1::connection&) {
+    if (cfg_.max_concurrency && in_flight_ >= cfg_.max_concurrency) return false;
+    ++in_flight_;
+    return true;
+}
+
+void server::request_finished(http1::connection&) { --in_flight_; }
 
 void server::on_closed(http1::connection& c) {
     auto* e = static_cast<conn_entry*>(c.owner_ctx);
-    e->timer.disarm();
+    e->read_timer.disarm();
+    e->write_timer.disarm();
     --conn_count_;
     // Scheduled entries and epoll events of this batch may still point here: free it later.
     graveyard_.push_back(e->self);

@@ -32,7 +32,12 @@ namespace coachwhip::server {
 struct server_config {
     http1::connection_config conn{};
     uint64_t keep_alive_ms = 5000;
+    uint64_t header_timeout_ms = 20000;  // a request head must be complete within this
+    uint64_t body_timeout_ms = 60000;    // request body: longest silence while we wait for it
+    uint64_t write_timeout_ms = 60000;   // longest a client may read nothing of our output
     uint64_t linger_ms = 2000;
+    size_t max_connections = 0;   // 0: no limit; at the limit, stop accepting (kernel queues)
+    size_t max_concurrency = 0;   // 0: no limit; requests in flight beyond it get 503
 };
 
 class server final : private http1::connection_owner {
@@ -51,6 +56,7 @@ public:
     void shutdown_connections();
     void close_all();
     size_t connection_count() const noexcept { return conn_count_; }
+    size_t requests_in_flight() const noexcept { return in_flight_; }
 
     void run_io();
     void run_scheduled();
@@ -83,12 +89,19 @@ private:
     // connection_owner
     void schedule(http1::connection& c) override;
     void arm_timer(http1::connection& c, timer_kind kind) override;
-    void disarm_timer(http1::connection& c) override;
+    void disarm_timer(http1::connection& c, timer_kind kind) override;
+    bool admit_request(http1::connection& c) override;
+    void request_finished(http1::connection& c) override;
     void on_closed(http1::connection& c) override;
+    loop::timeout_list& list_for(timer_kind kind) noexcept;
+    bool may_accept() const noexcept;
 
     server_config cfg_;
     loop::event_loop loop_;
     loop::timeout_list keep_alive_list_;
+    loop::timeout_list header_list_;
+    loop::timeout_list body_list_;
+    loop::timeout_list write_list_;
     loop::timeout_list linger_list_;
     std::vector<std::unique_ptr<listener_entry>> listeners_;
     std::list<conn_entry> conns_;
@@ -96,6 +109,7 @@ private:
     std::vector<http1::connection*> scheduled_;
     http::event_queue events_;
     size_t conn_count_ = 0;
+    size_t in_flight_ = 0;
     bool in_io_ = false;
     schedule_hook hook_ = nullptr;
     void* hook_ctx_ = nullptr;

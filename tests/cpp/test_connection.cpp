@@ -60,13 +60,18 @@ struct harness final : http1::connection_owner {
     std::unique_ptr<http1::connection> conn;
     std::vector<http1::connection*> scheduled;
     timer_kind armed = timer_kind::none;
+    timer_kind write_armed = timer_kind::none;
+    size_t in_flight = 0;
+    int arm_count = 0;
+    size_t max_in_flight = SIZE_MAX;
     bool closed = false;
     bool auto_respond = true;
     std::vector<std::shared_ptr<http::exchange>> exchanges;
     std::vector<std::string> bodies;  // per exchange, what the app has taken so far
 
-    harness() {
+    explicit harness(uint64_t max_body = 0) {
         cfg.date_header = false;
+        cfg.max_body = max_body;
         conn = std::make_unique<http1::connection>(t, *this, cfg, events, client, server);
     }
 
@@ -74,8 +79,19 @@ struct harness final : http1::connection_owner {
         if (!c.scheduled) scheduled.push_back(&c);
         c.scheduled = true;
     }
-    void arm_timer(http1::connection&, timer_kind k) override { armed = k; }
-    void disarm_timer(http1::connection&) override { armed = timer_kind::none; }
+    void arm_timer(http1::connection&, timer_kind k) override {
+        (k == timer_kind::write ? write_armed : armed) = k;
+        ++arm_count;
+    }
+    void disarm_timer(http1::connection&, timer_kind k) override {
+        (k == timer_kind::write ? write_armed : armed) = timer_kind::none;
+    }
+    bool admit_request(http1::connection&) override {
+        if (in_flight >= max_in_flight) return false;
+        ++in_flight;
+        return true;
+    }
+    void request_finished(http1::connection&) override { --in_flight; }
     void on_closed(http1::connection&) override { closed = true; }
 
     void feed(std::string_view bytes) {
@@ -428,6 +444,111 @@ TEST(Connection, ShutdownClosesIdleAndFinishesBusy) {
     busy.pump();
     EXPECT_NE(busy.t.output.find("connection: close"), std::string::npos);
     EXPECT_TRUE(busy.t.shut);
+}
+
+TEST(Limits, HeaderDeadlineIsNotExtendedByTrickling) {
+    harness h;
+    h.feed("GET / HT");
+    EXPECT_EQ(h.armed, timer_kind::header);
+    int arms = h.arm_count;
+    for (char c : std::string("TP/1.1\r\nHost: a\r\nX-Slow: 1"))  // slowloris: a byte at a time
+        h.feed(std::string_view(&c, 1));
+    EXPECT_EQ(h.arm_count, arms) << "a trickling client pushed its deadline back";
+    h.conn->on_timer(timer_kind::header);
+    h.pump();
+    EXPECT_EQ(h.t.output, error_response(408, "Request Timeout"));
+    EXPECT_TRUE(h.t.shut);
+    EXPECT_TRUE(h.exchanges.empty());
+}
+
+TEST(Limits, SlowBodyGets408AndTheAppIsDisconnected) {
+    harness h;
+    h.auto_respond = false;
+    h.feed("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n\r\nabc");
+    EXPECT_EQ(h.armed, timer_kind::body);
+    h.conn->on_timer(timer_kind::body);
+    h.pump();
+    EXPECT_EQ(h.t.output, error_response(408, "Request Timeout"));
+    ASSERT_EQ(h.exchanges.size(), 1u);
+    EXPECT_FALSE(h.exchanges[0]->connected());
+}
+
+TEST(Limits, BodyTimerStopsWhileTheAppHasNotTakenTheBody) {
+    harness h;
+    h.auto_respond = false;
+    h.feed("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1000000\r\n\r\n" +
+           std::string(100 * 1024, 'x'));
+    EXPECT_EQ(h.armed, timer_kind::none) << "the client is not at fault while we are paused";
+    h.exchanges[0]->body_taken();
+    h.pump();
+    EXPECT_EQ(h.armed, timer_kind::body);
+}
+
+TEST(Limits, ClientThatStopsReadingIsClosedByTheWriteTimeout) {
+    harness h;
+    h.auto_respond = false;
+    h.t.write_budget = 1000;
+    h.feed("GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+    auto& ex = *h.exchanges[0];
+    http::response_sink::head head{200, {}};
+    ex.send(&head, std::string(100000, 'y'), true);
+    h.pump();
+    EXPECT_EQ(h.write_armed, timer_kind::write);
+    h.conn->on_timer(timer_kind::write);
+    EXPECT_TRUE(h.closed);
+    EXPECT_EQ(ex.send(nullptr, "more", true).status, http::send_status::closed);
+}
+
+TEST(Limits, WriteTimerClearedOnceEverythingIsWritten) {
+    harness h;
+    h.auto_respond = false;
+    h.t.write_budget = 10;
+    h.feed("GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+    http::response_sink::head head{200, {}};
+    h.exchanges[0]->send(&head, "hello world", false);
+    h.pump();
+    EXPECT_EQ(h.write_armed, timer_kind::write);
+    h.t.write_budget = SIZE_MAX;
+    h.conn->on_writable();
+    EXPECT_EQ(h.write_armed, timer_kind::none);
+}
+
+TEST(Limits, ContentLengthOverTheBodyLimitIs413WithoutTheApp) {
+    harness h(100);
+    h.feed("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 101\r\n\r\n");
+    EXPECT_TRUE(h.exchanges.empty());
+    EXPECT_EQ(h.t.output, error_response(413, "Content Too Large"));
+    harness at_limit(100);
+    at_limit.feed("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\n" +
+                  std::string(100, 'k'));
+    EXPECT_EQ(at_limit.exchanges.size(), 1u);
+    EXPECT_EQ(at_limit.t.output.substr(0, 15), "HTTP/1.1 200 OK");
+}
+
+TEST(Limits, ChunkedBodyOverTheLimitIs413AndDisconnectsTheApp) {
+    harness h(10);
+    h.auto_respond = false;
+    h.feed("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+           "8\r\n12345678\r\n8\r\n12345678\r\n0\r\n\r\n");
+    ASSERT_EQ(h.exchanges.size(), 1u);
+    EXPECT_FALSE(h.exchanges[0]->connected());
+    EXPECT_EQ(h.t.output, error_response(413, "Content Too Large"));
+}
+
+TEST(Limits, ConcurrencyLimitAnswers503AndCountsEveryRequestOnce) {
+    harness h;
+    h.max_in_flight = 0;
+    h.feed("GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+    EXPECT_EQ(h.t.output, error_response(503, "Service Unavailable"));
+    EXPECT_TRUE(h.exchanges.empty());
+
+    harness ok_then_done;
+    ok_then_done.max_in_flight = 1;
+    ok_then_done.feed("GET /1 HTTP/1.1\r\nHost: a\r\n\r\nGET /2 HTTP/1.1\r\nHost: a\r\n\r\n");
+    EXPECT_EQ(ok_then_done.exchanges.size(), 2u);  // sequential on one connection: both fit
+    EXPECT_EQ(ok_then_done.in_flight, 0u);
+    ok_then_done.end_input();
+    EXPECT_EQ(ok_then_done.in_flight, 0u);
 }
 
 TEST(Connection, IdleConnectionReleasesItsBuffer) {
