@@ -29,10 +29,17 @@ LIVE: list[ServerProcess] = []  # servers not yet killed, for failure reports an
 
 
 def server_env(env: dict[str, str] | None = None) -> dict[str, str]:
-    """The environment for a server process: ours minus any COACHWHIP_* setting, plus `env`."""
+    """The environment for a server process: ours minus any COACHWHIP_* setting, plus `env`.
+
+    Under scripts/test's sanitizer run, COACHWHIP_TEST_SERVER_PRELOAD names the ASan/UBSan
+    runtimes: they are preloaded into server processes only (not into curl or this process).
+    """
+    preload = os.environ.get("COACHWHIP_TEST_SERVER_PRELOAD")
     base = {k: v for k, v in os.environ.items() if not k.startswith("COACHWHIP_")}
     base["PYTHONUNBUFFERED"] = "1"
     base.pop("PYTHONPATH", None)
+    if preload:
+        base["LD_PRELOAD"] = preload
     base.update(env or {})
     return base
 
