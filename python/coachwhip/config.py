@@ -46,8 +46,24 @@ OPTIONS: tuple[Option, ...] = (
     Option("uds", "str", None, "Bind to this Unix domain socket instead.", metavar="PATH"),
     Option("fd", "int", None, "Serve an inherited listening socket with this fd.", metavar="N",
            minimum=0),
+    Option("uds-mode", "str", "666", "File mode (octal) of the --uds socket file.",
+           metavar="OCTAL"),
     Option("backlog", "int", 2048, "Maximum number of pending connections.", metavar="N",
            minimum=1),
+    Option("workers", "int", 1,
+           "Worker processes (a supervisor runs them when more than 1; env WEB_CONCURRENCY "
+           "too).", metavar="N", minimum=1),
+    Option("max-requests", "int", 0,
+           "Replace a worker after it served this many requests; 0: never.", metavar="N",
+           minimum=0),
+    Option("max-requests-jitter", "int", 0,
+           "Add a random 0..J to each worker's --max-requests.", metavar="J", minimum=0),
+    Option("workers-max-rss", "int", 0,
+           "Replace a worker whose memory (RSS) exceeds this many MiB; 0: never.",
+           metavar="MIB", minimum=0),
+    Option("timeout-worker-healthcheck", "float", 30.0,
+           "Replace a worker whose event loop has not answered for this many seconds.",
+           metavar="S", minimum=0.1),
     Option("app-dir", "str", ".", "Put this directory first on sys.path.", metavar="DIR"),
     Option("factory", "bool", False, "MODULE:ATTRIBUTE is a callable that returns the app."),
     Option("root-path", "str", "", "ASGI root_path: the path the app is mounted at.",
@@ -104,7 +120,13 @@ class Config:
     port: int = 8000
     uds: str | None = None
     fd: int | None = None
+    uds_mode: str = "666"
     backlog: int = 2048
+    workers: int = 1
+    max_requests: int = 0
+    max_requests_jitter: int = 0
+    workers_max_rss: int = 0
+    timeout_worker_healthcheck: float = 30.0
     app_dir: str = "."
     factory: bool = False
     root_path: str = ""
@@ -131,11 +153,22 @@ class Config:
             setattr(self, attr, check_value(opt, getattr(self, attr), f"--{opt.name}"))
         if self.uds is not None and self.fd is not None:
             raise ConfigError("--uds and --fd cannot be used together; choose one")
+        try:
+            if not 0 <= int(self.uds_mode, 8) <= 0o777:
+                raise ValueError
+        except ValueError:
+            raise ConfigError(
+                f"--uds-mode: expected an octal file mode like 660, got {self.uds_mode!r}"
+            ) from None
         if self.limit_request_line > self.limit_request_header_size:
             raise ConfigError(
                 f"--limit-request-line ({self.limit_request_line}) cannot be larger than "
                 f"--limit-request-header-size ({self.limit_request_header_size})"
             )
+
+    def needs_supervisor(self) -> bool:
+        """True when a supervisor process must run the workers."""
+        return self.workers > 1 or self.max_requests > 0 or self.workers_max_rss > 0
 
     @classmethod
     def load(cls, explicit: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> Config:
@@ -145,6 +178,12 @@ class Config:
         app_env = environ.get(ENV_PREFIX + "APP")
         if app_env:
             values["app"] = app_env
+        # WEB_CONCURRENCY is what PaaS platforms set, and what uvicorn and gunicorn read.
+        web_concurrency = environ.get("WEB_CONCURRENCY")
+        if web_concurrency and not environ.get(ENV_PREFIX + "WORKERS"):
+            values["workers"] = parse_text(
+                OPTION_BY_ATTR["workers"], web_concurrency, f"WEB_CONCURRENCY={web_concurrency!r}"
+            )
         for opt in OPTIONS:
             raw = environ.get(opt.env)
             if raw is not None and raw != "":

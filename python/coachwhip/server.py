@@ -11,10 +11,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import random
 import resource
 import signal
 import socket
-from typing import Any
+from typing import Any, Protocol
 
 from coachwhip import __version__, logs
 from coachwhip.config import Config
@@ -30,23 +31,48 @@ class StartupError(RuntimeError):
     """The app's lifespan startup failed; the server did not serve."""
 
 
-def run(app: Any = None, /, config: Config | None = None, **settings: Any) -> int:
+class SupervisorLink(Protocol):
+    """How a worker reports to its supervisor (coachwhip._worker)."""
+
+    def send(self, line: str) -> None: ...
+
+
+def run(
+    app: Any = None,
+    /,
+    config: Config | None = None,
+    supervisor: SupervisorLink | None = None,
+    **settings: Any,
+) -> int:
     """Serves `app` (an ASGI callable or "module:attribute") until a shutdown signal.
 
     Keyword settings are the command-line flags with underscores (port=8000, root_path="/api").
     Returns the exit status (0 after a clean shutdown). Raises ConfigError for a bad setting or
-    app name, StartupError when lifespan startup fails.
+    app name, StartupError when lifespan startup fails. With workers > 1 (or recycling or
+    reload settings) a supervisor process runs the workers (coachwhip.supervisor).
     """
     if config is None:
         config = Config.load({"app": app, **settings} if app is not None else settings)
     logs.configure(config.log_level, config.access_log)
+    if supervisor is None and config.needs_supervisor():
+        if not isinstance(config.app, str):
+            from coachwhip.config import ConfigError
+
+            raise ConfigError(
+                "with --workers > 1, --max-requests, --workers-max-rss or --reload the app "
+                'must be given as an import string ("module:attribute") so that each worker '
+                "can import it"
+            )
+        from coachwhip.supervisor import Supervisor
+
+        return Supervisor(config).run()
     if isinstance(config.app, str):
         target = import_app(config.app, config.app_dir, config.factory)
     else:
         target = config.app() if config.factory else config.app
     loop = _new_loop(config.loop)
     try:
-        return loop.run_until_complete(Worker(config, target).serve())
+        return loop.run_until_complete(Worker(config, target, supervisor).serve())
     except BindError as exc:
         error_logger.error("%s", exc)
         return 1
@@ -87,12 +113,18 @@ def _raise_open_files_limit(wanted_connections: int) -> None:
 
 
 class Worker:
-    def __init__(self, config: Config, app: Any) -> None:
+    def __init__(self, config: Config, app: Any, supervisor: SupervisorLink | None = None) -> None:
         self.config = config
         self.app = app
+        self.supervisor = supervisor
         self.stopping = asyncio.Event()
         self.forced = asyncio.Event()
         self.signals = 0
+        self.retire_asked = False
+        # --max-requests with jitter: each worker draws its own limit, so that workers started
+        # together do not all retire together.
+        jitter = random.randint(0, config.max_requests_jitter) if config.max_requests_jitter else 0
+        self.max_requests = config.max_requests + jitter if config.max_requests else 0
 
     async def serve(self) -> int:
         from coachwhip import _asgi, _core
@@ -107,6 +139,9 @@ class Worker:
         if lifespan is not None and not await lifespan.startup():
             close_listener(sock, config)
             raise StartupError(f"application startup failed: {lifespan.failure}")
+        if self.stopping.is_set() and self.supervisor is not None:
+            close_listener(sock, config)  # told to stop while starting: never report ready
+            return 0
         server = _core.Server(
             self.app, loop, _asgi.run_http,
             root_path=config.root_path,
@@ -126,10 +161,16 @@ class Worker:
             limit_request_body=config.limit_request_body,
             limit_concurrency=config.limit_concurrency,
             max_connections=config.max_connections,
+            request_limit=self.max_requests if self.supervisor is not None else 0,
+            on_request_limit=self._retire_for_max_requests,
         )
         server.add_listener(sock)
         loop.add_reader(server.fileno(), server.on_readable)
-        error_logger.info("Listening on %s (Press CTRL+C to quit)", describe(sock))
+        if self.supervisor is None:
+            error_logger.info("Listening on %s (Press CTRL+C to quit)", describe(sock))
+        else:
+            self.supervisor.send("READY")
+            self._heartbeat(server)
         if not self.stopping.is_set():
             await self.stopping.wait()
         status = await self._drain(server, sock)
@@ -160,9 +201,38 @@ class Worker:
                 await asyncio.wait_for(self.forced.wait(), 0.02)  # poll the engine's counters
         return FORCED_EXIT_STATUS if self.forced.is_set() else 0
 
+    def _heartbeat(self, server: Any) -> None:
+        """Reports liveness from the event loop itself: a loop stuck in blocking code stops
+        beating, and the supervisor replaces the worker (--timeout-worker-healthcheck)."""
+        assert self.supervisor is not None
+        self.supervisor.send(f"BEAT {server.requests_total}")
+        if not self.stopping.is_set():
+            interval = max(0.05, min(1.0, self.config.timeout_worker_healthcheck / 4))
+            asyncio.get_running_loop().call_later(interval, self._heartbeat, server)
+
+    def _retire_for_max_requests(self) -> None:
+        """Called by the engine when the request count reaches --max-requests (+ jitter): the
+        supervisor starts a replacement and then stops this worker gracefully."""
+        if self.supervisor is not None and not self.retire_asked:
+            self.retire_asked = True
+            self.supervisor.send(f"RETIRE max-requests ({self.max_requests} served)")
+
     def _install_signals(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self.supervisor is not None:
+            # The supervisor decides: Ctrl+C (and `kill -HUP -PGID`, or a terminal hang-up)
+            # reaches the whole process group, and the supervisor turns each into SIGTERM
+            # (graceful) or SIGQUIT (now) for the workers that should go.
+            for ignored in (signal.SIGINT, signal.SIGHUP, signal.SIGTTIN, signal.SIGTTOU):
+                signal.signal(ignored, signal.SIG_IGN)
+            loop.add_signal_handler(signal.SIGTERM, self._on_signal, signal.SIGTERM)
+            loop.add_signal_handler(signal.SIGQUIT, self._force)
+            return
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self._on_signal, sig)
+
+    def _force(self) -> None:
+        self.forced.set()
+        self.stopping.set()
 
     def _on_signal(self, sig: int) -> None:
         self.signals += 1

@@ -18,7 +18,7 @@ def open_listener(config: Config) -> socket.socket:
     if config.fd is not None:
         return _from_fd(config.fd)
     if config.uds is not None:
-        return _bind_unix(config.uds, config.backlog)
+        return _bind_unix(config.uds, config.backlog, int(config.uds_mode, 8))
     return _bind_tcp(config.host, config.port, config.backlog)
 
 
@@ -59,7 +59,7 @@ def _bind_tcp(host: str, port: int, backlog: int) -> socket.socket:
     return sock
 
 
-def _bind_unix(path: str, backlog: int) -> socket.socket:
+def _bind_unix(path: str, backlog: int, mode: int) -> socket.socket:
     # A stale socket file from a previous run would make bind() fail; remove only sockets.
     with contextlib.suppress(FileNotFoundError):
         if stat.S_ISSOCK(os.stat(path).st_mode):
@@ -67,7 +67,7 @@ def _bind_unix(path: str, backlog: int) -> socket.socket:
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.bind(path)
-        os.chmod(path, 0o666)
+        os.chmod(path, mode)
         sock.listen(backlog)
     except OSError as exc:
         sock.close()

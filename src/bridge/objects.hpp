@@ -42,6 +42,9 @@ struct server_object {
     PyObject* state;          // dict or None
     exchange_object* live;    // head of the live-exchange list (each holds a reference)
     Py_ssize_t live_count;
+    unsigned long long requests_total;  // apps started (for --max-requests)
+    unsigned long long request_limit;   // call on_request_limit when requests_total reaches it
+    PyObject* on_request_limit;         // callable() or nullptr
     bool run_scheduled_pending;
     bool bench_ceiling;  // benchmark only: answer every request from C++, never call the app
 };

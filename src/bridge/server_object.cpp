@@ -118,6 +118,10 @@ PyObject* server_get_connections(PyObject* self, void*) {
     return PyLong_FromSize_t(reinterpret_cast<server_object*>(self)->engine->connection_count());
 }
 
+PyObject* server_get_requests_total(PyObject* self, void*) {
+    return PyLong_FromUnsignedLongLong(reinterpret_cast<server_object*>(self)->requests_total);
+}
+
 PyObject* server_get_active(PyObject* self, void*) {
     return PyLong_FromSsize_t(reinterpret_cast<server_object*>(self)->live_count);
 }
@@ -153,6 +157,8 @@ int server_init(PyObject* self, PyObject* args, PyObject* kwds) {
                                    "limit_request_body",
                                    "limit_concurrency",
                                    "max_connections",
+                                   "request_limit",
+                                   "on_request_limit",
                                    nullptr};
     PyObject *app, *loop, *run_http, *root_path = nullptr, *state = Py_None;
     PyObject *access_log = Py_None, *error_log = Py_None;
@@ -160,12 +166,14 @@ int server_init(PyObject* self, PyObject* args, PyObject* kwds) {
     int server_header = 1, date_header = 1, log_level = 20;
     Py_ssize_t request_line = 8190, request_fields = 100, header_size = 65536;
     Py_ssize_t concurrency = 0, max_connections = 0;
-    unsigned long long max_body = 0;
+    unsigned long long max_body = 0, request_limit = 0;
+    PyObject* on_request_limit = Py_None;
     if (!PyArg_ParseTupleAndKeywords(
-            args, kwds, "OOO|$UOdppOOidddnnnKnn", const_cast<char**>(kwlist), &app, &loop,
+            args, kwds, "OOO|$UOdppOOidddnnnKnnKO", const_cast<char**>(kwlist), &app, &loop,
             &run_http, &root_path, &state, &keep_alive, &server_header, &date_header, &access_log,
             &error_log, &log_level, &header_timeout, &body_timeout, &write_timeout, &request_line,
-            &request_fields, &header_size, &max_body, &concurrency, &max_connections))
+            &request_fields, &header_size, &max_body, &concurrency, &max_connections,
+            &request_limit, &on_request_limit))
         return -1;
     if (request_line < 1 || request_fields < 1 || header_size < 1 || concurrency < 0 ||
         max_connections < 0 || keep_alive <= 0 || header_timeout <= 0 || body_timeout <= 0 ||
@@ -214,6 +222,8 @@ int server_init(PyObject* self, PyObject* args, PyObject* kwds) {
     s->state = Py_NewRef(state);
     s->access_log = Py_NewRef(access_log);
     s->error_log = Py_NewRef(error_log);
+    s->request_limit = request_limit;
+    s->on_request_limit = on_request_limit == Py_None ? nullptr : Py_NewRef(on_request_limit);
     s->create_task = PyObject_GetAttrString(loop, "create_task");
     s->create_future = PyObject_GetAttrString(loop, "create_future");
     s->call_soon = PyObject_GetAttrString(loop, "call_soon");
@@ -250,6 +260,7 @@ int server_traverse(PyObject* self, visitproc visit, void* arg) {
     Py_VISIT(s->access_log);
     Py_VISIT(s->error_log);
     Py_VISIT(s->state);
+    Py_VISIT(s->on_request_limit);
     return 0;
 }
 
@@ -266,6 +277,7 @@ int server_clear(PyObject* self) {
     Py_CLEAR(s->error_log);
     Py_CLEAR(s->state);
     Py_CLEAR(s->root_path);
+    Py_CLEAR(s->on_request_limit);
     return 0;
 }
 
@@ -298,6 +310,8 @@ PyMethodDef server_methods[] = {
 PyGetSetDef server_getset[] = {
     {"connection_count", server_get_connections, nullptr, "Open connections.", nullptr},
     {"active_requests", server_get_active, nullptr, "Apps still running.", nullptr},
+    {"requests_total", server_get_requests_total, nullptr, "Requests handed to the app so far.",
+     nullptr},
     {nullptr, nullptr, nullptr, nullptr, nullptr}};
 
 PyType_Slot server_slots[] = {

@@ -482,6 +482,11 @@ void start_exchange(server_object* srv, const std::shared_ptr<http::exchange>& e
     obj->linked = false;
     obj->prev = obj->next = nullptr;
     ex->app_handle = obj;
+    if (++srv->requests_total == srv->request_limit && srv->on_request_limit) {
+        // --max-requests: tell the worker at once, not at its next heartbeat.
+        py::ref r(PyObject_CallNoArgs(srv->on_request_limit));
+        if (!r) PyErr_WriteUnraisable(srv->on_request_limit);
+    }
     py::ref self(reinterpret_cast<PyObject*>(obj));
 
     py::ref scope(srv->scopes->build(*ex));

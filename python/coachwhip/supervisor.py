@@ -1,0 +1,358 @@
+"""The supervisor: owns the listening socket and runs the worker processes.
+
+Each worker is a fresh interpreter (`python -m coachwhip._worker`) that inherits the listening
+socket and imports the app itself, so a rolling restart (SIGHUP) serves freshly imported code.
+All workers accept on the one shared socket: when a worker retires, connections waiting in the
+kernel's queue are taken by the others instead of being reset (SO_REUSEPORT would give each
+worker its own queue, and a retiring worker's queue would be lost).
+
+Signals, as gunicorn users expect:
+    SIGTERM, SIGINT   graceful stop (a second SIGINT: stop now, exit 130)
+    SIGHUP            rolling restart, one worker at a time, the new one ready first
+    SIGTTIN, SIGTTOU  one worker more / one fewer
+    SIGQUIT           stop now
+
+Workers are replaced, one at a time and new-before-old, when they ask (--max-requests), when
+their memory exceeds --workers-max-rss, or on SIGHUP. A worker whose event loop stops sending
+heartbeats for --timeout-worker-healthcheck seconds is killed and respawned. A worker that dies
+is respawned with back-off; a worker that fails while starting, before any worker was ever
+ready, stops the server with the reason instead of respawning in a loop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import time
+from collections import deque
+
+from coachwhip import __version__
+from coachwhip.config import Config
+from coachwhip.logs import error_logger
+from coachwhip.server import FORCED_EXIT_STATUS, _raise_open_files_limit
+from coachwhip.sockets import BindError, describe, open_listener
+
+TICK_S = 0.1
+MAX_BOOT_FAILURES = 5
+STARTUP_FAILED_STATUS = 3
+
+
+@dataclasses.dataclass(eq=False)
+class WorkerProcess:
+    proc: subprocess.Popen[bytes]
+    pipe: int  # read end of the worker's report pipe
+    started: float
+    last_beat: float
+    buffer: bytes = b""
+    ready: bool = False
+    stopping: bool = False  # we told it to stop (SIGTERM/SIGQUIT/SIGKILL)
+    kill_at: float | None = None  # SIGKILL if still alive then
+    replace_reason: str | None = None  # it should be replaced (new one first)
+    fail_reason: str | None = None  # what it said when its startup failed
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+
+class Supervisor:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.target = config.workers
+        self.workers: list[WorkerProcess] = []
+        self.selector = selectors.DefaultSelector()
+        self.pending_signals: deque[int] = deque()
+        self.stopping = False
+        self.forced = False
+        self.status = 0
+        self.ever_ready = False
+        self.announced = False
+        self.boot_failures = 0
+        self.next_spawn_at = 0.0
+        self.next_rss_check = 0.0
+        self.rolling: deque[WorkerProcess] = deque()  # waiting to be replaced, oldest first
+        self.replacement: WorkerProcess | None = None  # started for the head of `rolling`
+
+    # ------------------------------------------------------------------ main loop
+
+    def run(self) -> int:
+        error_logger.info("Started coachwhip %s supervisor (pid %d)", __version__, os.getpid())
+        _raise_open_files_limit(self.config.max_connections)
+        try:
+            self.sock = open_listener(self.config)
+        except BindError as exc:
+            error_logger.error("%s", exc)
+            return 1
+        self.address = describe(self.sock)
+        wake_r, wake_w = os.pipe()
+        os.set_blocking(wake_r, False)
+        os.set_blocking(wake_w, False)
+        self.selector.register(wake_r, selectors.EVENT_READ, None)
+        previous = self._install_signals(wake_w)
+        try:
+            while self.workers or not self.stopping:
+                self._wait(wake_r)
+                self._handle_signals()
+                self._reap()
+                self._check_workers()
+                if not self.stopping:
+                    self._maintain()
+        finally:
+            self._restore_signals(previous)
+            self.sock.close()
+            if self.config.uds:
+                with contextlib.suppress(OSError):
+                    os.unlink(self.config.uds)
+            for fd in (wake_r, wake_w):
+                os.close(fd)
+        error_logger.info("Finished supervisor process [%d]", os.getpid())
+        return self.status
+
+    def _wait(self, wake_r: int) -> None:
+        for key, _ in self.selector.select(TICK_S):
+            if key.data is None:
+                with contextlib.suppress(BlockingIOError):
+                    while os.read(wake_r, 512):
+                        pass
+            else:
+                self._read_reports(key.data)
+
+    # ------------------------------------------------------------------ workers
+
+    def _spawn(self, why: str) -> WorkerProcess:
+        settings = dataclasses.asdict(self.config)
+        settings.update(fd=self.sock.fileno(), uds=None, workers=1)
+        read_end, write_end = os.pipe()
+        os.set_blocking(read_end, False)
+        env = dict(os.environ)
+        env["COACHWHIP_WORKER_CONFIG"] = json.dumps(settings)
+        env["COACHWHIP_WORKER_PIPE"] = str(write_end)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "coachwhip._worker"],
+            pass_fds=(self.sock.fileno(), write_end),
+            env=env,
+            stdin=subprocess.DEVNULL,
+        )
+        os.close(write_end)
+        now = time.monotonic()
+        worker = WorkerProcess(proc, read_end, now, now)
+        self.selector.register(read_end, selectors.EVENT_READ, worker)
+        self.workers.append(worker)
+        error_logger.info("Started worker [%d] (%s)", worker.pid, why)
+        return worker
+
+    def _read_reports(self, worker: WorkerProcess) -> None:
+        try:
+            data = os.read(worker.pipe, 4096)
+        except BlockingIOError:
+            return
+        if not data:
+            self.selector.unregister(worker.pipe)
+            return
+        worker.buffer += data
+        *lines, worker.buffer = worker.buffer.split(b"\n")
+        for raw in lines:
+            kind, _, rest = raw.decode("utf-8", "replace").partition(" ")
+            self._on_report(worker, kind, rest)
+
+    def _on_report(self, worker: WorkerProcess, kind: str, rest: str) -> None:
+        worker.last_beat = time.monotonic()
+        if kind == "READY":
+            worker.ready = True
+            self.ever_ready = True
+            self.boot_failures = 0
+            error_logger.info("Worker [%d] ready", worker.pid)
+            if worker is self.replacement:
+                self._finish_replacement()
+            self._announce()
+        elif kind == "RETIRE":
+            self._request_replacement(worker, rest)
+        elif kind == "FAIL":
+            worker.fail_reason = rest
+
+    def _announce(self) -> None:
+        ready = sum(1 for w in self.workers if w.ready and not w.stopping)
+        if not self.announced and ready >= self.target:
+            self.announced = True
+            error_logger.info(
+                "Listening on %s with %d workers (Press CTRL+C to quit)", self.address, ready
+            )
+
+    def _reap(self) -> None:
+        for worker in [w for w in self.workers if w.proc.poll() is not None]:
+            self.workers.remove(worker)
+            with contextlib.suppress(KeyError, ValueError):
+                self.selector.unregister(worker.pipe)
+            os.close(worker.pipe)
+            self._on_exit(worker, worker.proc.returncode)
+
+    def _on_exit(self, worker: WorkerProcess, code: int) -> None:
+        how = f"signal {-code}" if code < 0 else f"status {code}"
+        if worker in self.rolling:
+            self.rolling.remove(worker)
+        if worker.stopping:
+            error_logger.info("Worker [%d] exited (%s)", worker.pid, how)
+            return
+        if worker.ready:
+            error_logger.warning("Worker [%d] died unexpectedly (%s); respawning", worker.pid, how)
+            return
+        reason = worker.fail_reason or f"it exited with {how} before it was ready"
+        error_logger.error("Worker [%d] failed to start: %s", worker.pid, reason)
+        if worker is self.replacement:
+            self.replacement = None
+            if self.rolling:
+                error_logger.error(
+                    "Keeping the %d old worker(s): their replacement did not start",
+                    len(self.rolling),
+                )
+                for old in self.rolling:
+                    old.replace_reason = None
+                self.rolling.clear()
+            return
+        self.boot_failures += 1
+        if not self.ever_ready or self.boot_failures >= MAX_BOOT_FAILURES:
+            error_logger.error("Stopping: workers cannot start (%s)", reason)
+            self.status = STARTUP_FAILED_STATUS if code in (2, 3) or not code else 1
+            self._stop(graceful=True)
+            return
+        delay = min(5.0, 0.1 * 2**self.boot_failures)
+        self.next_spawn_at = time.monotonic() + delay
+
+    # ------------------------------------------------------------------ health and recycling
+
+    def _check_workers(self) -> None:
+        now = time.monotonic()
+        limit = self.config.timeout_worker_healthcheck
+        for worker in self.workers:
+            if worker.kill_at is not None and now >= worker.kill_at:
+                error_logger.warning("Worker [%d] did not stop in time; killing it", worker.pid)
+                self._signal(worker, signal.SIGKILL)
+                worker.kill_at = None
+            elif worker.ready and not worker.stopping and now - worker.last_beat > limit:
+                error_logger.error(
+                    "Worker [%d] is stuck: no heartbeat from its event loop for %.1f s "
+                    "(--timeout-worker-healthcheck %g); killing and replacing it",
+                    worker.pid, now - worker.last_beat, limit,
+                )
+                worker.stopping = True
+                self._signal(worker, signal.SIGKILL)
+        if self.config.workers_max_rss and now >= self.next_rss_check:
+            self.next_rss_check = now + 1.0
+            for worker in self.workers:
+                rss = _rss_mib(worker.pid)
+                limit_mib = self.config.workers_max_rss
+                if worker.ready and not worker.stopping and rss > limit_mib:
+                    self._request_replacement(
+                        worker, f"memory {rss:.0f} MiB > --workers-max-rss {limit_mib}"
+                    )
+
+    def _request_replacement(self, worker: WorkerProcess, reason: str) -> None:
+        if worker.replace_reason is not None or worker.stopping:
+            return
+        worker.replace_reason = reason
+        error_logger.info("Replacing worker [%d]: %s", worker.pid, reason)
+        self.rolling.append(worker)
+
+    def _maintain(self) -> None:
+        live = [w for w in self.workers if not w.stopping]
+        now = time.monotonic()
+        if self.rolling and self.replacement is None:
+            self.replacement = self._spawn(f"replacing [{self.rolling[0].pid}]")
+        elif len(live) - (self.replacement is not None) < self.target and now >= self.next_spawn_at:
+            self._spawn(f"to reach {self.target} workers")
+        elif len(live) > self.target and not self.rolling and self.replacement is None:
+            extra = min((w for w in live), key=lambda w: w.started)
+            error_logger.info("Retiring worker [%d] (now %d workers)", extra.pid, self.target)
+            self._retire(extra)
+
+    def _finish_replacement(self) -> None:
+        self.replacement = None
+        while self.rolling:
+            old = self.rolling.popleft()
+            if old in self.workers and not old.stopping:
+                self._retire(old)
+                return
+
+    def _retire(self, worker: WorkerProcess) -> None:
+        """Graceful stop of one worker: it finishes its requests; the others keep accepting."""
+        worker.stopping = True
+        worker.kill_at = time.monotonic() + self.config.timeout_graceful_shutdown + 5.0
+        self._signal(worker, signal.SIGTERM)
+
+    def _signal(self, worker: WorkerProcess, sig: int) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(worker.pid, sig)
+
+    # ------------------------------------------------------------------ signals
+
+    def _install_signals(self, wake_w: int) -> dict[int, object]:
+        previous: dict[int, object] = {"wakeup": signal.set_wakeup_fd(wake_w)}
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGTTIN,
+                    signal.SIGTTOU, signal.SIGQUIT, signal.SIGCHLD):
+            previous[sig] = signal.signal(sig, lambda s, _f: self.pending_signals.append(s))
+        return previous
+
+    def _restore_signals(self, previous: dict[int, object]) -> None:
+        signal.set_wakeup_fd(int(previous.pop("wakeup")))  # type: ignore[call-overload]
+        for sig, handler in previous.items():
+            signal.signal(int(sig), handler)  # type: ignore[arg-type]
+
+    def _handle_signals(self) -> None:
+        while self.pending_signals:
+            sig = self.pending_signals.popleft()
+            if sig in (signal.SIGTERM, signal.SIGINT):
+                if self.stopping and sig == signal.SIGINT:
+                    error_logger.warning("Forced exit: stopping the workers now")
+                    self._stop(graceful=False)
+                elif not self.stopping:
+                    self._stop(graceful=True)
+            elif sig == signal.SIGQUIT:
+                self._stop(graceful=False)
+            elif sig == signal.SIGHUP and not self.stopping:
+                olds = [w for w in self.workers if not w.stopping and w.replace_reason is None]
+                error_logger.info("SIGHUP: rolling restart of %d worker(s)", len(olds))
+                for worker in olds:
+                    self._request_replacement(worker, "SIGHUP")
+            elif sig == signal.SIGTTIN and not self.stopping:
+                self.target += 1
+                error_logger.info("SIGTTIN: now %d workers", self.target)
+            elif sig == signal.SIGTTOU and not self.stopping:
+                self.target = max(1, self.target - 1)
+                error_logger.info("SIGTTOU: now %d workers", self.target)
+
+    def _stop(self, graceful: bool) -> None:
+        if not self.stopping:
+            error_logger.info("Shutting down %d worker(s)", len(self.workers))
+        self.stopping = True
+        if not graceful:
+            self.forced = True
+            self.status = self.status or FORCED_EXIT_STATUS
+        # Our copy of the socket goes first: once the workers close theirs, new connections
+        # are refused instead of waiting in a queue nobody serves.
+        with contextlib.suppress(OSError):
+            self.sock.close()
+        self.rolling.clear()
+        for worker in self.workers:
+            if graceful and not worker.stopping:
+                self._retire(worker)
+            elif not graceful:
+                worker.stopping = True
+                worker.kill_at = time.monotonic() + 2.0
+                self._signal(worker, signal.SIGQUIT)
+
+
+def _rss_mib(pid: int) -> float:
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0

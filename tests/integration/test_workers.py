@@ -1,0 +1,205 @@
+"""Process model (README "Workers"): a supervisor and worker processes, under real load.
+
+Every test counts outcomes of a bounded load (tests/integration/loadgen.py) instead of trusting
+impressions; see loadgen.py for the one retry a keep-alive client is entitled to.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from conftest import Serve
+from harness import (
+    RawConnection,
+    ServerProcess,
+    connection_refused,
+    descendants,
+    poll,
+    request,
+)
+from loadgen import Load
+
+pytestmark = pytest.mark.timeout(90)
+
+
+def workers_of(server: ServerProcess) -> set[int]:
+    """Pids of the supervisor's live worker processes."""
+    return {
+        pid for pid in descendants(server.pid) if "coachwhip._worker" in cmdline(pid)
+    }
+
+
+def cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def fd_count(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def count_lines(server: ServerProcess, pattern: str) -> int:
+    return sum(1 for line in server.lines if pattern in line)
+
+
+def test_two_workers_serve_and_share_the_load(serve: Serve) -> None:
+    server = serve("apps.workers:app", "--workers", "2", "--no-access-log")
+    assert len(workers_of(server)) == 2
+    with Load(server.host, server.port, threads=6) as load:
+        load.wait_for(300)
+    result = load.stop()
+    assert not result.failures
+    assert result.pids == {str(p) for p in workers_of(server)}, "one worker got no requests"
+
+
+def test_sigterm_under_load_finishes_accepted_requests_then_refuses(serve: Serve) -> None:
+    server = serve("apps.workers:app", "--workers", "2", "--no-access-log")
+    load = Load(server.host, server.port, path="/slow?s=0.3", threads=6)
+    with load:
+        load.wait_for(12)
+        signalled = time.monotonic()
+        server.send_signal(signal.SIGTERM)
+        poll(lambda: connection_refused(server.host, server.port), 2, what="refused connects")
+        code = server.wait_exit(15)
+        result = load.stop()
+    assert code == 0
+    in_flight = [(sent, done) for sent, done in result.timeline if sent < signalled]
+    assert in_flight and all(done is not None for _, done in in_flight), (
+        f"a request sent before SIGTERM failed: {result.failures[:3]}"
+    )
+    # After the signal nothing hangs: later attempts fail fast (refused), none is left waiting.
+    assert all("timed out" not in f for f in result.failures), result.failures[:3]
+
+
+def test_sighup_rolls_workers_with_zero_failed_requests(serve: Serve) -> None:
+    server = serve("apps.workers:app", "--workers", "2", "--no-access-log")
+    before = workers_of(server)
+    with Load(server.host, server.port, threads=4) as load:
+        load.wait_for(100)
+        server.send_signal(signal.SIGHUP)
+        poll(lambda: count_lines(server, "exited (status 0)") >= 2, 15, what="both workers rolled")
+        served = load.result.ok
+        load.wait_for(served + 100)
+    result = load.stop()
+    assert not result.failures, result.failures[:5]
+    after = workers_of(server)
+    assert len(after) == 2 and not (after & before), f"pids {before} -> {after}"
+    # (keep-alive connections stay with whichever new worker accepted them first)
+    assert {str(p) for p in after} & result.pids, "the new workers served nothing"
+
+
+def test_twenty_reloads_do_not_leak_supervisor_fds(serve: Serve) -> None:
+    server = serve("apps.workers:app", "--workers", "1", "--max-requests", "1000000",
+                   "--no-access-log")
+    baseline = fd_count(server.pid)
+    for round_ in range(1, 21):
+        server.send_signal(signal.SIGHUP)
+        poll(lambda r=round_: count_lines(server, "exited (status 0)") >= r, 10,
+             what=f"reload {round_}")
+        assert httpx.get(server.url + "/ok").status_code == 200
+    assert fd_count(server.pid) == baseline
+
+
+def test_sigkill_of_a_worker_mid_request_is_respawned_quickly(serve: Serve) -> None:
+    server = serve("apps.workers:app", "--workers", "2", "--no-access-log")
+    victim = min(workers_of(server))
+    with Load(server.host, server.port, path="/slow?s=0.05", threads=4) as load:
+        load.wait_for(40)
+        os.kill(victim, signal.SIGKILL)
+        killed = time.monotonic()
+        poll(lambda: len(workers_of(server) - {victim}) == 2, 3, what="a respawned worker")
+        respawn_s = time.monotonic() - killed
+        failed_so_far = len(load.result.failures)
+        load.wait_for(load.result.ok + 60)
+    result = load.stop()
+    assert respawn_s < 1.0, f"respawned after {respawn_s:.2f} s"
+    # Only requests on the killed worker's own connections may fail (at most one per thread);
+    # everything after the respawn succeeds.
+    assert failed_so_far <= 4, result.failures
+    assert len(result.failures) == failed_so_far, result.failures
+
+
+def test_max_requests_recycles_workers_without_failed_requests(serve: Serve) -> None:
+    server = serve("apps.workers:app", "--workers", "2", "--max-requests", "100",
+                   "--max-requests-jitter", "20", "--no-access-log")
+    first = workers_of(server)
+    with Load(server.host, server.port, threads=4) as load:
+        # Three recycles under continuous load (each waits for its replacement to be ready).
+        poll(lambda: count_lines(server, "exited (status 0)") >= 3, 30, what="3 recycled workers")
+    result = load.stop()
+    assert not result.failures, result.failures[:5]
+    assert count_lines(server, "max-requests (") >= 3
+    assert not (workers_of(server) & first)
+
+
+def test_failing_startup_exits_nonzero_without_a_respawn_storm(serve: Serve) -> None:
+    server = serve("apps.workers:failing_startup", "--workers", "2", ready=None)
+    code = server.wait_exit(20)
+    assert code == 3
+    assert "database is unreachable" in server.output
+    assert count_lines(server, "Started worker") <= 2
+    assert "Listening on" not in server.output
+
+
+def test_stuck_worker_is_replaced_by_the_heartbeat(serve: Serve) -> None:
+    server = serve("apps.workers:app", "--workers", "2", "--timeout-worker-healthcheck", "1",
+                   "--timeout-graceful-shutdown", "1")
+    before = workers_of(server)
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(server.url + "/block?s=1000", timeout=httpx.Timeout(3.0))
+    line = server.wait_for_line(r"Worker \[(\d+)\] is stuck: no heartbeat", 10)
+    stuck = int(line.group(1))
+    assert stuck in before
+    poll(lambda: len(workers_of(server)) == 2 and stuck not in workers_of(server), 5,
+         what="the stuck worker replaced")
+    for _ in range(10):
+        assert httpx.get(server.url + "/ok", timeout=3).status_code == 200
+
+
+def test_worker_over_its_memory_limit_is_replaced_gracefully(serve: Serve) -> None:
+    server = serve("apps.workers:app", "--workers", "1", "--workers-max-rss", "200")
+    before = workers_of(server)
+    httpx.get(server.url + "/hog?mib=300", timeout=10)
+    server.wait_for_line(r"Replacing worker \[\d+\]: memory \d+ MiB > --workers-max-rss 200", 10)
+    poll(lambda: workers_of(server) and not (workers_of(server) & before), 10,
+         what="a fresh worker")
+    assert httpx.get(server.url + "/ok").status_code == 200
+
+
+def test_ttin_and_ttou_change_the_number_of_workers(serve: Serve) -> None:
+    server = serve("apps.workers:app", "--workers", "2")
+    server.send_signal(signal.SIGTTIN)
+    poll(lambda: len(workers_of(server)) == 3, 10, what="a third worker")
+    # One at a time: two identical signals sent together may arrive as one (POSIX).
+    server.send_signal(signal.SIGTTOU)
+    poll(lambda: len(workers_of(server)) == 2, 10, what="two workers left")
+    server.send_signal(signal.SIGTTOU)
+    poll(lambda: len(workers_of(server)) == 1, 10, what="one worker left")
+    assert httpx.get(server.url + "/ok").status_code == 200
+
+
+def test_sigquit_stops_at_once(serve: Serve) -> None:
+    server = serve("apps.workers:app", "--workers", "2", "--timeout-graceful-shutdown", "30")
+    slow = [RawConnection(server.host, server.port) for _ in range(2)]
+    for conn in slow:  # requests the graceful path would wait 20 s for
+        conn.send(request("GET", "/slow?s=20"))
+    assert httpx.get(server.url + "/ok").status_code == 200  # so both were read by now
+    start = time.monotonic()
+    server.send_signal(signal.SIGQUIT)
+    code = server.wait_exit(5)
+    assert time.monotonic() - start < 4.0
+    assert code != 0
+    for conn in slow:
+        conn.close()
+
+
+def test_web_concurrency_sets_the_worker_count(serve: Serve) -> None:
+    server = serve("apps.workers:app", env={"WEB_CONCURRENCY": "2"})
+    assert len(workers_of(server)) == 2
