@@ -51,6 +51,10 @@ def _add_option(parser: argparse.ArgumentParser, opt: Option) -> None:
         parser.add_argument(f"--{opt.name}", dest=opt.attr, action=argparse.BooleanOptionalAction,
                             help=opt.help + default + env)
         return
+    if opt.kind == "list":
+        parser.add_argument(f"--{opt.name}", dest=opt.attr, action="append", metavar=opt.metavar,
+                            help=opt.help + env)
+        return
     parser.add_argument(
         f"--{opt.name}",
         dest=opt.attr,

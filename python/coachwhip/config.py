@@ -23,12 +23,13 @@ class Option:
     """One setting: its flag, type, default and help text."""
 
     name: str  # the flag without dashes, e.g. "timeout-keep-alive"
-    kind: str  # "str", "int", "float", "bool" or "choice"
+    kind: str  # "str", "int", "float", "bool", "choice" or "list" (flag repeats)
     default: Any
     help: str
     choices: tuple[str, ...] = ()
     metavar: str | None = None
     minimum: float | None = None
+    separator: str = ","  # "list": how the environment variable separates items
 
     @property
     def attr(self) -> str:
@@ -101,6 +102,17 @@ OPTIONS: tuple[Option, ...] = (
     Option("max-connections", "int", 16384,
            "Most open connections; beyond it new ones wait in the listen queue.", metavar="N",
            minimum=1),
+    Option("reload", "bool", False,
+           "Restart the workers when source files change (development only)."),
+    Option("reload-dir", "list", None,
+           "Directory to watch for --reload (repeatable; default: the current directory).",
+           metavar="DIR", separator=os.pathsep),
+    Option("reload-include", "list", None,
+           "File name pattern that triggers a reload (repeatable; default: *.py).",
+           metavar="GLOB"),
+    Option("reload-exclude", "list", None,
+           "File name pattern that never triggers a reload (repeatable; default: .*, ~*, "
+           ".sw.*, .py[cod]).", metavar="GLOB"),
     Option("server-header", "bool", True, "Send a 'server: coachwhip' header."),
     Option("date-header", "bool", True, "Send a 'date' header."),
 )
@@ -145,6 +157,10 @@ class Config:
     limit_request_body: int = 0
     limit_concurrency: int = 0
     max_connections: int = 16384
+    reload: bool = False
+    reload_dir: list[str] | None = None
+    reload_include: list[str] | None = None
+    reload_exclude: list[str] | None = None
     server_header: bool = True
     date_header: bool = True
 
@@ -168,7 +184,9 @@ class Config:
 
     def needs_supervisor(self) -> bool:
         """True when a supervisor process must run the workers."""
-        return self.workers > 1 or self.max_requests > 0 or self.workers_max_rss > 0
+        return (
+            self.workers > 1 or self.max_requests > 0 or self.workers_max_rss > 0 or self.reload
+        )
 
     @classmethod
     def load(cls, explicit: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> Config:
@@ -198,6 +216,8 @@ class Config:
 def parse_text(opt: Option, raw: str, where: str) -> Any:
     """Converts the text of a flag or variable to the option's type."""
     text = raw.strip()
+    if opt.kind == "list":
+        return [item.strip() for item in raw.split(opt.separator) if item.strip()]
     if opt.kind == "bool":
         if text.lower() in _TRUE:
             return True
@@ -223,6 +243,10 @@ def check_value(opt: Option, value: Any, where: str) -> Any:
     """Validates a value given in Python (run() keywords or a parsed flag)."""
     if value is None and opt.default is None:
         return None
+    if opt.kind == "list":
+        if isinstance(value, str) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{where}: expected a list of strings, got {value!r}")
+        return list(value)
     expected: dict[str, Callable[[Any], bool]] = {
         "str": lambda v: isinstance(v, str),
         "choice": lambda v: isinstance(v, str),

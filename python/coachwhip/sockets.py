@@ -14,9 +14,15 @@ class BindError(OSError):
     """The listening socket could not be created; the message says where and why."""
 
 
+SD_LISTEN_FDS_START = 3  # systemd passes activated sockets from fd 3 on
+
+
 def open_listener(config: Config) -> socket.socket:
     if config.fd is not None:
         return _from_fd(config.fd)
+    activated = _systemd_socket()
+    if activated is not None:
+        return activated
     if config.uds is not None:
         return _bind_unix(config.uds, config.backlog, int(config.uds_mode, 8))
     return _bind_tcp(config.host, config.port, config.backlog)
@@ -74,6 +80,25 @@ def _bind_unix(path: str, backlog: int, mode: int) -> socket.socket:
         raise BindError(f"cannot listen on unix socket {path}: {exc.strerror}") from None
     sock.setblocking(False)
     return sock
+
+
+def _systemd_socket() -> socket.socket | None:
+    """The socket systemd passed (socket activation: LISTEN_FDS and LISTEN_PID), if any.
+
+    The variables are removed once read, so that worker processes (or anything the app starts)
+    do not take the socket for their own.
+    """
+    pid, count = os.environ.get("LISTEN_PID"), os.environ.get("LISTEN_FDS")
+    if not pid or not count or pid != str(os.getpid()):
+        return None
+    for name in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
+        os.environ.pop(name, None)
+    if count != "1":
+        raise BindError(
+            f"systemd passed LISTEN_FDS={count} sockets; coachwhip serves exactly one "
+            "(use one ListenStream= in the .socket unit)"
+        )
+    return _from_fd(SD_LISTEN_FDS_START)
 
 
 def _from_fd(fd: int) -> socket.socket:

@@ -35,10 +35,13 @@ from collections import deque
 from coachwhip import __version__
 from coachwhip.config import Config
 from coachwhip.logs import error_logger
+from coachwhip.reload import FileWatcher, WatchError
 from coachwhip.server import FORCED_EXIT_STATUS, _raise_open_files_limit
 from coachwhip.sockets import BindError, describe, open_listener
 
 TICK_S = 0.1
+RELOAD_DEBOUNCE_S = 0.2
+RELOAD_KEY = object()  # selector key data of the file watcher
 MAX_BOOT_FAILURES = 5
 STARTUP_FAILED_STATUS = 3
 
@@ -78,6 +81,9 @@ class Supervisor:
         self.next_rss_check = 0.0
         self.rolling: deque[WorkerProcess] = deque()  # waiting to be replaced, oldest first
         self.replacement: WorkerProcess | None = None  # started for the head of `rolling`
+        self.watcher: FileWatcher | None = None
+        self.reload_at: float | None = None  # debounce: reload when this time has come
+        self.changed: set[str] = set()
 
     # ------------------------------------------------------------------ main loop
 
@@ -94,6 +100,19 @@ class Supervisor:
         os.set_blocking(wake_r, False)
         os.set_blocking(wake_w, False)
         self.selector.register(wake_r, selectors.EVENT_READ, None)
+        if self.config.reload:
+            try:
+                self.watcher = FileWatcher(
+                    self.config.reload_dir or [os.getcwd()],
+                    self.config.reload_include or [],
+                    self.config.reload_exclude or [],
+                )
+            except WatchError as exc:
+                error_logger.error("--reload: %s", exc)
+                return 1
+            self.selector.register(self.watcher.fileno(), selectors.EVENT_READ, RELOAD_KEY)
+            error_logger.info("Watching for changes in %s",
+                              ", ".join(self.config.reload_dir or [os.getcwd()]))
         previous = self._install_signals(wake_w)
         try:
             while self.workers or not self.stopping:
@@ -102,6 +121,7 @@ class Supervisor:
                 self._reap()
                 self._check_workers()
                 if not self.stopping:
+                    self._reload_if_due()
                     self._maintain()
         finally:
             self._restore_signals(previous)
@@ -109,6 +129,8 @@ class Supervisor:
             if self.config.uds:
                 with contextlib.suppress(OSError):
                     os.unlink(self.config.uds)
+            if self.watcher is not None:
+                self.watcher.close()
             for fd in (wake_r, wake_w):
                 os.close(fd)
         error_logger.info("Finished supervisor process [%d]", os.getpid())
@@ -120,6 +142,12 @@ class Supervisor:
                 with contextlib.suppress(BlockingIOError):
                     while os.read(wake_r, 512):
                         pass
+            elif key.data is RELOAD_KEY:
+                assert self.watcher is not None
+                changes = self.watcher.read_changes()
+                if changes:  # debounce: editors save in several steps
+                    self.changed.update(changes)
+                    self.reload_at = time.monotonic() + RELOAD_DEBOUNCE_S
             else:
                 self._read_reports(key.data)
 
@@ -216,6 +244,12 @@ class Supervisor:
                 self.rolling.clear()
             return
         self.boot_failures += 1
+        if self.watcher is not None:
+            # --reload: a syntax error in the file being edited is normal; wait for the next
+            # change rather than retrying the same broken code or exiting.
+            error_logger.error("Waiting for the next change before starting a worker again")
+            self.next_spawn_at = float("inf")
+            return
         if not self.ever_ready or self.boot_failures >= MAX_BOOT_FAILURES:
             error_logger.error("Stopping: workers cannot start (%s)", reason)
             self.status = STARTUP_FAILED_STATUS if code in (2, 3) or not code else 1
@@ -259,6 +293,19 @@ class Supervisor:
         error_logger.info("Replacing worker [%d]: %s", worker.pid, reason)
         self.rolling.append(worker)
 
+    def _reload_if_due(self) -> None:
+        if self.reload_at is None or time.monotonic() < self.reload_at:
+            return
+        names = ", ".join(sorted(os.path.relpath(p) for p in self.changed)[:5])
+        self.reload_at = None
+        self.changed.clear()
+        live = [w for w in self.workers if not w.stopping and w.replace_reason is None]
+        error_logger.info("Reloading: changed %s", names)
+        self.boot_failures = 0
+        self.next_spawn_at = 0.0
+        for worker in live:
+            self._request_replacement(worker, "reload")
+
     def _maintain(self) -> None:
         live = [w for w in self.workers if not w.stopping]
         now = time.monotonic()
@@ -282,7 +329,9 @@ class Supervisor:
     def _retire(self, worker: WorkerProcess) -> None:
         """Graceful stop of one worker: it finishes its requests; the others keep accepting."""
         worker.stopping = True
-        worker.kill_at = time.monotonic() + self.config.timeout_graceful_shutdown + 5.0
+        # In --reload (development) an open stream must not hold up the new code: one second.
+        grace = 1.0 if self.watcher is not None else self.config.timeout_graceful_shutdown + 5.0
+        worker.kill_at = time.monotonic() + grace
         self._signal(worker, signal.SIGTERM)
 
     def _signal(self, worker: WorkerProcess, sig: int) -> None:

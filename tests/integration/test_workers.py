@@ -203,3 +203,33 @@ def test_sigquit_stops_at_once(serve: Serve) -> None:
 def test_web_concurrency_sets_the_worker_count(serve: Serve) -> None:
     server = serve("apps.workers:app", env={"WEB_CONCURRENCY": "2"})
     assert len(workers_of(server)) == 2
+
+
+SYSTEMD_WRAPPER = """
+import os, socket, sys
+sock = socket.socket()
+sock.bind(("127.0.0.1", 0))
+sock.listen(16)
+if sock.fileno() != 3:
+    os.dup2(sock.fileno(), 3)
+os.set_inheritable(3, True)  # survives exec, as systemd passes it
+os.environ["LISTEN_FDS"] = "1"
+os.environ["LISTEN_PID"] = str(os.getpid())  # exec keeps the pid, as systemd expects
+print("activated port", sock.getsockname()[1], flush=True)
+os.execv(sys.executable, [sys.executable, "-m", "coachwhip", *sys.argv[1:]])
+"""
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_systemd_socket_activation(workers: str) -> None:
+    server = ServerProcess(
+        "apps.workers:app",
+        python_args=["-c", SYSTEMD_WRAPPER, "--workers", workers, "apps.workers:app"],
+    )
+    try:
+        port = server.wait_for_line(r"activated port (\d+)", 10).group(1)
+        listening = server.wait_for_line(r"Listening on http://([\d.]+):(\d+)", 15)
+        assert listening.group(2) == port, "did not serve the socket systemd passed"
+        assert httpx.get(f"http://127.0.0.1:{port}/ok").status_code == 200
+    finally:
+        server.kill()
