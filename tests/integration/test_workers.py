@@ -233,3 +233,21 @@ def test_systemd_socket_activation(workers: str) -> None:
         assert httpx.get(f"http://127.0.0.1:{port}/ok").status_code == 200
     finally:
         server.kill()
+
+
+def test_uds_mode_sets_the_socket_file_permissions(serve: Serve, tmp_path: Path) -> None:
+    path = tmp_path / "app.sock"
+    server = serve("apps.workers:app", "--uds", str(path), "--uds-mode", "600", port=None,
+                   ready=r"Listening on unix:")
+    assert path.stat().st_mode & 0o777 == 0o600
+    with RawConnection(uds=str(path)) as conn:
+        conn.send(request("GET", "/ok"))
+        assert conn.read_response().status == 200
+    server.stop()
+    assert not path.exists(), "the socket file was left behind"
+
+
+def test_bad_uds_mode_is_a_usage_error(serve: Serve) -> None:
+    server = serve("apps.workers:app", "--uds-mode", "999", ready=None)
+    assert server.wait_exit(10) == 2
+    assert "--uds-mode: expected an octal file mode like 660" in server.output
