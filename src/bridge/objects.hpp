@@ -47,6 +47,7 @@ struct server_object {
     PyObject* on_request_limit;         // callable() or nullptr
     bool run_scheduled_pending;
     bool bench_ceiling;  // benchmark only: answer every request from C++, never call the app
+    bool warned_header_case;  // the mixed-case header notice was logged (once per server)
 };
 
 struct exchange_object {

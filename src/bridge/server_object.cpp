@@ -10,6 +10,13 @@
 namespace coachwhip::bridge {
 namespace {
 
+// The engine, or nullptr with RuntimeError when __init__ did not run (or failed).
+server::server* engine_of(PyObject* self) {
+    auto* s = reinterpret_cast<server_object*>(self);
+    if (!s->engine) PyErr_SetString(PyExc_RuntimeError, "Server is not initialised");
+    return s->engine.get();
+}
+
 // ---------------------------------------------------------------- engine phases
 
 // Benchmark-only (COACHWHIP_BENCH_CEILING=1): the engine answers every request itself with the
@@ -53,6 +60,7 @@ void schedule_hook(void* ctx) {
 }
 
 PyObject* server_on_readable(PyObject* self, PyObject*) {
+    if (!engine_of(self)) return nullptr;
     auto* s = reinterpret_cast<server_object*>(self);
     Py_BEGIN_ALLOW_THREADS s->engine->run_io();
     Py_END_ALLOW_THREADS deliver_all(s);
@@ -60,6 +68,7 @@ PyObject* server_on_readable(PyObject* self, PyObject*) {
 }
 
 PyObject* server_run_scheduled(PyObject* self, PyObject*) {
+    if (!engine_of(self)) return nullptr;
     auto* s = reinterpret_cast<server_object*>(self);
     s->run_scheduled_pending = false;
     Py_BEGIN_ALLOW_THREADS s->engine->run_scheduled();
@@ -70,6 +79,7 @@ PyObject* server_run_scheduled(PyObject* self, PyObject*) {
 // ---------------------------------------------------------------- control
 
 PyObject* server_add_listener(PyObject* self, PyObject* arg) {
+    if (!engine_of(self)) return nullptr;
     auto* s = reinterpret_cast<server_object*>(self);
     int fd = PyObject_AsFileDescriptor(arg);
     if (fd < 0) return nullptr;
@@ -81,15 +91,18 @@ PyObject* server_add_listener(PyObject* self, PyObject* arg) {
 }
 
 PyObject* server_fileno(PyObject* self, PyObject*) {
+    if (!engine_of(self)) return nullptr;
     return PyLong_FromLong(reinterpret_cast<server_object*>(self)->engine->fileno());
 }
 
 PyObject* server_stop_accepting(PyObject* self, PyObject*) {
+    if (!engine_of(self)) return nullptr;
     reinterpret_cast<server_object*>(self)->engine->stop_accepting();
     Py_RETURN_NONE;
 }
 
 PyObject* server_shutdown_connections(PyObject* self, PyObject*) {
+    if (!engine_of(self)) return nullptr;
     auto* s = reinterpret_cast<server_object*>(self);
     Py_BEGIN_ALLOW_THREADS s->engine->shutdown_connections();
     Py_END_ALLOW_THREADS deliver_all(s);
@@ -97,6 +110,7 @@ PyObject* server_shutdown_connections(PyObject* self, PyObject*) {
 }
 
 PyObject* server_close_all(PyObject* self, PyObject*) {
+    if (!engine_of(self)) return nullptr;
     auto* s = reinterpret_cast<server_object*>(self);
     Py_BEGIN_ALLOW_THREADS s->engine->close_all();
     Py_END_ALLOW_THREADS deliver_all(s);
@@ -115,6 +129,7 @@ PyObject* server_cancel_all(PyObject* self, PyObject*) {
 }
 
 PyObject* server_get_connections(PyObject* self, void*) {
+    if (!engine_of(self)) return nullptr;
     return PyLong_FromSize_t(reinterpret_cast<server_object*>(self)->engine->connection_count());
 }
 

@@ -131,14 +131,13 @@ PyObject* runtime_error(const char* fmt, PyObject* arg = nullptr) {
 // ASGI says response header names must be lowercase, but Django's ASGI handler sends them in
 // their original case on purpose ("some non-RFC compliant clients require e.g. Content-Type"),
 // and HTTP field names are case-insensitive anyway. Rejecting them would break every Django
-// app, so the names go out as given and the broken rule is logged once per process.
+// app, so the names go out as given and the broken rule is logged once per server.
 void warn_if_not_lowercase(exchange_object* obj, PyObject* name) {
-    static bool warned = false;  // engine thread only; a one-time notice
-    if (warned) return;
+    if (obj->srv->warned_header_case) return;
     std::string_view nm(PyBytes_AS_STRING(name), static_cast<size_t>(PyBytes_GET_SIZE(name)));
     for (char c : nm) {
         if (c >= 'A' && c <= 'Z') {
-            warned = true;
+            obj->srv->warned_header_case = true;
             log_error(obj->srv, log_warning_level,
                       "ASGI rule broken: response header names must be lowercase (got '" +
                           std::string(nm) +
