@@ -2,6 +2,7 @@
 #include <cstdlib>
 #include <memory>
 #include <new>
+#include <string>
 
 #include "bridge/asgi/awaitable.hpp"
 #include "bridge/objects.hpp"
@@ -85,8 +86,8 @@ PyObject* server_add_listener(PyObject* self, PyObject* arg) {
     if (fd < 0) return nullptr;
     core::error err = s->engine->add_listener(fd);
     if (err)
-        return PyErr_Format(PyExc_OSError, "cannot listen on fd %d: %.*s", fd,
-                            static_cast<int>(err.reason.size()), err.reason.data());
+        return PyErr_Format(PyExc_OSError, "cannot listen on fd %d: %s", fd,
+                            std::string(err.reason).c_str());
     Py_RETURN_NONE;
 }
 
@@ -227,7 +228,7 @@ int server_init(PyObject* self, PyObject* args, PyObject* kwds) {
         return -1;
     }
     if (core::error e = s->engine->init_error()) {
-        PyErr_Format(PyExc_OSError, "%.*s", static_cast<int>(e.reason.size()), e.reason.data());
+        PyErr_SetString(PyExc_OSError, std::string(e.reason).c_str());
         return -1;
     }
     s->app = Py_NewRef(app);
@@ -350,7 +351,8 @@ PyType_Spec server_spec = {"coachwhip._core.Server", sizeof(server_object), 0,
 
 void log_error(server_object* srv, int level, std::string_view message) {
     if (!srv || !srv->error_log || srv->error_log == Py_None) {
-        PySys_WriteStderr("coachwhip: %.*s\n", static_cast<int>(message.size()), message.data());
+        // PySys_WriteStderr's format has no precision for %s: pass a terminated copy.
+        PySys_WriteStderr("coachwhip: %s\n", std::string(message).c_str());
         return;
     }
     PyObject *type, *value, *tb;

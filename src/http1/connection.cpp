@@ -15,6 +15,12 @@ using timer_kind = connection_owner::timer_kind;
 namespace {
 constexpr std::string_view continue_response = "HTTP/1.1 100 Continue\r\n\r\n";
 
+bool has_control_byte(std::string_view bytes) {
+    for (unsigned char c : bytes)
+        if ((c < 0x20 && c != '\t') || c == 0x7f) return true;
+    return false;
+}
+
 // Header storage for the parser. One engine thread parses one head at a time and copies the
 // result out before parsing another, so one buffer per thread serves every connection.
 std::span<header_field> header_storage(size_t n) {
@@ -92,10 +98,11 @@ void connection::read_input() {
         } else if (n == 0) {
             read_ready_ = false;
             peer_eof_ = true;
+            if (state_ == state::read_head && in_.empty()) return close_now();  // between requests
             if (state_ == state::read_head || (state_ == state::in_request && !body_done_)) {
-                // Between requests this is an ordinary close; inside a head or body it is an
-                // aborted request. Either way nobody is left to answer.
-                return close_now();
+                // The request ends in the middle (RFC 9112 §8: incomplete). The client may have
+                // only half-closed and still be reading: tell it why (400) before closing.
+                return reject({400, "request ended before it was complete"});
             }
             if (ex_) {
                 ex_->client_closed = true;
@@ -127,7 +134,12 @@ void connection::try_parse_head() {
     // once), a newly completed line, or a head past its limits (414/431). So a client trickling
     // one byte at a time costs O(lines x head size), not O(bytes x head size).
     bool first = scanned_ == 0;
-    bool new_line = std::memchr(data.data() + scanned_, '\n', data.size() - scanned_) != nullptr;
+    // A line end, or any control byte (a bare CR, NUL...), can change the answer: each such
+    // byte either ends the head with an error or is the CR of a CRLF, so the cost stays one
+    // parse per line, and garbage is rejected however TCP splits it.
+    // The last byte of the previous read is included: a CR there is decided by whatever byte
+    // comes next (LF or not).
+    bool new_line = has_control_byte(data.substr(scanned_ ? scanned_ - 1 : 0));
     bool over = data.size() > cfg_.head_limits.max_head ||
                 (!std::memchr(data.data(), '\n', data.size()) &&
                  data.size() > cfg_.head_limits.max_request_line);
@@ -138,7 +150,7 @@ void connection::try_parse_head() {
     auto storage = header_storage(cfg_.head_limits.max_headers);
     parse_result r = parse_request_head(data, head, storage, cfg_.head_limits);
     if (r.status == parse_status::incomplete) {
-        if (peer_eof_) close_now();  // half a request and the client has stopped sending
+        if (peer_eof_) reject({400, "request ended before it was complete"});
         return;
     }
     if (r.status == parse_status::error) return reject(r.error);
@@ -385,8 +397,9 @@ void connection::flush() {
 }
 
 void connection::process() {
-    if (aborted_) return close_now();
     flush();
+    // An app that failed after its head: what it had sent goes out first, then we close.
+    if (aborted_) return close_now();
     if (state_ == state::in_request && response_done_ && out_.size() < cfg_.write_high_water)
         finish_request();
     // Body bytes read before the app paused us are still in the buffer: decode them first. The

@@ -110,7 +110,11 @@ std::string_view reason_phrase(int status) noexcept {
 
 core::error encode_response_head(std::string& out, int status, std::span<const http::field> fields,
                                  const head_options& opt, response_framing& framing) {
-    if (status < 100 || status > 999) return {500, "response status must be a 3-digit integer"};
+    // RFC 9110 §15: status codes are 100..599. A 1xx is interim (§15.2): sent as the final
+    // response it would leave the client waiting for the real one, and every later response
+    // on the connection would be read as the answer to the wrong request.
+    if (status < 100 || status > 599) return {500, "response status must be within 100-599"};
+    if (status < 200) return {500, "a 1xx status cannot be the final response (RFC 9110 §15.2)"};
     framing = {};
     bool app_server = false, app_date = false, app_close = false;
     // Validate everything before appending anything: on error, `out` is untouched.

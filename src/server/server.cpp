@@ -61,6 +61,10 @@ struct server::conn_entry final : loop::io_handler {
 
     void on_io(uint32_t ev) override {
         if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) conn.on_readable();
+        // HUP/ERR: reset, or both directions shut. Nothing more can be written, so close now,
+        // even while reading is paused (else the fd and buffers stay until the app finishes).
+        if ((ev & (EPOLLHUP | EPOLLERR)) && conn.current_state() != http1::connection::state::closed)
+            return conn.on_hangup();
         if ((ev & EPOLLOUT) && conn.write_blocked()) conn.on_writable();
     }
     static void on_read_timer(void* ctx) {

@@ -75,7 +75,7 @@ TEST(ResponseHead, AppConnectionCloseIsHonoured) {
 }
 
 TEST(ResponseHead, NoBodyStatusesHaveNoFraming) {
-    for (int status : {204, 304, 101}) {
+    for (int status : {204, 304}) {
         auto e = encode(status, {});
         ASSERT_FALSE(e.err) << status;
         EXPECT_TRUE(e.framing.no_body) << status;
@@ -133,10 +133,11 @@ TEST(ResponseHead, InvalidFieldsAreRefusedWithoutOutput) {
         EXPECT_EQ(err.status, 500) << fields[0].name << ": " << fields[0].value;
         EXPECT_EQ(out, "untouched");
     }
-    auto e = encode(99, {});
-    EXPECT_EQ(e.err.status, 500);
-    e = encode(1000, {});
-    EXPECT_EQ(e.err.status, 500);
+    // RFC 9110 §15: 100..599 only, and a 1xx is never a final response (§15.2).
+    for (int status : {99, 100, 101, 103, 199, 600, 999, 1000}) {
+        auto e = encode(status, {});
+        EXPECT_EQ(e.err.status, 500) << status;
+    }
 }
 
 TEST(ResponseHead, ValuesWithTabAndObsTextAreAllowed) {
@@ -152,6 +153,8 @@ TEST(ResponseHead, UnknownStatusHasEmptyReason) {
     auto e = encode(599, {}, opt);
     ASSERT_FALSE(e.err);
     EXPECT_EQ(e.out.substr(0, 15), "HTTP/1.1 599 \r\n");
+    e = encode(200, {}, opt);
+    EXPECT_EQ(e.out.substr(0, 17), "HTTP/1.1 200 OK\r\n");
 }
 
 TEST(Chunk, EncodesHexSizeAndSkipsEmpty) {

@@ -54,9 +54,10 @@ def test_two_workers_serve_and_share_the_load(serve: Serve) -> None:
     assert len(workers_of(server)) == 2
     with Load(server.host, server.port, threads=6) as load:
         load.wait_for(300)
-    result = load.stop()
-    assert not result.failures
-    assert result.pids == {str(p) for p in workers_of(server)}, "one worker got no requests"
+    assert not load.stop().failures
+    # New connections go to whichever worker accepts first: both must get some.
+    served = {httpx.get(server.url + "/ok").text for _ in range(200)}
+    assert served == {str(p) for p in workers_of(server)}, "one worker got no connections"
 
 
 def test_sigterm_under_load_finishes_accepted_requests_then_refuses(serve: Serve) -> None:

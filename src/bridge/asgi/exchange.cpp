@@ -228,8 +228,9 @@ PyObject* send_to_engine(exchange_object* obj, std::string_view body, bool more)
         case http::send_status::error:
             obj->asgi_state = obj->asgi_state == st_head ? st_start : st_failed;
             if (obj->asgi_state == st_failed) obj->ex->abort();
-            PyErr_Format(PyExc_RuntimeError, "invalid response: %.*s", static_cast<int>(r.reason.size()),
-                         r.reason.data());
+            // (PyErr_Format has no %.*s: build the message here.)
+            PyErr_SetString(PyExc_RuntimeError,
+                            ("invalid response: " + std::string(r.reason)).c_str());
             return nullptr;
         default: break;
     }
@@ -401,8 +402,7 @@ PyObject* exchange_finish(PyObject* self, PyObject* result) {
             obj->ex->abort();
             break;
         default:
-            if (result != Py_None) obj->ex->abort();
-            break;
+            break;  // complete: a non-None return value is logged above, the response stands
     }
     unlink(obj);
     Py_RETURN_NONE;
