@@ -39,7 +39,7 @@ void input_buffer::release() noexcept {
 void output_queue::append(std::string_view bytes) {
     if (bytes.empty()) return;
     bytes_ += bytes.size();
-    if (!segs_.empty() && bytes.size() < coalesce_limit) {
+    if (segs_.size() > head_ && bytes.size() < coalesce_limit) {
         auto& last = segs_.back().data;
         if (last.size() + bytes.size() <= coalesce_limit * 2) {
             last.append(bytes);
@@ -58,11 +58,9 @@ void output_queue::append(std::string&& bytes) {
 
 int output_queue::iov(iovec* out, int max) const noexcept {
     int n = 0;
-    for (const auto& s : segs_) {
-        if (n == max) break;
-        out[n].iov_base = const_cast<char*>(s.data.data() + s.offset);
-        out[n].iov_len = s.data.size() - s.offset;
-        ++n;
+    for (size_t i = head_; i < segs_.size() && n < max; ++i, ++n) {
+        out[n].iov_base = const_cast<char*>(segs_[i].data.data() + segs_[i].offset);
+        out[n].iov_len = segs_[i].data.size() - segs_[i].offset;
     }
     return n;
 }
@@ -70,20 +68,30 @@ int output_queue::iov(iovec* out, int max) const noexcept {
 void output_queue::consume(size_t n) noexcept {
     bytes_ -= n;
     while (n > 0) {
-        auto& s = segs_.front();
+        auto& s = segs_[head_];
         size_t left = s.data.size() - s.offset;
         if (n < left) {
             s.offset += n;
             return;
         }
         n -= left;
-        segs_.pop_front();
+        s.data = std::string();  // free written segments now, not when the queue empties
+        ++head_;
+    }
+    if (head_ == segs_.size()) {
+        segs_.clear();  // keeps capacity for the next response on a busy connection
+        head_ = 0;
     }
 }
 
 void output_queue::clear() noexcept {
     segs_.clear();
+    head_ = 0;
     bytes_ = 0;
+}
+
+void output_queue::release() noexcept {
+    if (bytes_ == 0) std::vector<segment>().swap(segs_);
 }
 
 }  // namespace coachwhip::core

@@ -15,10 +15,10 @@
 
 #include <cstddef>
 #include <cstring>
-#include <deque>
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace coachwhip::core {
 
@@ -55,13 +55,19 @@ public:
     int iov(iovec* out, int max) const noexcept;
     void consume(size_t n) noexcept;
     void clear() noexcept;
+    // Frees the storage of an empty queue (idle keep-alive connections keep nothing).
+    void release() noexcept;
 
 private:
     struct segment {
         std::string data;
         size_t offset = 0;  // bytes of `data` already written
     };
-    std::deque<segment> segs_;
+    // A vector with a moving head rather than a std::deque: an empty vector allocates nothing
+    // (libstdc++'s deque allocates ~600 bytes up front, per idle connection), and the common
+    // case is one segment per response.
+    std::vector<segment> segs_;
+    size_t head_ = 0;  // first unwritten segment
     size_t bytes_ = 0;
 };
 

@@ -275,6 +275,7 @@ void connection::finish_request() {
     if (!in_.empty()) return try_parse_head();  // a pipelined request is already here
     if (peer_eof_) return close_now();
     in_.release();  // idle keep-alive connections hold no buffer memory
+    out_.release();  // (only if everything was written; otherwise flush needs it)
 }
 
 void connection::reject(const core::error& err) {
