@@ -216,12 +216,10 @@ void connection::decode_body() {
     bool progressed = false;
     while (!body_done_ && !in_.empty() && ex_->body.size() < cfg_.body_high_water) {
         std::string_view data = in_.readable();
+        size_t before = ex_->body.size();
         if (chunked_) {
             auto r = chunked_->decode(data);
-            if (r.status == chunked_decoder::status::data) {
-                ex_->body.append(r.data);
-                body_received_ += r.data.size();
-            }
+            if (r.status == chunked_decoder::status::data) ex_->body.append(r.data);
             in_.consume(r.consumed);
             if (r.status == chunked_decoder::status::error) return reject(r.error);
             if (r.status == chunked_decoder::status::done) body_done_ = true;
@@ -233,16 +231,17 @@ void connection::decode_body() {
             ex_->body.append(data.substr(0, n));
             in_.consume(n);
             body_left_ -= n;
-            body_received_ += n;
             body_done_ = body_left_ == 0;
             progressed = true;
         }
+        // Chunked bodies announce no length, so the limit is checked as each run of bytes is
+        // decoded - not once per read, or the answer (413 or a later framing 400) would depend
+        // on how TCP split the bytes. (A content-length body was checked before the app ran.)
+        body_received_ += ex_->body.size() - before;
+        if (cfg_.max_body && body_received_ > cfg_.max_body)
+            return reject({413, "request body larger than --limit-request-body"});
     }
     if (!progressed) return;
-    // Chunked bodies announce no length, so the limit is checked as they arrive (a
-    // content-length body was checked before the app started).
-    if (cfg_.max_body && body_received_ > cfg_.max_body)
-        return reject({413, "request body larger than --limit-request-body"});
     ex_->body_complete = body_done_;
     ex_->post(http::ev_body);
 }

@@ -558,3 +558,24 @@ TEST(Connection, IdleConnectionReleasesItsBuffer) {
 }
 
 }  // namespace
+
+namespace {
+// Regression (fuzz_connection): a chunked body that crosses --limit-request-body and then
+// breaks its framing must get the same answer however the bytes are split.
+TEST(Limits, ChunkedLimitIsCheckedPerChunkNotPerRead) {
+    const std::string req =
+        "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+        "5\r\nhello\r\n6\r\nworld\rXX\r\n0\r\n\r\n";
+    for (size_t k = 0; k <= req.size(); ++k) {
+        harness h(8);
+        h.auto_respond = false;
+        if (k == 0) {
+            h.feed(req);
+        } else {
+            h.feed(req.substr(0, k));
+            h.feed(req.substr(k));
+        }
+        EXPECT_EQ(h.t.output.substr(0, 12), "HTTP/1.1 413") << "split at " << k;
+    }
+}
+}  // namespace
