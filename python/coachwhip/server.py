@@ -93,7 +93,7 @@ def _new_loop(kind: str) -> asyncio.AbstractEventLoop:
                 from coachwhip.config import ConfigError
 
                 raise ConfigError("--loop uvloop: uvloop is not installed "
-                                  "(pip install 'coachwhip[uvloop]')") from None
+                                  "(pip install uvloop, or use --loop asyncio)") from None
     return asyncio.new_event_loop()
 
 
@@ -110,6 +110,10 @@ def _raise_open_files_limit(wanted_connections: int) -> None:
         error_logger.warning(
             "The open-files limit (%d) is below --max-connections (%d): connections beyond it "
             "will be refused by accept(); raise it with 'ulimit -n'", soft, wanted_connections)
+
+
+def _loop_name(loop: asyncio.AbstractEventLoop) -> str:
+    return "uvloop" if type(loop).__module__.startswith("uvloop") else "asyncio"
 
 
 class Worker:
@@ -131,7 +135,9 @@ class Worker:
 
         config = self.config
         loop = asyncio.get_running_loop()
-        error_logger.info("Started coachwhip %s (pid %d)", __version__, os.getpid())
+        error_logger.info(
+            "Started coachwhip %s (pid %d, %s loop)", __version__, os.getpid(), _loop_name(loop)
+        )
         _raise_open_files_limit(config.max_connections)
         sock = open_listener(config)
         self._install_signals(loop)

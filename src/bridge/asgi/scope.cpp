@@ -37,6 +37,16 @@ void percent_decode(std::string_view in, std::string& out) {
 scope_builder::~scope_builder() {
     for (auto& [k, v] : methods_) Py_DECREF(v);
     for (auto& [k, v] : names_) Py_DECREF(v);
+    for (auto& [k, v] : hosts_) Py_DECREF(v);
+    Py_XDECREF(server_tuple_);
+}
+
+PyObject* scope_builder::host(const std::string& h) {
+    auto it = hosts_.find(h);
+    if (it != hosts_.end()) return Py_NewRef(it->second);
+    PyObject* s = py::str(h);
+    if (s && hosts_.size() < cache_limit) hosts_.emplace(h, Py_NewRef(s));
+    return s;
 }
 
 PyObject* scope_builder::method(std::string_view m) {
@@ -82,11 +92,10 @@ PyObject* scope_builder::headers(const http::exchange& ex) {
 
 PyObject* scope_builder::endpoint(const http::endpoint* ep, bool unix_server) {
     if (!ep->known) return Py_NewRef(Py_None);
-    if (unix_server || ep->port < 0) return Py_BuildValue("(s#O)", ep->host.data(),
-                                                          static_cast<Py_ssize_t>(ep->host.size()),
-                                                          Py_None);
-    return Py_BuildValue("(s#i)", ep->host.data(), static_cast<Py_ssize_t>(ep->host.size()),
-                         ep->port);
+    py::ref h(host(ep->host));
+    py::ref port(unix_server || ep->port < 0 ? Py_NewRef(Py_None) : PyLong_FromLong(ep->port));
+    if (!h || !port) return nullptr;
+    return PyTuple_Pack(2, h.get(), port.get());
 }
 
 bool scope_builder::add_path(PyObject* scope, std::string_view target) {
@@ -128,9 +137,20 @@ bool scope_builder::add_path(PyObject* scope, std::string_view target) {
                     query.empty() ? Py_NewRef(n.v_empty_bytes) : py::bytes(query)) == 0;
 }
 
+PyObject* scope_builder::server_endpoint(const http::endpoint& ep, bool unix_server) {
+    std::string key = ep.host + ':' + std::to_string(ep.port);
+    if (!server_tuple_ || key != server_key_) {
+        PyObject* t = endpoint(&ep, unix_server);
+        if (!t) return nullptr;
+        Py_XSETREF(server_tuple_, t);
+        server_key_ = std::move(key);
+    }
+    return Py_NewRef(server_tuple_);
+}
+
 PyObject* scope_builder::build(const http::exchange& ex) {
     const auto& n = py::N();
-    py::ref scope(PyDict_New());
+    py::ref scope(_PyDict_NewPresized(13));  // the keys below, without a resize
     py::ref asgi(PyDict_New());
     if (!scope || !asgi) return nullptr;
     if (PyDict_SetItem(asgi.get(), n.version, n.v_asgi_version) < 0 ||

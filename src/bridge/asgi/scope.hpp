@@ -35,10 +35,18 @@ private:
     PyObject* header_name(std::string_view raw);
     PyObject* headers(const http::exchange& ex);
     PyObject* endpoint(const http::endpoint* ep, bool unix_server);
+    PyObject* server_endpoint(const http::endpoint& ep, bool unix_server);
     bool add_path(PyObject* scope, std::string_view target);
+
+    PyObject* host(const std::string& h);
 
     PyObject* root_path_ = nullptr;  // borrowed
     PyObject* state_ = nullptr;      // borrowed
+    // The server address is the same for (nearly) every request: its tuple is built once.
+    // Tuples are immutable, so sharing one between scopes is safe.
+    std::string server_key_;
+    PyObject* server_tuple_ = nullptr;  // owned
+    std::unordered_map<std::string, PyObject*> hosts_;  // client host -> str, owned
     std::unordered_map<std::string, PyObject*> methods_;  // owned values
     std::unordered_map<std::string, PyObject*> names_;    // raw name -> lowercased bytes, owned
 };
