@@ -48,11 +48,17 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         }
         await respond(send, 200, json.dumps(payload, indent=2).encode(), b"application/json")
     elif path == "/stream":
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", b"text/plain; charset=utf-8")]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"text/plain; charset=utf-8")],
+            }
+        )
         for i in range(5):
-            await send({"type": "http.response.body", "body": f"line {i}\n".encode(),
-                        "more_body": True})
+            await send(
+                {"type": "http.response.body", "body": f"line {i}\n".encode(), "more_body": True}
+            )
             await asyncio.sleep(0.05)
         await send({"type": "http.response.body", "body": b""})
     elif path == "/health":
@@ -64,6 +70,11 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
 
 
 async def respond(send: Any, status: int, body: bytes, content_type: bytes) -> None:
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", content_type)]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", content_type)],
+        }
+    )
     await send({"type": "http.response.body", "body": body})

@@ -97,7 +97,7 @@ constexpr int k_deterministic_plans = 6;  // the first six
 struct request_record {
     std::string method, target, version;
     std::vector<std::pair<std::string, std::string>> headers;
-    std::string body;       // what the app took
+    std::string body;         // what the app took
     bool whole_body = false;  // the app saw body_complete and took everything
     bool expect_continue = false;
     bool is_head = false;
@@ -128,7 +128,7 @@ struct app_exchange {
 };
 
 class app_model {
-public:
+  public:
     app_model(uint64_t seed, int fixed_plan, bool deterministic, size_t body_bound)
         : r_(seed),
           fixed_plan_(fixed_plan),
@@ -151,7 +151,8 @@ public:
     // One app turn for the exchanges that can make progress without a new event.
     bool step() {
         bool busy = false;
-        for (auto& a : live_) busy = advance(*a) || busy;
+        for (auto& a : live_)
+            busy = advance(*a) || busy;
         return busy;
     }
 
@@ -163,7 +164,7 @@ public:
         }
     }
 
-private:
+  private:
     void start(const std::shared_ptr<http::exchange>& ex) {
         FUZZ_CHECK(find(ex.get()) == nullptr);  // ev_request comes once per exchange
         auto a = std::make_unique<app_exchange>();
@@ -202,8 +203,10 @@ private:
         while (!v.empty()) {
             const size_t comma = v.find(',');
             std::string_view t = v.substr(0, comma);
-            while (!t.empty() && (t.front() == ' ' || t.front() == '\t')) t.remove_prefix(1);
-            while (!t.empty() && (t.back() == ' ' || t.back() == '\t')) t.remove_suffix(1);
+            while (!t.empty() && (t.front() == ' ' || t.front() == '\t'))
+                t.remove_prefix(1);
+            while (!t.empty() && (t.back() == ' ' || t.back() == '\t'))
+                t.remove_suffix(1);
             fn(t);
             if (comma == std::string_view::npos) break;
             v.remove_prefix(comma + 1);

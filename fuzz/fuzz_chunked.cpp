@@ -59,9 +59,7 @@ chunked_decoder::result checked_decode(chunked_decoder& dec, std::string_view in
             FUZZ_CHECK(r.consumed == input.size());
             FUZZ_CHECK(!dec.finished());
             break;
-        case status::done:
-            FUZZ_CHECK(dec.finished());
-            break;
+        case status::done: FUZZ_CHECK(dec.finished()); break;
         case status::error:
             FUZZ_CHECK(r.error.status == 400 || r.error.status == 431);
             FUZZ_CHECK(!r.error.reason.empty());
@@ -206,11 +204,8 @@ void check_against_reference(std::string_view stream, const outcome& whole) {
             FUZZ_CHECK(whole.final == status::need_more);
             FUZZ_CHECK(whole.body == ref.body);
             break;
-        case ref_verdict::invalid:
-            FUZZ_CHECK(whole.final == status::error);
-            break;
-        case ref_verdict::unsupported:
-            break;
+        case ref_verdict::invalid: FUZZ_CHECK(whole.final == status::error); break;
+        case ref_verdict::unsupported: break;
     }
 }
 

@@ -37,7 +37,7 @@ struct rng {
 
 }  // namespace coachwhip_fuzz
 
-#define FUZZ_CHECK(cond)                                                           \
-    do {                                                                           \
+#define FUZZ_CHECK(cond)                                                            \
+    do {                                                                            \
         if (!(cond)) ::coachwhip_fuzz::invariant_failed(#cond, __FILE__, __LINE__); \
     } while (0)

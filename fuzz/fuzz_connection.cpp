@@ -268,7 +268,10 @@ std::vector<std::string_view> segment_sizes(std::string_view bytes, int mode, rn
                 n = e == std::string_view::npos ? bytes.size() : e + 1;
                 break;
             }
-            case 7: n = cut_at > 0 ? cut_at : bytes.size(); cut_at = 0; break;
+            case 7:
+                n = cut_at > 0 ? cut_at : bytes.size();
+                cut_at = 0;
+                break;
             default: break;
         }
         n = std::min(n, bytes.size());
@@ -281,7 +284,7 @@ std::vector<std::string_view> segment_sizes(std::string_view bytes, int mode, rn
 // ---- output checks ---------------------------------------------------------------------------
 
 struct parsed_output {
-    size_t responses = 0;      // final responses to delivered requests
+    size_t responses = 0;                 // final responses to delivered requests
     size_t error_at = std::string::npos;  // offset of the connection's own error response
     // An error response or a "connection: close" response was written in full: the
     // connection must have sent FIN (and be lingering) or be closed.
@@ -300,7 +303,8 @@ size_t header_value(std::string_view head, std::string_view name, std::string_vi
         if (http1::iequals(line.substr(0, colon), name)) {
             ++count;
             value = line.substr(colon + 1);
-            while (!value.empty() && value.front() == ' ') value.remove_prefix(1);
+            while (!value.empty() && value.front() == ' ')
+                value.remove_prefix(1);
         }
         p = eol + 2;
     }
@@ -390,7 +394,7 @@ parsed_output check_output(const world& w) {
             return po;
         }
         if (close) {
-            FUZZ_CHECK(pos == out.size());  // nothing after "connection: close"
+            FUZZ_CHECK(pos == out.size());            // nothing after "connection: close"
             FUZZ_CHECK(po.responses == recs.size());  // and no later request was read
             po.closing_response_complete = true;
         }
@@ -401,7 +405,8 @@ parsed_output check_output(const world& w) {
 void check_world(const world& w, const parsed_output& po) {
     const auto& recs = w.app.records;
     // Pipelining stops at a request that asked to close (ATTACKS.md A).
-    for (size_t i = 0; i + 1 < recs.size(); ++i) FUZZ_CHECK(!recs[i].asked_close);
+    for (size_t i = 0; i + 1 < recs.size(); ++i)
+        FUZZ_CHECK(!recs[i].asked_close);
     // An error response ends the conversation: it answers the request after the last one
     // answered, and nothing more was read.
     if (po.error_at != std::string::npos) FUZZ_CHECK(po.responses + 1 >= recs.size());
@@ -511,8 +516,7 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (size < k_control) return 0;
     const controls ctl{data[0], data[1], data[2], data[3], data[4], data[5], data[6]};
-    const std::string_view bytes(reinterpret_cast<const char*>(data) + k_control,
-                                 size - k_control);
+    const std::string_view bytes(reinterpret_cast<const char*>(data) + k_control, size - k_control);
     const run_result split = run(ctl, bytes, ctl.segment_mode(), ctl.differential());
     if (trace_enabled()) trace(split);
     if (!ctl.differential()) return 0;

@@ -57,9 +57,7 @@ bool inside(std::string_view part, std::string_view whole) {
     return part.data() >= whole.data() && part.data() + part.size() <= whole.data() + whole.size();
 }
 
-bool is_token_view(std::string_view s) {
-    return is_token(s);
-}
+bool is_token_view(std::string_view s) { return is_token(s); }
 
 // Structural checks on one complete head; `head` is input.substr(0, head_length).
 void check_complete(const request_head& out, std::string_view head, const parse_config& cfg,
@@ -70,7 +68,8 @@ void check_complete(const request_head& out, std::string_view head, const parse_
     FUZZ_CHECK(inside(out.method, head) && inside(out.target, head));
     FUZZ_CHECK(out.method.data() == head.data() && is_token_view(out.method));
     FUZZ_CHECK(!out.target.empty());
-    for (unsigned char c : out.target) FUZZ_CHECK(c > 0x20 && c < 0x7f);
+    for (unsigned char c : out.target)
+        FUZZ_CHECK(c > 0x20 && c < 0x7f);
     FUZZ_CHECK(out.minor_version == 0 || out.minor_version == 1);
     // The request line is bounded by max_request_line (its CRLF is not counted).
     const size_t line_len = head.find("\r\n");
@@ -81,7 +80,8 @@ void check_complete(const request_head& out, std::string_view head, const parse_
         FUZZ_CHECK(inside(f.name, head) && inside(f.value, head));
         FUZZ_CHECK(is_token_view(f.name));
         FUZZ_CHECK(f.value.data() > f.name.data() + f.name.size());  // the colon sits between
-        for (unsigned char c : f.value) FUZZ_CHECK(c != '\r' && c != '\n' && c != 0);
+        for (unsigned char c : f.value)
+            FUZZ_CHECK(c != '\r' && c != '\n' && c != 0);
         if (!f.value.empty()) {
             FUZZ_CHECK(f.value.front() != ' ' && f.value.front() != '\t');
             FUZZ_CHECK(f.value.back() != ' ' && f.value.back() != '\t');
@@ -145,7 +145,8 @@ std::vector<size_t> prefix_lengths(std::string_view input, const parse_config& c
     const size_t n = input.size();
     std::vector<size_t> ks;
     if (n <= 96) {
-        for (size_t k = 0; k < n; ++k) ks.push_back(k);
+        for (size_t k = 0; k < n; ++k)
+            ks.push_back(k);
         return ks;
     }
     size_t line_ends = 0;
@@ -156,7 +157,8 @@ std::vector<size_t> prefix_lengths(std::string_view input, const parse_config& c
     }
     for (size_t lim : {cfg.lim.max_request_line, cfg.lim.max_head, full.head_length})
         ks.insert(ks.end(), {lim - 1, lim, lim + 1});
-    for (size_t i = 0; i < 16; ++i) ks.push_back(n * i / 16);
+    for (size_t i = 0; i < 16; ++i)
+        ks.push_back(n * i / 16);
     std::sort(ks.begin(), ks.end());
     ks.erase(std::unique(ks.begin(), ks.end()), ks.end());
     ks.erase(std::remove_if(ks.begin(), ks.end(), [n](size_t k) { return k >= n; }), ks.end());

@@ -35,12 +35,16 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         argument_default=argparse.SUPPRESS,  # so that only flags actually given override env
     )
-    parser.add_argument("app", nargs="?", metavar="MODULE:ATTRIBUTE",
-                        help="the ASGI app, e.g. main:app")
+    parser.add_argument(
+        "app", nargs="?", metavar="MODULE:ATTRIBUTE", help="the ASGI app, e.g. main:app"
+    )
     for opt in OPTIONS:
         _add_option(parser, opt)
-    parser.add_argument("--version", action="version",
-                        version=f"coachwhip {__version__} (Python {sys.version.split()[0]})")
+    parser.add_argument(
+        "--version",
+        action="version",
+        version=f"coachwhip {__version__} (Python {sys.version.split()[0]})",
+    )
     return parser
 
 
@@ -48,12 +52,21 @@ def _add_option(parser: argparse.ArgumentParser, opt: Option) -> None:
     env = f" [env: {opt.env}]"
     default = f" (default: {opt.default})" if opt.default not in (None, "") else ""
     if opt.kind == "bool":
-        parser.add_argument(f"--{opt.name}", dest=opt.attr, action=argparse.BooleanOptionalAction,
-                            help=opt.help + default + env)
+        parser.add_argument(
+            f"--{opt.name}",
+            dest=opt.attr,
+            action=argparse.BooleanOptionalAction,
+            help=opt.help + default + env,
+        )
         return
     if opt.kind == "list":
-        parser.add_argument(f"--{opt.name}", dest=opt.attr, action="append", metavar=opt.metavar,
-                            help=opt.help + env)
+        parser.add_argument(
+            f"--{opt.name}",
+            dest=opt.attr,
+            action="append",
+            metavar=opt.metavar,
+            help=opt.help + env,
+        )
         return
     parser.add_argument(
         f"--{opt.name}",

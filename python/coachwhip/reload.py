@@ -29,8 +29,18 @@ EVENT = struct.Struct("iIII")  # struct inotify_event: wd, mask, cookie, len (th
 
 DEFAULT_INCLUDE = ("*.py",)
 DEFAULT_EXCLUDE = (".*", ".py[cod]", ".sw.*", "~*", "*~")
-SKIPPED_DIRS = {"__pycache__", ".git", ".hg", ".venv", "venv", "node_modules", ".mypy_cache",
-                ".ruff_cache", ".pytest_cache", "build"}
+SKIPPED_DIRS = {
+    "__pycache__",
+    ".git",
+    ".hg",
+    ".venv",
+    "venv",
+    "node_modules",
+    ".mypy_cache",
+    ".ruff_cache",
+    ".pytest_cache",
+    "build",
+}
 
 
 class WatchError(OSError):

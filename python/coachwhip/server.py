@@ -92,8 +92,10 @@ def _new_loop(kind: str) -> asyncio.AbstractEventLoop:
             if kind == "uvloop":
                 from coachwhip.config import ConfigError
 
-                raise ConfigError("--loop uvloop: uvloop is not installed "
-                                  "(pip install uvloop, or use --loop asyncio)") from None
+                raise ConfigError(
+                    "--loop uvloop: uvloop is not installed "
+                    "(pip install uvloop, or use --loop asyncio)"
+                ) from None
     return asyncio.new_event_loop()
 
 
@@ -109,7 +111,10 @@ def _raise_open_files_limit(wanted_connections: int) -> None:
     if soft < wanted:
         error_logger.warning(
             "The open-files limit (%d) is below --max-connections (%d): connections beyond it "
-            "will be refused by accept(); raise it with 'ulimit -n'", soft, wanted_connections)
+            "will be refused by accept(); raise it with 'ulimit -n'",
+            soft,
+            wanted_connections,
+        )
 
 
 def _loop_name(loop: asyncio.AbstractEventLoop) -> str:
@@ -149,7 +154,9 @@ class Worker:
             close_listener(sock, config)  # told to stop while starting: never report ready
             return 0
         server = _core.Server(
-            self.app, loop, _asgi.run_http,
+            self.app,
+            loop,
+            _asgi.run_http,
             root_path=config.root_path,
             state=lifespan.state if lifespan is not None else {},
             keep_alive=config.timeout_keep_alive,
@@ -198,7 +205,9 @@ class Worker:
                 if not self.forced.is_set():
                     error_logger.warning(
                         "Graceful shutdown timed out after %gs: cancelling %d request(s)",
-                        self.config.timeout_graceful_shutdown, server.active_requests)
+                        self.config.timeout_graceful_shutdown,
+                        server.active_requests,
+                    )
                 server.cancel_all()
                 server.close_all()
                 await asyncio.sleep(0)  # let the cancelled tasks run their clean-up once
@@ -249,4 +258,3 @@ class Worker:
             error_logger.warning("Forced exit: closing all connections now")
             self.forced.set()
             self.stopping.set()
-

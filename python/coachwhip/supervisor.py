@@ -111,8 +111,9 @@ class Supervisor:
                 error_logger.error("--reload: %s", exc)
                 return 1
             self.selector.register(self.watcher.fileno(), selectors.EVENT_READ, RELOAD_KEY)
-            error_logger.info("Watching for changes in %s",
-                              ", ".join(self.config.reload_dir or [os.getcwd()]))
+            error_logger.info(
+                "Watching for changes in %s", ", ".join(self.config.reload_dir or [os.getcwd()])
+            )
         previous = self._install_signals(wake_w)
         try:
             while self.workers or not self.stopping:
@@ -272,7 +273,9 @@ class Supervisor:
                 error_logger.error(
                     "Worker [%d] is stuck: no heartbeat from its event loop for %.1f s "
                     "(--timeout-worker-healthcheck %g); killing and replacing it",
-                    worker.pid, now - worker.last_beat, limit,
+                    worker.pid,
+                    now - worker.last_beat,
+                    limit,
                 )
                 worker.stopping = True
                 self._signal(worker, signal.SIGKILL)
@@ -342,8 +345,15 @@ class Supervisor:
 
     def _install_signals(self, wake_w: int) -> dict[int, object]:
         previous: dict[int, object] = {"wakeup": signal.set_wakeup_fd(wake_w)}
-        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGTTIN,
-                    signal.SIGTTOU, signal.SIGQUIT, signal.SIGCHLD):
+        for sig in (
+            signal.SIGTERM,
+            signal.SIGINT,
+            signal.SIGHUP,
+            signal.SIGTTIN,
+            signal.SIGTTOU,
+            signal.SIGQUIT,
+            signal.SIGCHLD,
+        ):
             previous[sig] = signal.signal(sig, lambda s, _f: self.pending_signals.append(s))
         return previous
 

@@ -13,12 +13,17 @@ int module_exec(PyObject* m) {
     return PyModule_AddStringConstant(m, "ENGINE", "coachwhip http1 (epoll)");
 }
 
-PyModuleDef_Slot slots[] = {{Py_mod_exec, reinterpret_cast<void*>(module_exec)},
-                            {0, nullptr}};
+PyModuleDef_Slot slots[] = {{Py_mod_exec, reinterpret_cast<void*>(module_exec)}, {0, nullptr}};
 
-PyModuleDef module_def = {PyModuleDef_HEAD_INIT, "coachwhip._core",
-                          "coachwhip's C++ engine and ASGI bridge.", 0, nullptr, slots,
-                          nullptr, nullptr, nullptr};
+PyModuleDef module_def = {PyModuleDef_HEAD_INIT,
+                          "coachwhip._core",
+                          "coachwhip's C++ engine and ASGI bridge.",
+                          0,
+                          nullptr,
+                          slots,
+                          nullptr,
+                          nullptr,
+                          nullptr};
 
 }  // namespace
 }  // namespace coachwhip::bridge

@@ -25,8 +25,9 @@ struct exchange_object;
 
 struct server_object {
     PyObject_HEAD
-    // C++ members: constructed in place by tp_new, destroyed by tp_dealloc.
-    std::unique_ptr<server::server_config> cfg;
+        // C++ members: constructed in place by tp_new, destroyed by tp_dealloc.
+        std::unique_ptr<server::server_config>
+            cfg;
     std::unique_ptr<server::server> engine;
     std::unique_ptr<asgi::scope_builder> scopes;
     PyObject* app;
@@ -46,23 +47,22 @@ struct server_object {
     unsigned long long request_limit;   // call on_request_limit when requests_total reaches it
     PyObject* on_request_limit;         // callable() or nullptr
     bool run_scheduled_pending;
-    bool bench_ceiling;  // benchmark only: answer every request from C++, never call the app
+    bool bench_ceiling;       // benchmark only: answer every request from C++, never call the app
     bool warned_header_case;  // the mixed-case header notice was logged (once per server)
 };
 
 struct exchange_object {
-    PyObject_HEAD
-    std::shared_ptr<http::exchange> ex;  // constructed in place
-    server_object* srv;                  // strong
-    PyObject* task;                      // strong until the app finished
-    PyObject* recv_waiter;               // future an app's receive() awaits, or nullptr
-    PyObject* send_waiter;               // future an app's send() awaits, or nullptr
-    PyObject* start_headers;             // list copied from http.response.start, until sent
+    PyObject_HEAD std::shared_ptr<http::exchange> ex;  // constructed in place
+    server_object* srv;                                // strong
+    PyObject* task;                                    // strong until the app finished
+    PyObject* recv_waiter;    // future an app's receive() awaits, or nullptr
+    PyObject* send_waiter;    // future an app's send() awaits, or nullptr
+    PyObject* start_headers;  // list copied from http.response.start, until sent
     int start_status;
-    uint8_t asgi_state;                  // see exchange.cpp
-    bool body_finished;                  // the last http.request was delivered
-    bool told_disconnect;                // receive() returned http.disconnect: sends now raise
-    bool linked;                         // in the server's live list
+    uint8_t asgi_state;    // see exchange.cpp
+    bool body_finished;    // the last http.request was delivered
+    bool told_disconnect;  // receive() returned http.disconnect: sends now raise
+    bool linked;           // in the server's live list
     exchange_object* prev;
     exchange_object* next;
 };

@@ -17,12 +17,16 @@ bool init_names() {
         PyObject** slot;
         const char* text;
     } values[] = {
-        {&n.v_asgi_version, "3.0"},          {&n.v_spec_version, "2.4"},
-        {&n.v_http_request, "http.request"}, {&n.v_http_disconnect, "http.disconnect"},
+        {&n.v_asgi_version, "3.0"},
+        {&n.v_spec_version, "2.4"},
+        {&n.v_http_request, "http.request"},
+        {&n.v_http_disconnect, "http.disconnect"},
         {&n.v_response_start, "http.response.start"},
         {&n.v_response_body, "http.response.body"},
-        {&n.v_http_1_1, "1.1"},              {&n.v_http_1_0, "1.0"},
-        {&n.v_scheme_http, "http"},          {&n.v_empty_str, ""},
+        {&n.v_http_1_1, "1.1"},
+        {&n.v_http_1_0, "1.0"},
+        {&n.v_scheme_http, "http"},
+        {&n.v_empty_str, ""},
     };
     for (auto& v : values)
         if (!(*v.slot = PyUnicode_InternFromString(v.text))) return false;

@@ -19,7 +19,7 @@ namespace coachwhip::bridge::py {
 
 // An owning reference. `ref(p)` steals p; `ref::borrow(p)` takes a new reference.
 class ref {
-public:
+  public:
     ref() noexcept = default;
     explicit ref(PyObject* p) noexcept : p_(p) {}
     static ref borrow(PyObject* p) noexcept {
@@ -42,7 +42,7 @@ public:
     PyObject* release() noexcept { return std::exchange(p_, nullptr); }
     explicit operator bool() const noexcept { return p_ != nullptr; }
 
-private:
+  private:
     PyObject* p_ = nullptr;
 };
 
@@ -55,26 +55,27 @@ inline PyObject* bytes(std::string_view s) {
 
 // Interned keys and constant values of the ASGI messages, created once at module init.
 struct names {
-#define COACHWHIP_NAMES(X)                                                                   \
-    X(type) X(asgi) X(version) X(spec_version) X(http_version) X(method) X(scheme) X(path)  \
-    X(raw_path) X(query_string) X(root_path) X(headers) X(client) X(server) X(state)        \
-    X(body) X(more_body) X(status) X(trailers) X(http) X(message) X(set_result)              \
-    X(set_exception) X(cancelled) X(cancel) X(done)
+#define COACHWHIP_NAMES(X)                                                                        \
+    X(type)                                                                                       \
+    X(asgi) X(version) X(spec_version) X(http_version) X(method) X(scheme) X(path) X(raw_path)    \
+        X(query_string) X(root_path) X(headers) X(client) X(server) X(state) X(body) X(more_body) \
+            X(status) X(trailers) X(http) X(message) X(set_result) X(set_exception) X(cancelled)  \
+                X(cancel) X(done)
 #define COACHWHIP_DECLARE(n) PyObject* n = nullptr;
     COACHWHIP_NAMES(COACHWHIP_DECLARE)
 #undef COACHWHIP_DECLARE
     // Values.
-    PyObject* v_asgi_version = nullptr;      // "3.0"
-    PyObject* v_spec_version = nullptr;      // "2.4"
-    PyObject* v_http_request = nullptr;      // "http.request"
-    PyObject* v_http_disconnect = nullptr;   // "http.disconnect"
-    PyObject* v_response_start = nullptr;    // "http.response.start"
-    PyObject* v_response_body = nullptr;     // "http.response.body"
-    PyObject* v_http_1_1 = nullptr;          // "1.1"
-    PyObject* v_http_1_0 = nullptr;          // "1.0"
-    PyObject* v_scheme_http = nullptr;       // "http"
-    PyObject* v_empty_bytes = nullptr;       // b""
-    PyObject* v_empty_str = nullptr;         // ""
+    PyObject* v_asgi_version = nullptr;     // "3.0"
+    PyObject* v_spec_version = nullptr;     // "2.4"
+    PyObject* v_http_request = nullptr;     // "http.request"
+    PyObject* v_http_disconnect = nullptr;  // "http.disconnect"
+    PyObject* v_response_start = nullptr;   // "http.response.start"
+    PyObject* v_response_body = nullptr;    // "http.response.body"
+    PyObject* v_http_1_1 = nullptr;         // "1.1"
+    PyObject* v_http_1_0 = nullptr;         // "1.0"
+    PyObject* v_scheme_http = nullptr;      // "http"
+    PyObject* v_empty_bytes = nullptr;      // b""
+    PyObject* v_empty_str = nullptr;        // ""
 };
 
 // Creates the names; returns false with a Python exception set on failure.

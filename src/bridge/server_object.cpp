@@ -338,10 +338,11 @@ PyType_Slot server_slots[] = {
     {Py_tp_clear, reinterpret_cast<void*>(server_clear)},
     {Py_tp_methods, server_methods},
     {Py_tp_getset, server_getset},
-    {Py_tp_doc, const_cast<char*>(
-        "Server(app, loop, run_http, *, root_path='', state=None, keep_alive=5.0, "
-        "server_header=True, date_header=True, access_log=None, error_log=None, log_level=20)\n\n"
-        "One worker's HTTP engine. Internal: use coachwhip.run().")},
+    {Py_tp_doc,
+     const_cast<char*>(
+         "Server(app, loop, run_http, *, root_path='', state=None, keep_alive=5.0, "
+         "server_header=True, date_header=True, access_log=None, error_log=None, log_level=20)\n\n"
+         "One worker's HTTP engine. Internal: use coachwhip.run().")},
     {0, nullptr}};
 
 PyType_Spec server_spec = {"coachwhip._core.Server", sizeof(server_object), 0,
@@ -360,9 +361,9 @@ void log_error(server_object* srv, int level, std::string_view message) {
     py::ref text(PyUnicode_DecodeUTF8(message.data(), static_cast<Py_ssize_t>(message.size()),
                                       "backslashreplace"));
     py::ref lvl(PyLong_FromLong(level));
-    py::ref r(text && lvl ? PyObject_CallFunctionObjArgs(srv->error_log, lvl.get(), text.get(),
-                                                          nullptr)
-                          : nullptr);
+    py::ref r(text && lvl
+                  ? PyObject_CallFunctionObjArgs(srv->error_log, lvl.get(), text.get(), nullptr)
+                  : nullptr);
     if (!r) PyErr_WriteUnraisable(srv->error_log);
     PyErr_Restore(type, value, tb);
 }

@@ -23,7 +23,7 @@
 namespace coachwhip::core {
 
 class input_buffer {
-public:
+  public:
     std::string_view readable() const noexcept { return {data_.get() + start_, end_ - start_}; }
     size_t size() const noexcept { return end_ - start_; }
     bool empty() const noexcept { return end_ == start_; }
@@ -38,13 +38,13 @@ public:
     // Frees the memory of an empty buffer (idle keep-alive connections keep nothing).
     void release() noexcept;
 
-private:
+  private:
     std::unique_ptr<char[]> data_;
     size_t cap_ = 0, start_ = 0, end_ = 0;
 };
 
 class output_queue {
-public:
+  public:
     static constexpr size_t coalesce_limit = 16 * 1024;  // appends below this are copied together
 
     void append(std::string_view bytes);
@@ -58,7 +58,7 @@ public:
     // Frees the storage of an empty queue (idle keep-alive connections keep nothing).
     void release() noexcept;
 
-private:
+  private:
     struct segment {
         std::string data;
         size_t offset = 0;  // bytes of `data` already written

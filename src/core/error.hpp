@@ -12,7 +12,7 @@
 namespace coachwhip::core {
 
 struct error {
-    uint16_t status = 0;          // 0 means "no error"
+    uint16_t status = 0;           // 0 means "no error"
     std::string_view reason = {};  // static storage; never owned
 
     constexpr explicit operator bool() const noexcept { return status != 0; }

@@ -68,7 +68,7 @@ class exchange;
 
 // What the protocol implements for the app side's calls (see the backpressure contract above).
 class response_sink {
-public:
+  public:
     struct head {
         int status;
         std::span<const field> headers;
@@ -83,24 +83,24 @@ public:
     // The app took buffered body bytes, or wants some: send 100 Continue if it is owed, and read.
     virtual void want_body(exchange& ex) = 0;
 
-protected:
+  protected:
     ~response_sink() = default;
 };
 
 // Collects exchanges with undelivered events; drained by the engine's owner (the bridge).
 class event_queue {
-public:
+  public:
     void push(std::shared_ptr<exchange> ex) { items_.push_back(std::move(ex)); }
     bool empty() const noexcept { return items_.empty(); }
     // Moves the queued exchanges out (the caller delivers their events).
     std::vector<std::shared_ptr<exchange>> take() { return std::exchange(items_, {}); }
 
-private:
+  private:
     std::vector<std::shared_ptr<exchange>> items_;
 };
 
 class exchange : public std::enable_shared_from_this<exchange> {
-public:
+  public:
     exchange(event_queue& queue, response_sink* sink) : queue_(&queue), sink_(sink) {}
 
     // ---- the request (immutable once ev_request is posted) ----
@@ -108,18 +108,18 @@ public:
     std::string_view target;        // raw request-target
     std::string_view http_version;  // "1.0", "1.1", "2"
     std::string_view scheme = "http";
-    std::vector<field> headers;     // views into `head_storage`
-    std::string head_storage;       // owns the bytes of the request head
+    std::vector<field> headers;  // views into `head_storage`
+    std::string head_storage;    // owns the bytes of the request head
     // Copies, not pointers into the connection: the app side may build the scope (or log the
     // access line) after the connection is gone.
     endpoint client;
     endpoint server;
     bool expect_continue = false;
-    bool has_body = false;          // the request announced a body (CL > 0 or chunked)
-    bool client_closed = false;     // the client half-closed: it will send nothing more
+    bool has_body = false;       // the request announced a body (CL > 0 or chunked)
+    bool client_closed = false;  // the client half-closed: it will send nothing more
 
     // ---- request body (protocol appends, app takes) ----
-    std::string body;          // decoded bytes not yet taken by the app
+    std::string body;  // decoded bytes not yet taken by the app
     bool body_complete = false;
 
     // ---- response accounting (for the access log) ----
@@ -160,7 +160,7 @@ public:
     // An opaque handle the app side keeps here (the bridge's Python object, borrowed).
     void* app_handle = nullptr;
 
-private:
+  private:
     event_queue* queue_;
     response_sink* sink_;
     uint8_t events_ = 0;

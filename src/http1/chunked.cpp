@@ -24,19 +24,13 @@ int hex_value(unsigned char b) {
     return -1;
 }
 
-bool is_ws(unsigned char b) {
-    return b == ' ' || b == '\t';
-}
+bool is_ws(unsigned char b) { return b == ' ' || b == '\t'; }
 
 // RFC 9110 §5.5: field-vchar / obs-text / SP / HTAB.
-bool is_value_byte(unsigned char b) {
-    return (b >= 0x20 && b != 0x7F) || b == '\t';
-}
+bool is_value_byte(unsigned char b) { return (b >= 0x20 && b != 0x7F) || b == '\t'; }
 
 // RFC 9110 §5.6.4 qdtext = HTAB / SP / %x21 / %x23-5B / %x5D-7E / obs-text.
-bool is_qdtext(unsigned char b) {
-    return is_value_byte(b) && b != '"' && b != '\\';
-}
+bool is_qdtext(unsigned char b) { return is_value_byte(b) && b != '"' && b != '\\'; }
 
 // Line endings inside the chunked framing are CRLF only (RFC 9112 §7.1, §2.2). A CR where a
 // line cannot end keeps the caller's more precise reason.
@@ -162,8 +156,7 @@ bool chunked_decoder::step_ext(unsigned char b) noexcept {
             if (b == '=') return (state_ = state::ext_value_start), true;
             if (b == ';') return (state_ = state::ext_name_start), true;
             return fail(400, line_reason(b, "invalid chunk extension (RFC 9112 §7.1.1: BWS)"));
-        default:
-            return step_ext_value(b);
+        default: return step_ext_value(b);
     }
 }
 
@@ -186,8 +179,7 @@ bool chunked_decoder::step_ext_value(unsigned char b) noexcept {
         case state::ext_quoted_pair:  // quoted-pair = "\" ( HTAB / SP / VCHAR / obs-text )
             if (is_value_byte(b)) return (state_ = state::ext_quoted), true;
             return fail(400, line_reason(b, "control byte in quoted-pair (RFC 9110 §5.6.4)"));
-        default:
-            return step_after_value(b);
+        default: return step_after_value(b);
     }
 }
 
@@ -209,8 +201,7 @@ bool chunked_decoder::step_line_end(unsigned char b) noexcept {
             if (b != '\n') return fail(400, "chunk data not followed by CRLF (RFC 9112 §7.1)");
             state_ = state::size;
             return true;
-        default:
-            return fail(500, "chunked decoder in an impossible state");
+        default: return fail(500, "chunked decoder in an impossible state");
     }
 }
 
@@ -226,8 +217,7 @@ bool chunked_decoder::step_trailer(unsigned char b) noexcept {
             trailer_name_long_ = false;
             state_ = state::trailer_name;
             return step_trailer_name(b);
-        case state::trailer_name:
-            return step_trailer_name(b);
+        case state::trailer_name: return step_trailer_name(b);
         case state::trailer_value:
             if (b == '\r') return (state_ = state::trailer_lf), true;
             if (is_value_byte(b)) return true;

@@ -30,10 +30,10 @@
 namespace coachwhip::http1 {
 
 class chunked_decoder {
-public:
+  public:
     struct limits {
-        size_t max_line = 4096;        // one chunk-size line including extensions -> 400
-        size_t max_trailers = 16384;   // the whole trailer section -> 431
+        size_t max_line = 4096;       // one chunk-size line including extensions -> 400
+        size_t max_trailers = 16384;  // the whole trailer section -> 431
     };
 
     enum class status : uint8_t {
@@ -46,9 +46,9 @@ public:
     struct result {
         // Qualified: an unqualified `status status` is ill-formed ("changes meaning", g++ 12).
         chunked_decoder::status status = chunked_decoder::status::need_more;
-        size_t consumed = 0;         // bytes of `input` used by this call
-        std::string_view data;       // when status == data
-        core::error error;           // when status == error
+        size_t consumed = 0;    // bytes of `input` used by this call
+        std::string_view data;  // when status == data
+        core::error error;      // when status == error
     };
 
     chunked_decoder() = default;
@@ -58,7 +58,7 @@ public:
 
     bool finished() const noexcept { return state_ == state::done; }
 
-private:
+  private:
     // Transition diagram (each arrow consumes one byte unless noted; RFC 9112 §7.1):
     //   size --HEXDIG--> size --SP/HTAB--> ext_ws --';'--> ext_name_start
     //   size --';'--> ext_name_start --BWS--> ext_name_start --tchar--> ext_name
@@ -74,11 +74,27 @@ private:
     //   trailer_lf --LF--> trailer_start
     //   any --invalid byte or limit--> failed (sticky: every later call returns the same error)
     enum class state : uint8_t {
-        size, ext_ws, ext_name_start, ext_name, ext_name_ws, ext_value_start, ext_value_token,
-        ext_quoted, ext_quoted_pair, ext_after_value, size_lf,
-        data, data_cr, data_lf,
-        trailer_start, trailer_name, trailer_value, trailer_lf, end_lf,
-        done, failed
+        size,
+        ext_ws,
+        ext_name_start,
+        ext_name,
+        ext_name_ws,
+        ext_value_start,
+        ext_value_token,
+        ext_quoted,
+        ext_quoted_pair,
+        ext_after_value,
+        size_lf,
+        data,
+        data_cr,
+        data_lf,
+        trailer_start,
+        trailer_name,
+        trailer_value,
+        trailer_lf,
+        end_lf,
+        done,
+        failed
     };
 
     bool step(unsigned char b) noexcept;

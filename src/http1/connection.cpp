@@ -89,7 +89,8 @@ void connection::read_input() {
             if (state_ == state::in_request) update_body_timer();
             return;
         }
-        auto [buf, room] = in_.reserve(cfg_.read_chunk, cfg_.head_limits.max_head + cfg_.read_chunk);
+        auto [buf, room] =
+            in_.reserve(cfg_.read_chunk, cfg_.head_limits.max_head + cfg_.read_chunk);
         if (room == 0) return;
         ssize_t n = t_.read(buf, room);
         if (n > 0) {
@@ -181,7 +182,8 @@ void connection::start_request(const request_head& head, const request_info& inf
     ex.target = rebase(head.target);
     ex.http_version = head.minor_version == 1 ? "1.1" : "1.0";
     ex.headers.reserve(head.headers.size());
-    for (const auto& f : head.headers) ex.headers.push_back({rebase(f.name), rebase(f.value)});
+    for (const auto& f : head.headers)
+        ex.headers.push_back({rebase(f.name), rebase(f.value)});
     ex.client = client_;
     ex.server = server_;
     in_.consume(head_len);
@@ -273,7 +275,7 @@ void connection::finish_request() {
     set_read_timer(timer_kind::keep_alive);
     if (!in_.empty()) return try_parse_head();  // a pipelined request is already here
     if (peer_eof_) return close_now();
-    in_.release();  // idle keep-alive connections hold no buffer memory
+    in_.release();   // idle keep-alive connections hold no buffer memory
     out_.release();  // (only if everything was written; otherwise flush needs it)
 }
 
@@ -359,7 +361,8 @@ void connection::flush() {
         iovec iov[64];
         int cnt = out_.iov(iov, 64);
         size_t offered = 0;
-        for (int i = 0; i < cnt; ++i) offered += iov[i].iov_len;
+        for (int i = 0; i < cnt; ++i)
+            offered += iov[i].iov_len;
         ssize_t n = t_.writev(iov, cnt);
         if (n >= 0) {
             out_.consume(static_cast<size_t>(n));
@@ -415,8 +418,8 @@ send_result connection::send(http::exchange& ex, const head* h, std::string_view
     if (&ex != ex_.get() || state_ != state::in_request) return {send_status::closed, {}};
     if (response_done_) return {send_status::error, "response already complete"};
     send_result r = response_started_ ? queue_body(body, more)
-                    : h                 ? queue_head(*h, body, more)
-                                        : send_result{send_status::error, "body before response head"};
+                    : h               ? queue_head(*h, body, more)
+                        : send_result{send_status::error, "body before response head"};
     if (r.status != send_status::error) owner_.schedule(*this);
     return r;
 }

@@ -55,7 +55,7 @@ class connection;
 
 // What the connection needs from whoever owns it (server::server, or a unit test).
 class connection_owner {
-public:
+  public:
     // `c` has work for the next I/O phase (buffered output, reading to resume, next request).
     virtual void schedule(connection& c) = 0;
     // Timers; the owner maps each kind to its duration. A connection has two slots: `write` has
@@ -73,12 +73,12 @@ public:
     // The connection is closed; the owner destroys it after the current I/O phase.
     virtual void on_closed(connection& c) = 0;
 
-protected:
+  protected:
     ~connection_owner() = default;
 };
 
 class connection final : public http::response_sink {
-public:
+  public:
     enum class state : uint8_t { read_head, in_request, draining, lingering, closed };
 
     connection(transport& t, connection_owner& owner, const connection_config& cfg,
@@ -91,8 +91,8 @@ public:
     // ---- I/O phase ----
     void on_readable();
     void on_writable();
-    void on_hangup();    // EPOLLERR/EPOLLHUP: the peer reset the connection
-    void process();      // scheduled work: flush, resume reading, next pipelined request
+    void on_hangup();  // EPOLLERR/EPOLLHUP: the peer reset the connection
+    void process();    // scheduled work: flush, resume reading, next pipelined request
     void on_timer(connection_owner::timer_kind kind);
 
     // Graceful stop: close now if idle, otherwise after the current response.
@@ -101,8 +101,8 @@ public:
     state current_state() const noexcept { return state_; }
     bool idle() const noexcept { return state_ == state::read_head && in_.empty() && !ex_; }
     bool write_blocked() const noexcept { return write_blocked_; }
-    bool scheduled = false;      // owner's bookkeeping: already in the schedule list
-    void* owner_ctx = nullptr;   // owner's bookkeeping: its record of this connection
+    bool scheduled = false;     // owner's bookkeeping: already in the schedule list
+    void* owner_ctx = nullptr;  // owner's bookkeeping: its record of this connection
 
     // ---- response_sink (app side) ----
     http::send_result send(http::exchange& ex, const head* h, std::string_view body,
@@ -110,7 +110,7 @@ public:
     void abort(http::exchange& ex) override;
     void want_body(http::exchange& ex) override;
 
-private:
+  private:
     void read_input();
     bool reading_paused() const noexcept;
     void consume_input();
@@ -139,16 +139,16 @@ private:
     state state_ = state::read_head;
     core::input_buffer in_;
     core::output_queue out_;
-    size_t scanned_ = 0;         // bytes of the pending head already searched for a line end
-    bool read_ready_ = true;     // the transport may have unread bytes (edge-triggered)
+    size_t scanned_ = 0;          // bytes of the pending head already searched for a line end
+    bool read_ready_ = true;      // the transport may have unread bytes (edge-triggered)
     bool write_blocked_ = false;  // the last write hit EAGAIN: wait for on_writable
-    bool peer_eof_ = false;      // the client half-closed (or closed) its side
+    bool peer_eof_ = false;       // the client half-closed (or closed) its side
     bool shutting_down_ = false;
-    bool keep_alive_ = true;     // for the current request
+    bool keep_alive_ = true;  // for the current request
     size_t lingered_ = 0;
     connection_owner::timer_kind read_timer_ = connection_owner::timer_kind::none;
-    bool write_timer_ = false;   // the write slot is armed
-    bool admitted_ = false;      // the current request counts against the concurrency limit
+    bool write_timer_ = false;    // the write slot is armed
+    bool admitted_ = false;       // the current request counts against the concurrency limit
     uint64_t body_received_ = 0;  // decoded request body bytes (for max_body)
 
     // Current exchange (in_request).
@@ -156,7 +156,7 @@ private:
     request_info info_{};
     int minor_version_ = 1;
     bool head_request_ = false;
-    uint64_t body_left_ = 0;     // content-length framing: bytes still to read
+    uint64_t body_left_ = 0;  // content-length framing: bytes still to read
     std::optional<chunked_decoder> chunked_;
     bool body_done_ = true;
     bool continue_owed_ = false;   // Expect: 100-continue not answered yet

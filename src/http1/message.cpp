@@ -26,21 +26,13 @@
 namespace coachwhip::http1 {
 namespace {
 
-constexpr char ascii_lower(char c) {
-    return (c >= 'A' && c <= 'Z') ? char(c - 'A' + 'a') : c;
-}
-constexpr bool is_digit(char c) {
-    return c >= '0' && c <= '9';
-}
-constexpr bool is_alpha(char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
-}
+constexpr char ascii_lower(char c) { return (c >= 'A' && c <= 'Z') ? char(c - 'A' + 'a') : c; }
+constexpr bool is_digit(char c) { return c >= '0' && c <= '9'; }
+constexpr bool is_alpha(char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
 constexpr bool is_hex(char c) {
     return is_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
 }
-constexpr bool is_ows(char c) {
-    return c == ' ' || c == '\t';
-}
+constexpr bool is_ows(char c) { return c == ' ' || c == '\t'; }
 
 bool all_of(std::string_view s, bool (*pred)(char)) {
     return std::all_of(s.begin(), s.end(), pred);
@@ -344,13 +336,10 @@ bool check_transfer_encoding(const request_head& head, const field_scan& scan, r
     if (head.minor_version == 0)
         return reject(info, 400, "Transfer-Encoding in an HTTP/1.0 request (RFC 9112 §6.1)");
     switch (classify_codings(scan.transfer_encoding)) {
-        case coding_verdict::chunked:
-            info.framing = body_framing::chunked;
-            return true;
+        case coding_verdict::chunked: info.framing = body_framing::chunked; return true;
         case coding_verdict::unsupported:  // RFC 9112 §6.1: unknown coding -> 501
             return reject(info, 501, "transfer coding other than chunked (RFC 9112 §6.1)");
-        case coding_verdict::invalid:
-            break;
+        case coding_verdict::invalid: break;
     }
     return reject(info, 400, "Transfer-Encoding is not exactly chunked (RFC 9112 §6.3)");
 }

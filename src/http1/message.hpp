@@ -22,8 +22,8 @@ enum class body_framing : uint8_t {
 
 struct request_info {
     body_framing framing = body_framing::none;
-    uint64_t content_length = 0;  // when framing == content_length
-    bool keep_alive = true;       // false: close after the response (HTTP/1.0 default, "close")
+    uint64_t content_length = 0;   // when framing == content_length
+    bool keep_alive = true;        // false: close after the response (HTTP/1.0 default, "close")
     bool expect_continue = false;  // "Expect: 100-continue" (case-insensitive)
     bool upgrade = false;          // a "Connection: upgrade" + "Upgrade" pair was present
     std::string_view host;         // the Host field value (may be empty on HTTP/1.0)

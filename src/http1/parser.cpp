@@ -47,9 +47,7 @@ constexpr std::array<uint8_t, 256> make_class_table() {
 
 constexpr std::array<uint8_t, 256> k_class = make_class_table();
 
-inline bool in_class(unsigned char c, byte_class cls) {
-    return (k_class[c] & cls) != 0;
-}
+inline bool in_class(unsigned char c, byte_class cls) { return (k_class[c] & cls) != 0; }
 
 // ---- cursor ---------------------------------------------------------------------------------
 
@@ -246,9 +244,7 @@ bool parse_fields(cursor& c, std::span<header_field> storage, request_head& out)
 
 }  // namespace
 
-bool is_token_char(unsigned char c) noexcept {
-    return in_class(c, k_tchar);
-}
+bool is_token_char(unsigned char c) noexcept { return in_class(c, k_tchar); }
 
 bool is_token(std::string_view s) noexcept {
     if (s.empty()) return false;

@@ -30,8 +30,9 @@ bool status_has_no_body(int status) noexcept {
 }
 
 void append_status_line(std::string& out, int status) {
-    char code[4] = {static_cast<char>('0' + status / 100), static_cast<char>('0' + status / 10 % 10),
-                    static_cast<char>('0' + status % 10), ' '};
+    char code[4] = {static_cast<char>('0' + status / 100),
+                    static_cast<char>('0' + status / 10 % 10), static_cast<char>('0' + status % 10),
+                    ' '};
     out.append("HTTP/1.1 ");
     out.append(code, 4);
     out.append(reason_phrase(status));

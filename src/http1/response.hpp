@@ -22,19 +22,19 @@
 namespace coachwhip::http1 {
 
 struct head_options {
-    int minor_version = 1;             // the request's HTTP/1.x minor version
-    bool head_request = false;         // the request method was HEAD
-    bool keep_alive = true;            // the server wants to keep the connection
-    bool server_header = true;         // add "server: coachwhip" unless the app sent one
-    bool date_header = true;           // add "date" unless the app sent one
+    int minor_version = 1;              // the request's HTTP/1.x minor version
+    bool head_request = false;          // the request method was HEAD
+    bool keep_alive = true;             // the server wants to keep the connection
+    bool server_header = true;          // add "server: coachwhip" unless the app sent one
+    bool date_header = true;            // add "date" unless the app sent one
     std::optional<uint64_t> body_size;  // known total body size (the app sent it in one piece)
 };
 
 struct response_framing {
-    bool chunked = false;             // body is sent with chunked coding
-    bool no_body = false;             // 1xx/204/304 or HEAD: body bytes are never written
-    bool close_delimited = false;      // HTTP/1.0 stream: the end of the body is the close
-    bool keep_alive = true;            // the connection may persist after this response
+    bool chunked = false;                    // body is sent with chunked coding
+    bool no_body = false;                    // 1xx/204/304 or HEAD: body bytes are never written
+    bool close_delimited = false;            // HTTP/1.0 stream: the end of the body is the close
+    bool keep_alive = true;                  // the connection may persist after this response
     std::optional<uint64_t> content_length;  // the declared length, when there is one
 };
 

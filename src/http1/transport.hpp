@@ -18,13 +18,13 @@
 namespace coachwhip::http1 {
 
 class transport {
-public:
+  public:
     virtual ssize_t read(char* buf, size_t len) = 0;
     virtual ssize_t writev(const iovec* iov, int iovcnt) = 0;
     virtual void shutdown_write() = 0;
     virtual void close() = 0;
 
-protected:
+  protected:
     ~transport() = default;
 };
 

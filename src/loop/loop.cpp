@@ -78,7 +78,8 @@ int event_loop::run_once(int timeout_ms) noexcept {
     int n = epoll_wait(epfd_, events, 256, timeout_ms);
     if (n < 0) return errno == EINTR ? 0 : -errno;
     update_now();
-    for (int i = 0; i < n; ++i) static_cast<io_handler*>(events[i].data.ptr)->on_io(events[i].events);
+    for (int i = 0; i < n; ++i)
+        static_cast<io_handler*>(events[i].data.ptr)->on_io(events[i].events);
     return n;
 }
 
@@ -105,7 +106,8 @@ void event_loop::expire_timers() noexcept {
 
 void event_loop::rearm_timerfd() noexcept {
     uint64_t next = UINT64_MAX;
-    for (timeout_list* list : lists_) next = std::min(next, list->next_deadline());
+    for (timeout_list* list : lists_)
+        next = std::min(next, list->next_deadline());
     if (next == tfd_deadline_ || next == UINT64_MAX) return;  // a stale earlier alarm is harmless
     tfd_deadline_ = next;
     uint64_t delay = next > now_ms_ ? next - now_ms_ : 1;

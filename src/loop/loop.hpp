@@ -22,10 +22,10 @@ namespace coachwhip::loop {
 
 // Receives readiness for one fd. `events` is an EPOLL* mask. Called from run_once() only.
 class io_handler {
-public:
+  public:
     virtual void on_io(uint32_t events) = 0;
 
-protected:
+  protected:
     ~io_handler() = default;
 };
 
@@ -42,7 +42,7 @@ struct timer {
     bool armed() const noexcept { return list_ != nullptr; }
     void disarm() noexcept;
 
-private:
+  private:
     friend class timeout_list;
     friend class event_loop;
     callback cb_;
@@ -54,7 +54,7 @@ private:
 };
 
 class timeout_list {
-public:
+  public:
     explicit timeout_list(uint64_t duration_ms) : duration_ms_(duration_ms) {}
     timeout_list(const timeout_list&) = delete;
     timeout_list& operator=(const timeout_list&) = delete;
@@ -66,7 +66,7 @@ public:
     // Deadline of the head, or UINT64_MAX when empty.
     uint64_t next_deadline() const noexcept { return head_ ? head_->deadline_ : UINT64_MAX; }
 
-private:
+  private:
     friend struct timer;
     friend class event_loop;
     void unlink(timer& t) noexcept;
@@ -76,7 +76,7 @@ private:
 };
 
 class event_loop {
-public:
+  public:
     event_loop();
     ~event_loop();
     event_loop(const event_loop&) = delete;
@@ -106,7 +106,7 @@ public:
     uint64_t now_ms() const noexcept { return now_ms_; }
     uint64_t update_now() noexcept;
 
-private:
+  private:
     struct timerfd_handler final : io_handler {
         event_loop* loop = nullptr;
         void on_io(uint32_t) override;

@@ -13,7 +13,7 @@
 namespace coachwhip::server {
 
 class listener final : public loop::io_handler {
-public:
+  public:
     // `on_accept(fd)` receives each accepted, non-blocking, close-on-exec socket. While
     // `may_accept()` is false (the connection limit), connections wait in the kernel's queue.
     listener(loop::event_loop& loop, int fd, std::function<void(int)> on_accept,
@@ -28,7 +28,7 @@ public:
     void resume();  // try accepting again (after EMFILE back-off)
     bool paused() const noexcept { return paused_; }
 
-private:
+  private:
     loop::event_loop& loop_;
     int fd_;
     bool registered_ = false;

@@ -63,7 +63,8 @@ struct server::conn_entry final : loop::io_handler {
         if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) conn.on_readable();
         // HUP/ERR: reset, or both directions shut. Nothing more can be written, so close now,
         // even while reading is paused (else the fd and buffers stay until the app finishes).
-        if ((ev & (EPOLLHUP | EPOLLERR)) && conn.current_state() != http1::connection::state::closed)
+        if ((ev & (EPOLLHUP | EPOLLERR)) &&
+            conn.current_state() != http1::connection::state::closed)
             return conn.on_hangup();
         if ((ev & EPOLLOUT) && conn.write_blocked()) conn.on_writable();
     }
@@ -80,7 +81,7 @@ struct server::conn_entry final : loop::io_handler {
     http::endpoint client;
     http::endpoint local;
     http1::connection conn;
-    loop::timer read_timer;   // keep-alive, header, body or linger: one at a time
+    loop::timer read_timer;  // keep-alive, header, body or linger: one at a time
     loop::timer write_timer;
     timer_kind read_kind = timer_kind::none;
     std::list<conn_entry>::iterator self;
@@ -113,7 +114,8 @@ core::error server::add_listener(int fd) {
     le->family = ss.ss_family;
     listener_entry* raw = le.get();
     le->l = std::make_unique<listener>(
-        loop_, fd, [this, raw](int cfd) { accept_one(*raw, cfd); }, [this] { return may_accept(); });
+        loop_, fd, [this, raw](int cfd) { accept_one(*raw, cfd); },
+        [this] { return may_accept(); });
     if (le->l->start() != 0) return {500, "cannot register the listening socket with epoll"};
     listeners_.push_back(std::move(le));
     return {};
@@ -130,7 +132,8 @@ void server::accept_one(listener_entry& le, int fd) {
         if (le.wildcard) {
             sockaddr_storage ss{};
             socklen_t sl = sizeof ss;
-            if (getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &sl) == 0) local = to_endpoint(ss);
+            if (getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &sl) == 0)
+                local = to_endpoint(ss);
         }
     }
     http::endpoint client = le.family == AF_UNIX ? http::endpoint{} : to_endpoint(peer);
@@ -144,11 +147,13 @@ void server::accept_one(listener_entry& le, int fd) {
 }
 
 void server::stop_accepting() {
-    for (auto& le : listeners_) le->l->stop();
+    for (auto& le : listeners_)
+        le->l->stop();
 }
 
 void server::shutdown_connections() {
-    for (auto& e : conns_) e.conn.begin_shutdown();
+    for (auto& e : conns_)
+        e.conn.begin_shutdown();
     if (!in_io_) enter_io(), leave_io();
 }
 
@@ -194,7 +199,8 @@ void server::process_scheduled() {
 }
 
 void server::reap() {
-    for (auto it : graveyard_) conns_.erase(it);
+    for (auto it : graveyard_)
+        conns_.erase(it);
     graveyard_.clear();
 }
 

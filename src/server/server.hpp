@@ -36,12 +36,12 @@ struct server_config {
     uint64_t body_timeout_ms = 60000;    // request body: longest silence while we wait for it
     uint64_t write_timeout_ms = 60000;   // longest a client may read nothing of our output
     uint64_t linger_ms = 2000;
-    size_t max_connections = 0;   // 0: no limit; at the limit, stop accepting (kernel queues)
-    size_t max_concurrency = 0;   // 0: no limit; requests in flight beyond it get 503
+    size_t max_connections = 0;  // 0: no limit; at the limit, stop accepting (kernel queues)
+    size_t max_concurrency = 0;  // 0: no limit; requests in flight beyond it get 503
 };
 
 class server final : private http1::connection_owner {
-public:
+  public:
     explicit server(const server_config& cfg);
     ~server();
     server(const server&) = delete;
@@ -71,7 +71,7 @@ public:
 
     http::event_queue& events() noexcept { return events_; }
 
-private:
+  private:
     struct conn_entry;
     struct listener_entry {
         std::unique_ptr<listener> l;

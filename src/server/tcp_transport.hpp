@@ -7,7 +7,7 @@
 namespace coachwhip::server {
 
 class tcp_transport final : public http1::transport {
-public:
+  public:
     explicit tcp_transport(int fd) noexcept : fd_(fd) {}
     ~tcp_transport();
     tcp_transport(const tcp_transport&) = delete;
@@ -19,7 +19,7 @@ public:
     void shutdown_write() override;
     void close() override;
 
-private:
+  private:
     int fd_;
 };
 

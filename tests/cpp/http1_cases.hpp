@@ -54,12 +54,9 @@ struct head_snapshot {
 
 inline const char* status_name(parse_status s) {
     switch (s) {
-        case parse_status::complete:
-            return "complete";
-        case parse_status::incomplete:
-            return "incomplete";
-        case parse_status::error:
-            return "error";
+        case parse_status::complete: return "complete";
+        case parse_status::incomplete: return "incomplete";
+        case parse_status::error: return "error";
     }
     return "?";
 }

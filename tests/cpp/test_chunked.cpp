@@ -87,9 +87,7 @@ std::vector<std::string_view> one_byte_pieces(std::string_view s) {
 }
 
 // gtest prints a failing parameter with this instead of its bytes.
-void PrintTo(const chunked_case& c, std::ostream* os) {
-    *os << c.name;
-}
+void PrintTo(const chunked_case& c, std::ostream* os) { *os << c.name; }
 
 // clang-format off
 const chunked_case k_chunked_cases[] = {

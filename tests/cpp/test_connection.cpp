@@ -178,7 +178,8 @@ std::vector<conversation> conversations() {
         {"HTTP/1.0 keep-alive", "GET /ka HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
          ok("GET /ka ", "connection: keep-alive\r\n"), false},
         {"connection close stops the pipeline",
-         "GET /a HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\nGET /b HTTP/1.1\r\nHost: a\r\n\r\n",
+         "GET /a HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\nGET /b HTTP/1.1\r\nHost: "
+         "a\r\n\r\n",
          ok("GET /a ", "connection: close\r\n"), true},
         {"HEAD has no body", "HEAD /h HTTP/1.1\r\nHost: a\r\n\r\n",
          "HTTP/1.1 200 OK\r\nserver: coachwhip\r\ncontent-length: 8\r\n\r\n", false},
@@ -214,14 +215,16 @@ void run_conversation(const conversation& c, size_t split) {
 TEST(Connection, ConversationsWholeAndSplitAtEveryByte) {
     for (const auto& c : conversations()) {
         run_conversation(c, 0);
-        for (size_t k = 1; k < c.input.size(); ++k) run_conversation(c, k);
+        for (size_t k = 1; k < c.input.size(); ++k)
+            run_conversation(c, k);
     }
 }
 
 TEST(Connection, ConversationsOneByteAtATime) {
     for (const auto& c : conversations()) {
         harness h;
-        for (char ch : c.input) h.feed(std::string_view(&ch, 1));
+        for (char ch : c.input)
+            h.feed(std::string_view(&ch, 1));
         EXPECT_EQ(h.t.output, c.output) << c.name;
     }
 }
@@ -367,35 +370,36 @@ TEST(Connection, BodyBackpressurePausesReading) {
 TEST(Connection, BufferedBodyIsDecodedWhenReadingResumes) {
     // Sizes just past the 64 KiB pause leave the transport empty with undecoded bytes buffered.
     for (size_t size : {64 * 1024 + 1000, 70 * 1024, 100 * 1024, 200 * 1024})
-    for (bool chunked : {false, true}) {
-        harness h;
-        h.auto_respond = false;
-        std::string body(size, 'z');
-        std::string req = "POST / HTTP/1.1\r\nHost: a\r\n";
-        if (chunked) {
-            req += "Transfer-Encoding: chunked\r\n\r\n";
-            for (size_t i = 0; i < body.size(); i += 10000) {
-                std::string piece = body.substr(i, 10000);
-                char size[16];
-                std::snprintf(size, sizeof size, "%zx\r\n", piece.size());
-                req += size + piece + "\r\n";
+        for (bool chunked : {false, true}) {
+            harness h;
+            h.auto_respond = false;
+            std::string body(size, 'z');
+            std::string req = "POST / HTTP/1.1\r\nHost: a\r\n";
+            if (chunked) {
+                req += "Transfer-Encoding: chunked\r\n\r\n";
+                for (size_t i = 0; i < body.size(); i += 10000) {
+                    std::string piece = body.substr(i, 10000);
+                    char size[16];
+                    std::snprintf(size, sizeof size, "%zx\r\n", piece.size());
+                    req += size + piece + "\r\n";
+                }
+                req += "0\r\n\r\n";
+            } else {
+                req += "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
             }
-            req += "0\r\n\r\n";
-        } else {
-            req += "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
+            h.feed(req);
+            ASSERT_EQ(h.exchanges.size(), 1u);
+            auto& ex = *h.exchanges[0];
+            std::string got;
+            for (int i = 0; i < 100 && !(ex.body_complete && ex.body.empty()); ++i) {
+                got += ex.body;
+                ex.body_taken();
+                h.pump();
+            }
+            EXPECT_EQ(got.size(), body.size())
+                << (chunked ? "chunked " : "content-length ") << size;
+            EXPECT_TRUE(ex.body_complete);
         }
-        h.feed(req);
-        ASSERT_EQ(h.exchanges.size(), 1u);
-        auto& ex = *h.exchanges[0];
-        std::string got;
-        for (int i = 0; i < 100 && !(ex.body_complete && ex.body.empty()); ++i) {
-            got += ex.body;
-            ex.body_taken();
-            h.pump();
-        }
-        EXPECT_EQ(got.size(), body.size()) << (chunked ? "chunked " : "content-length ") << size;
-        EXPECT_TRUE(ex.body_complete);
-    }
 }
 
 TEST(Connection, InvalidResponseIsRefusedAndNothingWritten) {
@@ -528,8 +532,9 @@ TEST(Limits, ContentLengthOverTheBodyLimitIs413WithoutTheApp) {
 TEST(Limits, ChunkedBodyOverTheLimitIs413AndDisconnectsTheApp) {
     harness h(10);
     h.auto_respond = false;
-    h.feed("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
-           "8\r\n12345678\r\n8\r\n12345678\r\n0\r\n\r\n");
+    h.feed(
+        "POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+        "8\r\n12345678\r\n8\r\n12345678\r\n0\r\n\r\n");
     ASSERT_EQ(h.exchanges.size(), 1u);
     EXPECT_FALSE(h.exchanges[0]->connected());
     EXPECT_EQ(h.t.output, error_response(413, "Content Too Large"));

@@ -38,12 +38,12 @@ namespace {
 
 struct corpus_case {
     std::string name;
-    int line = 0;                // where "= name" is, for messages
-    std::vector<int> expect;     // statuses of every response, the bad request's last
-    size_t apps = 0;             // app invocations
+    int line = 0;             // where "= name" is, for messages
+    std::vector<int> expect;  // statuses of every response, the bad request's last
+    size_t apps = 0;          // app invocations
     bool apps_given = false;
-    bool eof = false;            // the client half-closes after the bytes
-    bool wait = false;           // then the pending header/body deadline fires
+    bool eof = false;   // the client half-closes after the bytes
+    bool wait = false;  // then the pending header/body deadline fires
     std::string bytes;
 };
 
@@ -99,7 +99,8 @@ std::string unescape(std::string_view s, size_t& i, std::string& out, bool neste
                 std::string unit;
                 if (std::string err = unescape(s, i, unit, true); !err.empty()) return err;
                 if (s[i - 1] != '}') return "\\*N{ without its closing }";
-                for (size_t k = 0; k < count; ++k) out += unit;
+                for (size_t k = 0; k < count; ++k)
+                    out += unit;
                 break;
             }
             default: return std::string("unknown escape \\") + e;
@@ -162,7 +163,8 @@ corpus load_corpus(const std::string& path) {
         } else if (line.rfind("expect ", 0) == 0) {
             std::istringstream words(line.substr(7));
             int status = 0;
-            while (words >> status) current->expect.push_back(status);
+            while (words >> status)
+                current->expect.push_back(status);
             if (!words.eof()) error("expect takes status codes");
         } else if (line.rfind("apps ", 0) == 0) {
             current->apps = static_cast<size_t>(std::atoi(line.c_str() + 5));
@@ -183,8 +185,8 @@ corpus load_corpus(const std::string& path) {
         for (int s : c.expect)
             if (s < 100 || s > 599) out.errors.push_back(c.name + ": bad status");
         if (!c.apps_given)
-            c.apps = static_cast<size_t>(
-                std::count_if(c.expect.begin(), c.expect.end(), [](int s) { return s / 100 == 2; }));
+            c.apps = static_cast<size_t>(std::count_if(c.expect.begin(), c.expect.end(),
+                                                       [](int s) { return s / 100 == 2; }));
     }
     return out;
 }
@@ -316,7 +318,8 @@ struct harness final : http1::connection_owner {
     }
     void respond_if_ready(http::exchange& ex) {
         size_t i = 0;
-        while (i < exchanges.size() && exchanges[i].get() != &ex) ++i;
+        while (i < exchanges.size() && exchanges[i].get() != &ex)
+            ++i;
         if (i == exchanges.size() || ex.response_complete || !ex.connected()) return;
         bodies[i] += ex.body;
         ex.body_taken();
@@ -371,7 +374,8 @@ std::vector<int> response_statuses(std::string_view out, std::string& error) {
 
 std::string join(const std::vector<int>& v) {
     std::string s;
-    for (int x : v) s += (s.empty() ? "" : " ") + std::to_string(x);
+    for (int x : v)
+        s += (s.empty() ? "" : " ") + std::to_string(x);
     return s.empty() ? "(none)" : s;
 }
 
@@ -381,7 +385,8 @@ constexpr std::string_view k_next_request = "GET /ok HTTP/1.1\r\nHost: a\r\n\r\n
 std::string run_case(const corpus_case& c, const http1::connection_config& cfg,
                      const std::vector<std::string_view>& pieces) {
     harness h(cfg);
-    for (std::string_view piece : pieces) h.feed(piece);
+    for (std::string_view piece : pieces)
+        h.feed(piece);
     if (c.eof) h.end_input();
     if (c.wait) {
         if (h.armed != timer_kind::header && h.armed != timer_kind::body)
@@ -415,7 +420,8 @@ std::string run_case(const corpus_case& c, const http1::connection_config& cfg,
 std::vector<size_t> some_splits(size_t n) {
     std::vector<size_t> at = {1, 2, 3, n / 3, n / 2, 2 * n / 3, n - 2, n - 1};
     for (size_t limit : {4096, 8190, 16384, 65536})
-        for (size_t d : {limit - 1, limit, limit + 1}) at.push_back(d);
+        for (size_t d : {limit - 1, limit, limit + 1})
+            at.push_back(d);
     std::vector<size_t> out;
     for (size_t k : at)
         if (k > 0 && k < n) out.push_back(k);
@@ -436,7 +442,8 @@ bool selected(const corpus_case& c) {
 
 TEST(Corpus, FileIsWellFormed) {
     const corpus& c = the_corpus();
-    for (const std::string& e : c.errors) ADD_FAILURE() << COACHWHIP_CORPUS_FILE << ": " << e;
+    for (const std::string& e : c.errors)
+        ADD_FAILURE() << COACHWHIP_CORPUS_FILE << ": " << e;
     EXPECT_GE(c.cases.size(), 150u);
     for (const char* key : {"limit-request-line", "limit-request-fields",
                             "limit-request-header-size", "limit-request-body"})
@@ -461,15 +468,16 @@ TEST(Corpus, EveryCaseSplitInTwoAtEveryByte) {
         const std::string_view b = k.bytes;
         std::vector<size_t> splits;
         if (b.size() <= k_every_split_max) {
-            for (size_t i = 1; i < b.size(); ++i) splits.push_back(i);
+            for (size_t i = 1; i < b.size(); ++i)
+                splits.push_back(i);
         } else {
             splits = some_splits(b.size());
         }
         for (size_t at : splits) {
             const std::string err = run_case(k, cfg, {b.substr(0, at), b.substr(at)});
             if (!err.empty()) {  // one report per case: the first split that fails
-                ADD_FAILURE() << k.name << " (malformed.txt:" << k.line << "), split at byte "
-                              << at << " of " << b.size() << ": " << err;
+                ADD_FAILURE() << k.name << " (malformed.txt:" << k.line << "), split at byte " << at
+                              << " of " << b.size() << ": " << err;
                 break;
             }
         }

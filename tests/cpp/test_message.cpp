@@ -27,9 +27,7 @@ constexpr auto k_cl = body_framing::content_length;
 constexpr auto k_chunked = body_framing::chunked;
 
 // gtest prints a failing parameter with this instead of its bytes.
-void PrintTo(const message_case& c, std::ostream* os) {
-    *os << c.name;
-}
+void PrintTo(const message_case& c, std::ostream* os) { *os << c.name; }
 
 // clang-format off
 const message_case k_message_cases[] = {

@@ -25,9 +25,7 @@ struct parser_case {
 };
 
 // gtest prints a failing parameter with this instead of its bytes.
-void PrintTo(const parser_case& c, std::ostream* os) {
-    *os << c.name;
-}
+void PrintTo(const parser_case& c, std::ostream* os) { *os << c.name; }
 
 // clang-format off
 const parser_case k_parser_cases[] = {

@@ -33,13 +33,23 @@ print("Exchange exposed", hasattr(core, "Exchange"))  # made by the engine only
 
 def test_uninitialised_or_misused_server_raises_instead_of_crashing() -> None:
     done = subprocess.run(
-        [sys.executable, "-c", SCRIPT], cwd=HERE, env=server_env(), capture_output=True,
-        text=True, timeout=30,
+        [sys.executable, "-c", SCRIPT],
+        cwd=HERE,
+        env=server_env(),
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
-    for name in ("fileno", "on_readable", "run_scheduled", "stop_accepting", "close_all",
-                 "connection_count"):
+    for name in (
+        "fileno",
+        "on_readable",
+        "run_scheduled",
+        "stop_accepting",
+        "close_all",
+        "connection_count",
+    ):
         assert f"{name} Server is not initialised" in lines
     assert "state state must be a dict or None" in lines
     assert "Exchange exposed False" in lines

@@ -29,9 +29,12 @@ def test_request_line_over_the_limit_is_414(serve: Serve) -> None:
 def test_too_many_fields_or_too_large_head_is_431(serve: Serve) -> None:
     server = serve(
         "apps.raw:app",
-        "--limit-request-fields", "8",
-        "--limit-request-header-size", "1000",
-        "--limit-request-line", "500",
+        "--limit-request-fields",
+        "8",
+        "--limit-request-header-size",
+        "1000",
+        "--limit-request-line",
+        "500",
     )
     eight_more = [f"X-{i}: y" for i in range(8)]  # plus Host: nine fields
     assert status_then_eof(server, request("GET", "/ok", headers=eight_more)) == 431
@@ -139,8 +142,10 @@ def test_limits_come_from_environment_variables_too(serve: Serve) -> None:
 def test_inconsistent_limits_are_a_usage_error(serve: Serve) -> None:
     server = serve(
         "apps.raw:app",
-        "--limit-request-line", "5000",
-        "--limit-request-header-size", "1000",
+        "--limit-request-line",
+        "5000",
+        "--limit-request-header-size",
+        "1000",
         port=0,
         ready=None,
     )

@@ -12,7 +12,7 @@ from harness import RawConnection, ServerProcess, poll, request
 
 pytestmark = pytest.mark.timeout(60)
 
-APP = '''
+APP = """
 import asyncio
 
 VERSION = "{version}"
@@ -27,7 +27,7 @@ async def app(scope, receive, send):
             await send({{"type": "http.response.body", "body": b"tick\\n", "more_body": True}})
             await asyncio.sleep(0.05)
     await send({{"type": "http.response.body", "body": VERSION.encode()}})
-'''
+"""
 
 
 def write_app(directory: Path, version: str) -> None:
@@ -44,7 +44,12 @@ def version(server: ServerProcess) -> str | None:
 
 def start(serve: Serve, directory: Path) -> ServerProcess:
     return serve(
-        "live_app:app", "--reload", "--reload-dir", str(directory), "--app-dir", str(directory),
+        "live_app:app",
+        "--reload",
+        "--reload-dir",
+        str(directory),
+        "--app-dir",
+        str(directory),
         cwd=directory,
     )
 
@@ -98,6 +103,12 @@ def test_reload_does_not_hang_on_an_open_stream(serve: Serve, tmp_path: Path) ->
 
 def start_unready(serve: Serve, directory: Path) -> ServerProcess:
     return serve(
-        "live_app:app", "--reload", "--reload-dir", str(directory), "--app-dir", str(directory),
-        cwd=directory, ready=None,
+        "live_app:app",
+        "--reload",
+        "--reload-dir",
+        str(directory),
+        "--app-dir",
+        str(directory),
+        cwd=directory,
+        ready=None,
     )

@@ -29,9 +29,7 @@ pytestmark = pytest.mark.timeout(90)
 
 def workers_of(server: ServerProcess) -> set[int]:
     """Pids of the supervisor's live worker processes."""
-    return {
-        pid for pid in descendants(server.pid) if "coachwhip._worker" in cmdline(pid)
-    }
+    return {pid for pid in descendants(server.pid) if "coachwhip._worker" in cmdline(pid)}
 
 
 def cmdline(pid: int) -> str:
@@ -97,13 +95,17 @@ def test_sighup_rolls_workers_with_zero_failed_requests(serve: Serve) -> None:
 
 
 def test_twenty_reloads_do_not_leak_supervisor_fds(serve: Serve) -> None:
-    server = serve("apps.workers:app", "--workers", "1", "--max-requests", "1000000",
-                   "--no-access-log")
+    server = serve(
+        "apps.workers:app", "--workers", "1", "--max-requests", "1000000", "--no-access-log"
+    )
     baseline = fd_count(server.pid)
     for round_ in range(1, 21):
         server.send_signal(signal.SIGHUP)
-        poll(lambda r=round_: count_lines(server, "exited (status 0)") >= r, 10,
-             what=f"reload {round_}")
+        poll(
+            lambda r=round_: count_lines(server, "exited (status 0)") >= r,
+            10,
+            what=f"reload {round_}",
+        )
         assert httpx.get(server.url + "/ok").status_code == 200
     assert fd_count(server.pid) == baseline
 
@@ -128,8 +130,16 @@ def test_sigkill_of_a_worker_mid_request_is_respawned_quickly(serve: Serve) -> N
 
 
 def test_max_requests_recycles_workers_without_failed_requests(serve: Serve) -> None:
-    server = serve("apps.workers:app", "--workers", "2", "--max-requests", "100",
-                   "--max-requests-jitter", "20", "--no-access-log")
+    server = serve(
+        "apps.workers:app",
+        "--workers",
+        "2",
+        "--max-requests",
+        "100",
+        "--max-requests-jitter",
+        "20",
+        "--no-access-log",
+    )
     first = workers_of(server)
     with Load(server.host, server.port, threads=4) as load:
         # Three recycles under continuous load (each waits for its replacement to be ready).
@@ -150,16 +160,26 @@ def test_failing_startup_exits_nonzero_without_a_respawn_storm(serve: Serve) -> 
 
 
 def test_stuck_worker_is_replaced_by_the_heartbeat(serve: Serve) -> None:
-    server = serve("apps.workers:app", "--workers", "2", "--timeout-worker-healthcheck", "1",
-                   "--timeout-graceful-shutdown", "1")
+    server = serve(
+        "apps.workers:app",
+        "--workers",
+        "2",
+        "--timeout-worker-healthcheck",
+        "1",
+        "--timeout-graceful-shutdown",
+        "1",
+    )
     before = workers_of(server)
     with pytest.raises(httpx.HTTPError):
         httpx.get(server.url + "/block?s=1000", timeout=httpx.Timeout(3.0))
     line = server.wait_for_line(r"Worker \[(\d+)\] is stuck: no heartbeat", 10)
     stuck = int(line.group(1))
     assert stuck in before
-    poll(lambda: len(workers_of(server)) == 2 and stuck not in workers_of(server), 5,
-         what="the stuck worker replaced")
+    poll(
+        lambda: len(workers_of(server)) == 2 and stuck not in workers_of(server),
+        5,
+        what="the stuck worker replaced",
+    )
     for _ in range(10):
         assert httpx.get(server.url + "/ok", timeout=3).status_code == 200
 
@@ -169,8 +189,9 @@ def test_worker_over_its_memory_limit_is_replaced_gracefully(serve: Serve) -> No
     before = workers_of(server)
     httpx.get(server.url + "/hog?mib=300", timeout=10)
     server.wait_for_line(r"Replacing worker \[\d+\]: memory \d+ MiB > --workers-max-rss 200", 10)
-    poll(lambda: workers_of(server) and not (workers_of(server) & before), 10,
-         what="a fresh worker")
+    poll(
+        lambda: workers_of(server) and not (workers_of(server) & before), 10, what="a fresh worker"
+    )
     assert httpx.get(server.url + "/ok").status_code == 200
 
 
@@ -238,8 +259,15 @@ def test_systemd_socket_activation(workers: str) -> None:
 
 def test_uds_mode_sets_the_socket_file_permissions(serve: Serve, tmp_path: Path) -> None:
     path = tmp_path / "app.sock"
-    server = serve("apps.workers:app", "--uds", str(path), "--uds-mode", "600", port=None,
-                   ready=r"Listening on unix:")
+    server = serve(
+        "apps.workers:app",
+        "--uds",
+        str(path),
+        "--uds-mode",
+        "600",
+        port=None,
+        ready=r"Listening on unix:",
+    )
     assert path.stat().st_mode & 0o777 == 0o600
     with RawConnection(uds=str(path)) as conn:
         conn.send(request("GET", "/ok"))

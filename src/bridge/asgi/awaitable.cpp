@@ -4,8 +4,7 @@ namespace coachwhip::bridge::asgi {
 namespace {
 
 struct ready_object {
-    PyObject_HEAD
-    PyObject* value;  // owned; nullptr once consumed
+    PyObject_HEAD PyObject* value;  // owned; nullptr once consumed
 };
 
 PyTypeObject* g_ready_type = nullptr;  // immutable after module init

@@ -277,8 +277,8 @@ PyObject* on_response_body(exchange_object* obj, PyObject* msg) {
     if (more < 0) return nullptr;
     if (!body || body == Py_None) return send_to_engine(obj, {}, more);
     if (PyBytes_Check(body))
-        return send_to_engine(obj, {PyBytes_AS_STRING(body), static_cast<size_t>(PyBytes_GET_SIZE(body))},
-                              more);
+        return send_to_engine(
+            obj, {PyBytes_AS_STRING(body), static_cast<size_t>(PyBytes_GET_SIZE(body))}, more);
     if (PyUnicode_Check(body) || !PyObject_CheckBuffer(body))
         return PyErr_Format(PyExc_TypeError, "http.response.body 'body' must be bytes, got %.50s",
                             Py_TYPE(body)->tp_name);
@@ -319,14 +319,15 @@ PyObject* exchange_send(PyObject* self, PyObject* msg) {
                 return on_response_body(obj, msg);
             return runtime_error("Expected ASGI message 'http.response.body', but got %R", type);
         case st_done:
-            return runtime_error("Unexpected ASGI message %R sent, after response already completed",
-                                 type);
+            return runtime_error(
+                "Unexpected ASGI message %R sent, after response already completed", type);
         default:
             if (!obj->ex->connected()) {
                 PyErr_SetString(client_disconnected_error, "the client has disconnected");
                 return nullptr;
             }
-            return runtime_error("Unexpected ASGI message %R sent, after the response failed", type);
+            return runtime_error("Unexpected ASGI message %R sent, after the response failed",
+                                 type);
     }
 }
 
@@ -380,9 +381,9 @@ PyObject* exchange_finish(PyObject* self, PyObject* result) {
     if (result != Py_None) {
         py::ref repr(PyObject_Repr(result));
         const char* text = repr ? PyUnicode_AsUTF8(repr.get()) : "?";
-        log_error(obj->srv, log_error_level,
-                  std::string("ASGI callable should return None, but returned ") +
-                      (text ? text : "?"));
+        log_error(
+            obj->srv, log_error_level,
+            std::string("ASGI callable should return None, but returned ") + (text ? text : "?"));
         PyErr_Clear();
     }
     switch (obj->asgi_state) {
@@ -401,8 +402,7 @@ PyObject* exchange_finish(PyObject* self, PyObject* result) {
                       "'http.response.body' had more_body=True); closing the connection");
             obj->ex->abort();
             break;
-        default:
-            break;  // complete: a non-None return value is logged above, the response stands
+        default: break;  // complete: a non-None return value is logged above, the response stands
     }
     unlink(obj);
     Py_RETURN_NONE;
@@ -434,10 +434,9 @@ PyMethodDef exchange_methods[] = {
     {"_finish", exchange_finish, METH_O, "Runner hook: the app returned this value."},
     {nullptr, nullptr, 0, nullptr}};
 
-PyGetSetDef exchange_getset[] = {
-    {"task", exchange_get_task, nullptr, "The asyncio Task running the app, while it runs.",
-     nullptr},
-    {nullptr, nullptr, nullptr, nullptr, nullptr}};
+PyGetSetDef exchange_getset[] = {{"task", exchange_get_task, nullptr,
+                                  "The asyncio Task running the app, while it runs.", nullptr},
+                                 {nullptr, nullptr, nullptr, nullptr, nullptr}};
 
 PyType_Slot exchange_slots[] = {
     {Py_tp_dealloc, reinterpret_cast<void*>(exchange_dealloc)},
@@ -455,8 +454,8 @@ PyType_Spec exchange_spec = {"coachwhip._core.Exchange", sizeof(exchange_object)
 }  // namespace
 
 bool init_exchange_type(PyObject* module) {
-    g_exchange_type = reinterpret_cast<PyTypeObject*>(
-        PyType_FromModuleAndSpec(module, &exchange_spec, nullptr));
+    g_exchange_type =
+        reinterpret_cast<PyTypeObject*>(PyType_FromModuleAndSpec(module, &exchange_spec, nullptr));
     if (!g_exchange_type) return false;
     client_disconnected_error = PyErr_NewExceptionWithDoc(
         "coachwhip._core.ClientDisconnected",

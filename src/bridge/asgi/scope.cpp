@@ -24,8 +24,8 @@ void percent_decode(std::string_view in, std::string& out) {
     out.reserve(in.size());
     for (size_t i = 0; i < in.size(); ++i) {
         int hi, lo;
-        if (in[i] == '%' && i + 2 < in.size() &&
-            (hi = hex_value(in[i + 1])) >= 0 && (lo = hex_value(in[i + 2])) >= 0) {
+        if (in[i] == '%' && i + 2 < in.size() && (hi = hex_value(in[i + 1])) >= 0 &&
+            (lo = hex_value(in[i + 2])) >= 0) {
             out.push_back(static_cast<char>(hi * 16 + lo));
             i += 2;
         } else {
@@ -35,9 +35,12 @@ void percent_decode(std::string_view in, std::string& out) {
 }
 
 scope_builder::~scope_builder() {
-    for (auto& [k, v] : methods_) Py_DECREF(v);
-    for (auto& [k, v] : names_) Py_DECREF(v);
-    for (auto& [k, v] : hosts_) Py_DECREF(v);
+    for (auto& [k, v] : methods_)
+        Py_DECREF(v);
+    for (auto& [k, v] : names_)
+        Py_DECREF(v);
+    for (auto& [k, v] : hosts_)
+        Py_DECREF(v);
     Py_XDECREF(server_tuple_);
 }
 
@@ -112,12 +115,13 @@ bool scope_builder::add_path(PyObject* scope, std::string_view target) {
     }
     size_t q = target.find('?');
     std::string_view raw = target.substr(0, q);
-    std::string_view query = q == std::string_view::npos ? std::string_view() : target.substr(q + 1);
+    std::string_view query =
+        q == std::string_view::npos ? std::string_view() : target.substr(q + 1);
 
     std::string decoded;
     percent_decode(raw, decoded);
-    py::ref path(PyUnicode_DecodeUTF8(decoded.data(), static_cast<Py_ssize_t>(decoded.size()),
-                                      "replace"));
+    py::ref path(
+        PyUnicode_DecodeUTF8(decoded.data(), static_cast<Py_ssize_t>(decoded.size()), "replace"));
     if (!path) return false;
     py::ref raw_path(py::bytes(raw));
     if (!raw_path) return false;
@@ -158,17 +162,17 @@ PyObject* scope_builder::build(const http::exchange& ex) {
         return nullptr;
     PyObject* d = scope.get();
     bool unix_server = ex.server.known && ex.server.port < 0;
-    bool ok = PyDict_SetItem(d, n.type, n.http) == 0 &&
-              PyDict_SetItem(d, n.asgi, asgi.get()) == 0 &&
-              PyDict_SetItem(d, n.http_version,
-                             ex.http_version == "1.1" ? n.v_http_1_1 : n.v_http_1_0) == 0 &&
-              set_item(d, n.method, method(ex.method)) == 0 &&
-              PyDict_SetItem(d, n.scheme, n.v_scheme_http) == 0 && add_path(d, ex.target) &&
-              PyDict_SetItem(d, n.root_path, root_path_ ? root_path_ : n.v_empty_str) == 0 &&
-              set_item(d, n.headers, headers(ex)) == 0 &&
-              set_item(d, n.client, endpoint(&ex.client, false)) == 0 &&
-              set_item(d, n.server, endpoint(&ex.server, unix_server)) == 0 &&
-              (!state_ || set_item(d, n.state, PyDict_Copy(state_)) == 0);
+    bool ok =
+        PyDict_SetItem(d, n.type, n.http) == 0 && PyDict_SetItem(d, n.asgi, asgi.get()) == 0 &&
+        PyDict_SetItem(d, n.http_version, ex.http_version == "1.1" ? n.v_http_1_1 : n.v_http_1_0) ==
+            0 &&
+        set_item(d, n.method, method(ex.method)) == 0 &&
+        PyDict_SetItem(d, n.scheme, n.v_scheme_http) == 0 && add_path(d, ex.target) &&
+        PyDict_SetItem(d, n.root_path, root_path_ ? root_path_ : n.v_empty_str) == 0 &&
+        set_item(d, n.headers, headers(ex)) == 0 &&
+        set_item(d, n.client, endpoint(&ex.client, false)) == 0 &&
+        set_item(d, n.server, endpoint(&ex.server, unix_server)) == 0 &&
+        (!state_ || set_item(d, n.state, PyDict_Copy(state_)) == 0);
     return ok ? scope.release() : nullptr;
 }
 

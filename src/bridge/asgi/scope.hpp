@@ -14,7 +14,7 @@ namespace coachwhip::bridge::asgi {
 
 // Per-server caches and settings used to build scopes. Owned by the Server object.
 class scope_builder {
-public:
+  public:
     scope_builder() = default;
     ~scope_builder();
     scope_builder(const scope_builder&) = delete;
@@ -30,7 +30,7 @@ public:
     // A new `http` scope dict, or nullptr with an exception set.
     PyObject* build(const http::exchange& ex);
 
-private:
+  private:
     PyObject* method(std::string_view m);
     PyObject* header_name(std::string_view raw);
     PyObject* headers(const http::exchange& ex);
@@ -45,8 +45,8 @@ private:
     // The server address is the same for (nearly) every request: its tuple is built once.
     // Tuples are immutable, so sharing one between scopes is safe.
     std::string server_key_;
-    PyObject* server_tuple_ = nullptr;  // owned
-    std::unordered_map<std::string, PyObject*> hosts_;  // client host -> str, owned
+    PyObject* server_tuple_ = nullptr;                    // owned
+    std::unordered_map<std::string, PyObject*> hosts_;    // client host -> str, owned
     std::unordered_map<std::string, PyObject*> methods_;  // owned values
     std::unordered_map<std::string, PyObject*> names_;    // raw name -> lowercased bytes, owned
 };

@@ -26,8 +26,13 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     elif path == "/hog":  # keeps memory, so --workers-max-rss has something to see
         HOG.append(b"h" * int(float(params.get("mib", "64")) * 1024 * 1024))
     body = str(os.getpid()).encode()
-    await send({"type": "http.response.start", "status": 200,
-                "headers": [(b"content-type", b"text/plain")]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [(b"content-type", b"text/plain")],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
