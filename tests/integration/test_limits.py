@@ -157,3 +157,18 @@ def fetch_progress(server: ServerProcess, key: str) -> dict[str, object]:
     data = httpx.get(f"{server.url}/progress?id={key}").json()
     assert isinstance(data, dict)
     return data
+
+
+def test_access_log_never_carries_control_bytes_or_ansi_escapes(serve: Serve) -> None:
+    """The access line shows the raw (still percent-encoded) target, and the parser admits only
+    visible ASCII there, so a request cannot write an ANSI escape or a fake line into the log."""
+    server = serve("apps.raw:app")
+    since = server.mark()
+    with RawConnection(server.host, server.port) as conn:
+        conn.send(request("GET", "/ok?x=%1b[31mred%0d%0aINFO:%20fake"))
+        assert conn.read_response().status == 200
+    logged = r'"GET /ok\?x=%1b\[31mred%0d%0aINFO:%20fake HTTP/1.1" 200'
+    line = server.wait_for_line(logged, 5, since)
+    assert "\x1b" not in line.string
+    assert status_then_eof(server, b"GET /\x1b[31m HTTP/1.1\r\nHost: a\r\n\r\n") == 400
+    assert all("\x1b" not in text for text in server.lines)
