@@ -190,7 +190,9 @@ def test_worker_over_its_memory_limit_is_replaced_gracefully(serve: Serve) -> No
     httpx.get(server.url + "/hog?mib=300", timeout=10)
     server.wait_for_line(r"Replacing worker \[\d+\]: memory \d+ MiB > --workers-max-rss 200", 10)
     poll(
-        lambda: workers_of(server) and not (workers_of(server) & before), 10, what="a fresh worker"
+        lambda: bool(workers_of(server)) and not (workers_of(server) & before),
+        10,
+        what="a fresh worker",
     )
     assert httpx.get(server.url + "/ok").status_code == 200
 
