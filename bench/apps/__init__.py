@@ -1,0 +1,1 @@
+"""The benchmark apps: one module per scenario, served unchanged by every server."""

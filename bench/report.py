@@ -1,0 +1,481 @@
+"""The results: the environment stamp, a markdown report, a PNG chart and the raw JSON."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+from collections.abc import Iterable
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from envsetup import BUILD_INFO
+from scenarios import SCENARIOS, Scenario
+from servers import SPECS
+
+HEADLINE_CONNECTIONS = 64
+VERSIONED = (
+    "coachwhip",
+    "uvicorn",
+    "uvloop",
+    "httptools",
+    "granian",
+    "hypercorn",
+    "fastapi",
+    "starlette",
+    "pydantic",
+)
+COLORS = {
+    "coachwhip": "#d1495b",
+    "coachwhip-ceiling": "#f0a6b0",
+    "uvicorn": "#00798c",
+    "granian": "#edae49",
+    "hypercorn": "#66a182",
+    "granian-rt1": "#8d96a3",
+}
+HATCH = {"coachwhip-ceiling": "///"}
+
+# (scenario, server, connections) -> medians over rounds
+Summary = dict[tuple[str, str, int], dict[str, float]]
+
+
+def _lscpu_model() -> str:
+    out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+    fields = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
+    model = fields.get("Model name", platform.processor()).strip()
+    hyper = fields.get("Hypervisor vendor", "").strip()
+    return f"{model}, {os.cpu_count()} cores" + (f" ({hyper} guest)" if hyper else "")
+
+
+def environment(loadavg_at_start: float) -> dict[str, Any]:
+    wrk = subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.split("\n")[0]
+    versions = {}
+    for dist in VERSIONED:
+        try:
+            versions[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            versions[dist] = "not installed"
+    build = BUILD_INFO.read_text() if BUILD_INFO.exists() else "{}"
+    return {
+        "coachwhip_build": json.loads(build),
+        "cpu": _lscpu_model(),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "wrk": " ".join(wrk.split()[:2]),
+        "versions": versions,
+        "loadavg_at_start": loadavg_at_start,
+    }
+
+
+# ------------------------------------------------------------------------ summarising
+
+
+def summarise(runs: list[dict[str, Any]]) -> Summary:
+    """Per (scenario, server, connections): medians over rounds; RSS is the peak over rounds."""
+    groups: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
+    for r in runs:
+        groups.setdefault((r["scenario"], r["server"], r["connections"]), []).append(r)
+    return {
+        key: {
+            "rps": statistics.median(r["rps"] for r in rs),
+            "rps_min": min(r["rps"] for r in rs),
+            "rps_max": max(r["rps"] for r in rs),
+            "p50_ms": statistics.median(r["p50_us"] for r in rs) / 1000,
+            "p99_ms": statistics.median(r["p99_us"] for r in rs) / 1000,
+            "rss_mib": max(r["peak_rss_kib"] for r in rs) / 1024,
+            "cpu_us": statistics.median(r.get("cpu_us_per_request", 0.0) for r in rs),
+            "socket_errors": sum(
+                r["connect_errors"] + r["read_errors"] + r["write_errors"] + r["timeouts"]
+                for r in rs
+            ),
+            "rounds": len(rs),
+        }
+        for key, rs in groups.items()
+    }
+
+
+def headline_connections(plan: dict[str, Any]) -> int:
+    return (
+        HEADLINE_CONNECTIONS
+        if HEADLINE_CONNECTIONS in plan["concurrency"]
+        else plan["concurrency"][0]
+    )
+
+
+def _row(cells: Iterable[str]) -> str:
+    return "| " + " | ".join(cells) + " |"
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    align = ["---"] + ["--:"] * (len(header) - 1)
+    return [_row(header), _row(align), *(_row(r) for r in rows), ""]
+
+
+def _label(s: Scenario) -> str:
+    return f"{SCENARIOS.index(s) + 1}. {s.title}"
+
+
+def _rps(v: float | None) -> str:
+    return "—" if v is None else f"{v:,.0f}"
+
+
+def _ms(v: float | None) -> str:
+    return "—" if v is None else (f"{v:.2f}" if v < 10 else f"{v:.1f}")
+
+
+def _ratio(a: float | None, b: float | None) -> str:
+    return "—" if not a or not b else f"{a / b:.2f}x"
+
+
+# ------------------------------------------------------------------------ markdown
+
+
+def markdown(
+    meta: dict[str, Any], summary: Summary, idle: dict[str, dict[str, Any]], failures: list[str]
+) -> str:
+    plan = meta["plan"]
+    servers = [s for s in plan["servers"] if s != "coachwhip-ceiling"]
+    peers = [s for s in servers if s != "coachwhip"]
+    scenarios = [s for s in SCENARIOS if s.key in plan["scenarios"]]
+    out = _header(meta)
+    if summary:
+        out += _headline(summary, scenarios, servers, peers, headline_connections(plan))
+    out += _ceiling(summary, plan)
+    out += _idle_section(idle, servers)
+    if summary:
+        out += _details(summary, scenarios, plan, peers)
+    out += _notes(plan, failures)
+    return "\n".join(out)
+
+
+def _build(env: dict[str, Any]) -> str:
+    build = env.get("coachwhip_build") or {}
+    if not build:
+        return ""
+    dirty = " with uncommitted changes" if build.get("uncommitted_changes") else ""
+    return f" (built from {build['commit']}{dirty})"
+
+
+def _header(meta: dict[str, Any]) -> list[str]:
+    env, plan, v = meta["environment"], meta["plan"], meta["environment"]["versions"]
+    return [
+        f"# coachwhip benchmarks — {meta['date']}" + (" (smoke run)" if plan["smoke"] else ""),
+        "",
+        f"- **Machine:** {env['cpu']}; kernel {env['kernel']}; Python {env['python']}; "
+        f"{env['wrk']}; load average at start {env['loadavg_at_start']:.2f}.",
+        f"- **Servers:** coachwhip {v['coachwhip']}{_build(env)}, uvicorn {v['uvicorn']} (uvloop "
+        f"{v['uvloop']}, httptools {v['httptools']}), granian {v['granian']}, hypercorn "
+        f"{v['hypercorn']}; FastAPI {v['fastapi']} (Starlette {v['starlette']}, pydantic "
+        f"{v['pydantic']}).",
+        f"- **Method:** one worker per server, pinned to CPU 0 with `taskset -c 0`; wrk "
+        f"(one thread) pinned to CPU 1. Per scenario every server is started, checked with "
+        f"one request and warmed up ({plan['warmup_s']:g} s at 64 connections), then the "
+        f"servers take turns (A B C D, A B C D, ...) for {plan['rounds']} round(s) of "
+        f"{plan['duration_s']:g} s at {', '.join(map(str, plan['concurrency']))} "
+        f"connection(s). Figures are medians over rounds; RSS is the peak of VmRSS summed "
+        f"over the server's process tree, sampled every 100 ms.",
+        f"- **Command:** `{meta['command']}` ({meta['elapsed_min']:.1f} min).",
+        "",
+    ]
+
+
+def _headline(
+    summary: Summary, scenarios: list[Scenario], servers: list[str], peers: list[str], c: int
+) -> list[str]:
+    def get(scn: str, srv: str, what: str) -> float | None:
+        entry = summary.get((scn, srv, c))
+        return None if entry is None else entry[what]
+
+    rows = [
+        [_label(s)]
+        + [_rps(get(s.key, n, "rps")) for n in servers]
+        + [_ratio(get(s.key, "coachwhip", "rps"), get(s.key, p, "rps")) for p in peers]
+        for s in scenarios
+    ]
+    out = [f"## Requests per second at {c} connections", ""]
+    out += _table(["scenario", *servers, *(f"cw ÷ {p}" for p in peers)], rows)
+    rows = [
+        [_label(s)]
+        + [_ms(get(s.key, n, "p99_ms")) for n in servers]
+        + [_mib(get(s.key, n, "rss_mib")) for n in servers]
+        for s in scenarios
+    ]
+    out += [f"## p99 latency (ms) and peak RSS (MiB) at {c} connections", ""]
+    return out + _table(
+        ["scenario", *(f"p99 {n}" for n in servers), *(f"RSS {n}" for n in servers)], rows
+    )
+
+
+def _mib(v: float | None) -> str:
+    return "—" if v is None else f"{v:.1f}"
+
+
+def _ceiling(summary: Summary, plan: dict[str, Any]) -> list[str]:
+    """Scenario 1 with and without Python, by throughput and by the server's CPU time per
+    request (which, unlike req/s, does not depend on whether wrk's one core keeps up)."""
+    rows = []
+    for c in plan["concurrency"]:
+        ceiling = summary.get(("hello", "coachwhip-ceiling", c))
+        bridged = summary.get(("hello", "coachwhip", c))
+        if not ceiling or not bridged:
+            continue
+        share = 1 - ceiling["cpu_us"] / bridged["cpu_us"] if bridged["cpu_us"] else 0.0
+        rows.append(
+            [
+                str(c),
+                _rps(ceiling["rps"]),
+                _rps(bridged["rps"]),
+                f"{ceiling['cpu_us']:.1f}",
+                f"{bridged['cpu_us']:.1f}",
+                f"{share:.0%}",
+            ]
+        )
+    if not rows:
+        return []
+    return [
+        "## The ceiling: the same engine without Python",
+        "",
+        "`coachwhip-ceiling` is coachwhip with `COACHWHIP_BENCH_CEILING=1`: the engine answers "
+        "scenario 1 from C++ and Python never runs. The server's CPU time per request (user + "
+        "system, from /proc) shows what share of the cost is the Python side: the ASGI bridge, "
+        "the event loop and the app. Unlike req/s, it does not depend on whether wrk's single "
+        "core keeps up.",
+        "",
+        *_table(
+            [
+                "conns",
+                "ceiling req/s",
+                "coachwhip req/s",
+                "ceiling CPU µs/req",
+                "coachwhip CPU µs/req",
+                "Python's share",
+            ],
+            rows,
+        ),
+    ]
+
+
+def _idle_section(idle: dict[str, dict[str, Any]], servers: list[str]) -> list[str]:
+    if not idle:
+        return []
+    count = next(iter(idle.values()))["connections"]
+    rows = []
+    for n in servers:
+        r = idle.get(n)
+        if r is None:
+            continue
+        rows.append(
+            [
+                n,
+                _mib(r["idle_rss_kib"] / 1024),
+                _mib(r["idle_worker_rss_kib"] / 1024),
+                _mib(r["loaded_rss_kib"] / 1024),
+                f"{r['kib_per_connection']:.1f}",
+                str(r["closed"]),
+            ]
+        )
+    return [
+        f"## Memory at rest and per idle connection ({count:,} connections)",
+        "",
+        *_table(
+            [
+                "server",
+                "idle RSS, tree (MiB)",
+                "idle RSS, worker (MiB)",
+                f"RSS with {count:,} idle (MiB)",
+                "KiB per connection",
+                "closed early",
+            ],
+            rows,
+        ),
+        "Each connection sent one GET, read the answer and stayed open; RSS measured 1 s "
+        "after the last one opened. The tree includes granian's and hypercorn's "
+        "supervisor process; the worker column is the largest single process.",
+        "",
+    ]
+
+
+def _details(
+    summary: Summary, scenarios: list[Scenario], plan: dict[str, Any], peers: list[str]
+) -> list[str]:
+    out = ["<details><summary>Every scenario at every concurrency</summary>", ""]
+    for s in scenarios:
+        rows = []
+        for conns in plan["concurrency"]:
+            cw = summary.get((s.key, "coachwhip", conns))
+            for n in plan["servers"]:
+                e = summary.get((s.key, n, conns))
+                if e is None:
+                    continue
+                ratio = (
+                    ""
+                    if n == "coachwhip" or n not in peers
+                    else _ratio(cw["rps"] if cw else None, e["rps"])
+                )
+                spread = (e["rps_max"] - e["rps_min"]) / e["rps"] if e["rps"] else 0.0
+                rows.append(
+                    [
+                        str(conns),
+                        n,
+                        _rps(e["rps"]),
+                        f"{spread:.0%}",
+                        _ms(e["p50_ms"]),
+                        _ms(e["p99_ms"]),
+                        _mib(e["rss_mib"]),
+                        f"{e['cpu_us']:.1f}" if e["cpu_us"] else "—",
+                        ratio,
+                        str(int(e["socket_errors"]) or ""),
+                    ]
+                )
+        out += [f"**{_label(s)}**", ""]
+        out += _table(
+            [
+                "conns",
+                "server",
+                "req/s",
+                "spread",
+                "p50 ms",
+                "p99 ms",
+                "peak RSS MiB",
+                "CPU µs/req",
+                "cw ÷ server",
+                "socket errors",
+            ],
+            rows,
+        )
+    return [*out, "</details>", ""]
+
+
+def _notes(plan: dict[str, Any], failures: list[str]) -> list[str]:
+    out = ["## Server command lines", ""]
+    out += [f"- **{n}**: {SPECS[n].flags}" for n in plan["servers"]]
+    out += [
+        "- every server: `--backlog 2048` and a keep-alive timeout of 120 s (granian: header "
+        "read timeout 60 s, its maximum) so that idle connections survive their "
+        "measurement; uvicorn and coachwhip run with lifespan off, granian and hypercorn "
+        "always run it (the apps answer it).",
+        "- granian's `--backpressure` defaults to backlog ÷ workers and caps open "
+        "connections, idle ones included: with the default the 2,049th idle connection is "
+        "never served, hence 16384.",
+        "- hypercorn closes a keep-alive connection after 1,000 requests (its default "
+        "`keep_alive_max_requests`); wrk reconnects, which costs it a little.",
+        "",
+    ]
+    if failures:
+        out += ["## Failures", "", *(f"- {f}" for f in failures), ""]
+    return out
+
+
+# ------------------------------------------------------------------------ chart
+
+
+def chart(summary: Summary, plan: dict[str, Any], path: Path, title: str) -> None:
+    """One panel per scenario, each with its own linear scale (a 1 MiB stream and a 13-byte
+    answer differ thirtyfold in req/s), bars per server at the headline concurrency."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
+    from matplotlib.ticker import FuncFormatter
+
+    c = headline_connections(plan)
+    scenarios = [s for s in SCENARIOS if s.key in plan["scenarios"]]
+    cols = min(3, len(scenarios))
+    rows = (len(scenarios) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 2.9 * rows + 0.6), squeeze=False)
+    kilo = FuncFormatter(lambda v, _: f"{v / 1000:g}k" if v >= 1000 else f"{v:g}")
+    for ax, s in zip(axes.flat, scenarios, strict=False):
+        names = [n for n in plan["servers"] if (s.key, n, c) in summary]
+        values = [summary[(s.key, n, c)]["rps"] for n in names]
+        bars = ax.bar(
+            range(len(names)),
+            values,
+            color=[COLORS.get(n, "#999") for n in names],
+            hatch=[HATCH.get(n, "") for n in names],
+            edgecolor="white",
+            linewidth=0,
+        )
+        for bar, value in zip(bars, values, strict=True):
+            ax.annotate(
+                f"{value / 1000:.1f}k" if value >= 1000 else f"{value:.0f}",
+                (bar.get_x() + bar.get_width() / 2, value),
+                ha="center",
+                va="bottom",
+                fontsize=7,
+            )
+        ax.set_title(s.short, fontsize=9)
+        ax.set_xticks([])
+        ax.yaxis.set_major_formatter(kilo)
+        ax.tick_params(axis="y", labelsize=7)
+        ax.set_ylim(0, max(values, default=1) * 1.15)
+        ax.spines[["top", "right"]].set_visible(False)
+    for ax in list(axes.flat)[len(scenarios) :]:
+        ax.set_visible(False)
+    for row in axes:
+        row[0].set_ylabel("requests/s", fontsize=8)
+    handles = [
+        Patch(facecolor=COLORS.get(n, "#999"), hatch=HATCH.get(n, ""), edgecolor="white", label=n)
+        for n in plan["servers"]
+    ]
+    fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8, frameon=False)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def write(
+    out_dir: Path,
+    stem: str,
+    meta: dict[str, Any],
+    runs: list[dict[str, Any]],
+    idle: dict[str, dict[str, Any]],
+    failures: list[str],
+) -> Path:
+    """Write <stem>.json, <stem>.png and <stem>.md into `out_dir`; return the markdown path."""
+    summary = summarise(runs)
+    (out_dir / f"{stem}.json").write_text(
+        json.dumps({"meta": meta, "runs": runs, "idle": idle, "failures": failures}, indent=1)
+        + "\n"
+    )
+    if meta["plan"]["scenarios"]:
+        chart(
+            summary,
+            meta["plan"],
+            out_dir / f"{stem}.png",
+            f"Requests/s at {headline_connections(meta['plan'])} connections, one worker on "
+            f"one core (median of {meta['plan']['rounds']}) — {meta['date']}",
+        )
+    md = markdown(meta, summary, idle, failures)
+    if meta["plan"]["scenarios"]:
+        md = md.replace(
+            "## Requests per second",
+            f"![requests per second at 64 connections]({stem}.png)\n\n## Requests per second",
+            1,
+        )
+    path = out_dir / f"{stem}.md"
+    path.write_text(md)
+    return path
+
+
+def main(argv: list[str]) -> int:
+    """Rewrite the markdown and the chart from a results JSON (after a change to this file)."""
+    if len(argv) != 1:
+        print("usage: bench/.venv/bin/python bench/report.py RESULTS.json", file=sys.stderr)
+        return 2
+    source = Path(argv[0])
+    data = json.loads(source.read_text())
+    path = write(
+        source.parent, source.stem, data["meta"], data["runs"], data["idle"], data["failures"]
+    )
+    print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

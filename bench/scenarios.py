@@ -1,0 +1,89 @@
+"""The scenarios: which app each serves, the request wrk sends, and how one answer is checked."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+def _is_hello(body: bytes) -> bool:
+    return body == b"Hello, world!"
+
+
+def _is_json_1k(body: bytes) -> bool:
+    return len(body) == 1024 and isinstance(json.loads(body), dict)
+
+
+def _is_16k(body: bytes) -> bool:
+    return body == b"16384"
+
+
+def _is_1mib(body: bytes) -> bool:
+    return len(body) == 1024 * 1024
+
+
+def _is_item(body: bytes) -> bool:
+    return json.loads(body).get("item_id") == 42
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One scenario. `app` is MODULE:ATTRIBUTE relative to bench/; `lua` names a request script
+    under bench/lua/ (None: plain GET); `close` sends `Connection: close` (one TCP connection
+    per request). `check` validates the body of one request sent before the warm-up."""
+
+    key: str
+    title: str
+    short: str  # chart label
+    app: str
+    path: str
+    check: Callable[[bytes], bool]
+    method: str = "GET"
+    body_size: int = 0
+    lua: str | None = None
+    close: bool = False
+
+
+SCENARIOS: tuple[Scenario, ...] = (
+    Scenario("hello", "GET, 13-byte text", "1. hello, 13 B", "apps.hello:app", "/", _is_hello),
+    Scenario("json", "GET, 1 KiB JSON", "2. JSON, 1 KiB", "apps.json1k:app", "/", _is_json_1k),
+    Scenario(
+        "upload",
+        "POST 16 KiB, read whole",
+        "3. POST 16 KiB",
+        "apps.upload:app",
+        "/",
+        _is_16k,
+        method="POST",
+        body_size=16384,
+        lua="post_16k.lua",
+    ),
+    Scenario(
+        "stream",
+        "GET, 1 MiB streamed in 64 KiB chunks",
+        "4. stream 1 MiB",
+        "apps.stream:app",
+        "/",
+        _is_1mib,
+    ),
+    Scenario(
+        "fastapi",
+        "FastAPI /items/{item_id}",
+        "5. FastAPI /items/{id}",
+        "apps.fastapi_items:app",
+        "/items/42",
+        _is_item,
+    ),
+    Scenario(
+        "close",
+        "GET, new connection per request",
+        "6. connection per request",
+        "apps.hello:app",
+        "/",
+        _is_hello,
+        close=True,
+    ),
+)
+
+BY_KEY = {s.key: s for s in SCENARIOS}

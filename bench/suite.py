@@ -1,0 +1,249 @@
+"""The measuring itself: per scenario, start every server, check and warm each up, then run
+wrk against them in alternation (A B C D, A B C D, ...) at each concurrency; afterwards the
+memory of idle servers and of idle keep-alive connections."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import idle
+import load
+from scenarios import Scenario
+from servers import SPECS, Server, ServerError
+
+WARMUP_CONNECTIONS = 64
+PAUSE_S = 0.3  # between runs: lets the previous run's connections finish closing
+
+
+@dataclass
+class Plan:
+    scenarios: list[Scenario]
+    servers: list[str]
+    concurrency: list[int]
+    rounds: int
+    duration_s: float
+    warmup_s: float
+    idle_connections: int
+    bin_dir: Path
+    log_dir: Path  # server logs and wrk scripts
+
+    def servers_for(self, scenario: Scenario) -> list[str]:
+        return [n for n in self.servers if SPECS[n].runs_in(scenario.key)]
+
+    def runs(self) -> int:
+        return (
+            sum(len(self.servers_for(s)) for s in self.scenarios)
+            * len(self.concurrency)
+            * self.rounds
+        )
+
+    def estimate_s(self) -> float:
+        """Rough wall time: runs, warm-ups, and about 3 s per scenario to start and stop."""
+        warmups = sum(len(self.servers_for(s)) for s in self.scenarios)
+        idle_s = (
+            (5 + self.idle_connections / 1000) * len(self.servers) if self.idle_connections else 0.0
+        )
+        return (
+            self.runs() * (self.duration_s + PAUSE_S + 0.2)
+            + warmups * (self.warmup_s + PAUSE_S + 0.2)
+            + 3 * len(self.scenarios)
+            + idle_s
+        )
+
+
+@dataclass
+class Results:
+    runs: list[dict[str, Any]] = field(default_factory=list)
+    idle: dict[str, dict[str, Any]] = field(default_factory=dict)
+    failures: list[str] = field(default_factory=list)
+
+    def fail(self, message: str) -> None:
+        print(f"FAIL {message}", flush=True)
+        self.failures.append(message)
+
+
+def _start(plan: Plan, names: list[str], app: str, tag: str, results: Results) -> list[Server]:
+    """Start the servers together, then wait for each; the ones that fail are recorded."""
+    started = [Server(SPECS[n], app, plan.bin_dir, plan.log_dir / f"{tag}-{n}.log") for n in names]
+    ready = []
+    for server in started:
+        try:
+            took = server.wait_ready()
+            print(f"    {server.name} ready on port {server.port} after {took:.1f} s", flush=True)
+            ready.append(server)
+        except ServerError as e:
+            results.fail(str(e))
+            server.stop()
+    return ready
+
+
+def _check(server: Server, scenario: Scenario) -> None:
+    body = b"x" * scenario.body_size
+    status, answer = server.request(scenario.method, scenario.path, body)
+    try:
+        ok = status == 200 and scenario.check(answer)
+    except ValueError:  # not JSON where JSON was expected
+        ok = False
+    if not ok:
+        raise server.fail(
+            f"wrong answer to {scenario.method} {scenario.path}: {status} {answer[:60]!r}"
+        )
+
+
+@dataclass
+class Measurement:
+    result: load.WrkResult
+    peak_rss_kib: int  # whole process tree
+    peak_worker_rss_kib: int  # largest single process
+    cpu_s: float  # CPU time the server's processes used during the run
+
+    def as_dict(self) -> dict[str, Any]:
+        per_request = self.cpu_s / self.result.requests * 1e6 if self.result.requests else 0.0
+        return {
+            **self.result.as_dict(),
+            "peak_rss_kib": self.peak_rss_kib,
+            "peak_worker_rss_kib": self.peak_worker_rss_kib,
+            "cpu_s": round(self.cpu_s, 2),
+            "cpu_us_per_request": round(per_request, 2),
+        }
+
+
+def _measure(
+    server: Server, scenario: Scenario, script: Path, connections: int, duration_s: float
+) -> Measurement:
+    """One wrk run, with the server's peak RSS (sampled every 100 ms) and its CPU time."""
+    peak = [0, 0]
+
+    def sample() -> None:
+        tree, worker = server.rss_kib()
+        peak[0], peak[1] = max(peak[0], tree), max(peak[1], worker)
+
+    server.refresh_pids()
+    argv = load.wrk_argv(scenario, script, server.port, connections, duration_s)
+    cpu_before = server.cpu_seconds()
+    result = load.run_wrk(argv, duration_s, sample)
+    cpu = server.cpu_seconds() - cpu_before
+    sample()
+    time.sleep(PAUSE_S)
+    return Measurement(result, peak[0], peak[1], cpu)
+
+
+def _verdict(server: Server, scenario: Scenario, result: load.WrkResult) -> str | None:
+    if server.proc.poll() is not None:
+        return f"exited with status {server.proc.returncode} during the run"
+    if result.requests == 0:
+        return "no request succeeded"
+    if result.status_errors:
+        return f"{result.status_errors} non-2xx/3xx responses"
+    return None
+
+
+def run_scenario(plan: Plan, scenario: Scenario, results: Results) -> None:
+    names = plan.servers_for(scenario)
+    print(f"\n== {scenario.key}: {scenario.title} ({', '.join(names)})", flush=True)
+    servers = _start(plan, names, scenario.app, scenario.key, results)
+    script = load.write_script(scenario, plan.log_dir)
+    try:
+        for server in list(servers):
+            try:
+                _check(server, scenario)
+                warm = _measure(server, scenario, script, WARMUP_CONNECTIONS, plan.warmup_s)
+                if (why := _verdict(server, scenario, warm.result)) is not None:
+                    raise server.fail(f"warm-up: {why}")
+            except (ServerError, load.WrkError, OSError) as e:
+                results.fail(f"{scenario.key}: {e}")
+                servers.remove(server)
+                server.stop()
+        for connections in plan.concurrency:
+            for rnd in range(1, plan.rounds + 1):
+                for server in list(servers):
+                    _run_one(plan, server, scenario, script, connections, rnd, results, servers)
+    finally:
+        for server in servers:
+            server.stop()
+
+
+def _run_one(
+    plan: Plan,
+    server: Server,
+    scenario: Scenario,
+    script: Path,
+    connections: int,
+    rnd: int,
+    results: Results,
+    servers: list[Server],
+) -> None:
+    try:
+        m = _measure(server, scenario, script, connections, plan.duration_s)
+    except load.WrkError as e:
+        results.fail(f"{scenario.key} c={connections} {server.name}: {e}")
+        return
+    key = {"scenario": scenario.key, "server": server.name, "connections": connections}
+    results.runs.append({**key, "round": rnd, **m.as_dict()})
+    result = m.result
+    errors = f" socket errors {result.socket_errors}" if result.socket_errors else ""
+    print(
+        f"    c={connections:<3} round {rnd} {server.name:<18} {result.rps:>9,.0f} req/s  "
+        f"p50 {result.p50_us / 1000:6.2f} ms  p99 {result.p99_us / 1000:6.2f} ms  "
+        f"rss {m.peak_rss_kib / 1024:6.1f} MiB  cpu {m.as_dict()['cpu_us_per_request']:5.1f} "
+        f"us/req{errors}",
+        flush=True,
+    )
+    if (why := _verdict(server, scenario, result)) is not None:
+        results.fail(f"{scenario.key} c={connections} {server.name}: {why} (log {server.log_path})")
+        if server.proc.poll() is not None:
+            servers.remove(server)
+
+
+def run_idle(plan: Plan, hello_app: str, results: Results) -> None:
+    """Idle RSS after start, then the RSS cost of `plan.idle_connections` idle connections."""
+    count = plan.idle_connections
+    names = [n for n in plan.servers if SPECS[n].runs_in("idle")]
+    print(
+        f"\n== idle: server RSS at rest, then with {count:,} idle keep-alive connections",
+        flush=True,
+    )
+    for name in names:
+        for server in _start(plan, [name], hello_app, "idle", results):
+            try:
+                results.idle[name] = _idle_one(server, count)
+                r = results.idle[name]
+                print(
+                    f"    {name:<10} idle {r['idle_rss_kib'] / 1024:6.1f} MiB, with {count:,} "
+                    f"connections {r['loaded_rss_kib'] / 1024:6.1f} MiB = "
+                    f"{r['kib_per_connection']:.1f} KiB each ({r['closed']} closed early)",
+                    flush=True,
+                )
+            except (OSError, ServerError) as e:
+                results.fail(f"idle {name}: {e}")
+            finally:
+                server.stop()
+
+
+def _idle_one(server: Server, count: int) -> dict[str, Any]:
+    time.sleep(1.0)
+    server.refresh_pids()
+    idle_tree, idle_worker = server.rss_kib()
+    start = time.monotonic()
+    socks = idle.open_idle(server.port, count, timeout_s=120)
+    try:
+        opened_s = time.monotonic() - start
+        time.sleep(1.0)
+        server.refresh_pids()
+        tree, worker = server.rss_kib()
+        closed = idle.count_closed(socks)
+    finally:
+        idle.close_all(socks)
+    return {
+        "idle_rss_kib": idle_tree,
+        "idle_worker_rss_kib": idle_worker,
+        "loaded_rss_kib": tree,
+        "loaded_worker_rss_kib": worker,
+        "connections": count,
+        "closed": closed,
+        "open_seconds": round(opened_s, 2),
+        "kib_per_connection": round((tree - idle_tree) / count, 2),
+    }
