@@ -36,6 +36,11 @@ void input_buffer::release() noexcept {
     cap_ = start_ = end_ = 0;
 }
 
+void input_buffer::discard() noexcept {
+    start_ = end_ = 0;
+    release();
+}
+
 void output_queue::append(std::string_view bytes) {
     if (bytes.empty()) return;
     bytes_ += bytes.size();

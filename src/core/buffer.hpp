@@ -37,6 +37,8 @@ class input_buffer {
     void compact() noexcept;
     // Frees the memory of an empty buffer (idle keep-alive connections keep nothing).
     void release() noexcept;
+    // Drops unread bytes and frees the memory (a closed connection keeps nothing).
+    void discard() noexcept;
 
   private:
     std::unique_ptr<char[]> data_;

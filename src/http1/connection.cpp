@@ -322,6 +322,13 @@ void connection::close_now() {
 
 void connection::on_hangup() { close_now(); }
 
+void connection::release_memory() noexcept {
+    if (state_ != state::closed) return;
+    in_.discard();
+    out_.clear();
+    out_.release();
+}
+
 void connection::on_timer(timer_kind kind) {
     if (kind == timer_kind::write) {
         write_timer_ = false;

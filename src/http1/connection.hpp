@@ -98,6 +98,12 @@ class connection final : public http::response_sink {
     // Graceful stop: close now if idle, otherwise after the current response.
     void begin_shutdown();
 
+    // A closed connection frees its buffers here rather than when the owner destroys it after
+    // the I/O phase: a batch of 256 resets would otherwise hold 256 read buffers (4 MiB) at
+    // once. Call only on a closed connection and from outside its own methods (views into the
+    // read buffer may be live while they run).
+    void release_memory() noexcept;
+
     state current_state() const noexcept { return state_; }
     bool idle() const noexcept { return state_ == state::read_head && in_.empty() && !ex_; }
     bool write_blocked() const noexcept { return write_blocked_; }

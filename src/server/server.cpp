@@ -65,15 +65,20 @@ struct server::conn_entry final : loop::io_handler {
         // even while reading is paused (else the fd and buffers stay until the app finishes).
         if ((ev & (EPOLLHUP | EPOLLERR)) &&
             conn.current_state() != http1::connection::state::closed)
-            return conn.on_hangup();
-        if ((ev & EPOLLOUT) && conn.write_blocked()) conn.on_writable();
+            conn.on_hangup();
+        else if ((ev & EPOLLOUT) && conn.write_blocked())
+            conn.on_writable();
+        conn.release_memory();  // no-op unless it closed; the entry itself is reaped later
     }
     static void on_read_timer(void* ctx) {
         auto* e = static_cast<conn_entry*>(ctx);
         e->conn.on_timer(e->read_kind);
+        e->conn.release_memory();
     }
     static void on_write_timer(void* ctx) {
-        static_cast<conn_entry*>(ctx)->conn.on_timer(timer_kind::write);
+        auto* e = static_cast<conn_entry*>(ctx);
+        e->conn.on_timer(timer_kind::write);
+        e->conn.release_memory();
     }
 
     server& srv;
@@ -193,7 +198,9 @@ void server::process_scheduled() {
         auto batch = std::exchange(scheduled_, {});
         for (http1::connection* c : batch) {
             c->scheduled = false;
-            if (c->current_state() != http1::connection::state::closed) c->process();
+            if (c->current_state() == http1::connection::state::closed) continue;
+            c->process();
+            c->release_memory();
         }
     }
 }
