@@ -14,6 +14,7 @@ import datetime
 import os
 import shlex
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -157,11 +158,19 @@ def output_dirs(args: argparse.Namespace, started: datetime.datetime) -> tuple[P
     return out, logs
 
 
+def _terminate(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
     if not envsetup.in_venv():
         bootstrap(argv, args.no_build)
     preflight()
+    # Started in the background by a script, SIGINT may arrive ignored; SIGTERM would kill us
+    # without stopping the servers. Both become exceptions that unwind through stop().
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _terminate)
     os.sched_setaffinity(0, {WRK_CPU})  # this process samples memory beside wrk, not on CPU 0
     raise_nofile()
     loadavg = wait_quiet(args.wait_quiet)
@@ -190,10 +199,13 @@ def main(argv: list[str]) -> int:
         flush=True,
     )
     results = suite.Results()
-    for scenario in plan.scenarios:
-        suite.run_scenario(plan, scenario, results)
-    if plan.idle_connections > 0:
-        suite.run_idle(plan, BY_KEY["hello"].app, results)
+    try:
+        for scenario in plan.scenarios:
+            suite.run_scenario(plan, scenario, results)
+        if plan.idle_connections > 0:
+            suite.run_idle(plan, BY_KEY["hello"].app, results)
+    except (KeyboardInterrupt, SystemExit):  # the servers are stopped; keep what was measured
+        results.fail("interrupted: the report holds only the runs before the interruption")
     return _finish(plan, args, argv, started, loadavg, out, results)
 
 
