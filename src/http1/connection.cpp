@@ -64,8 +64,9 @@ connection::~connection() { detach_exchange(false); }
 
 // ---------------------------------------------------------------- reading
 
-void connection::on_readable() {
+void connection::on_readable(bool short_read_drains) {
     read_ready_ = true;
+    short_read_drains_ = short_read_drains;
     read_input();
 }
 
@@ -96,6 +97,11 @@ void connection::read_input() {
         if (n > 0) {
             in_.commit(static_cast<size_t>(n));
             consume_input();
+            if (short_read_drains_ && static_cast<size_t>(n) < room && read_ready_ &&
+                state_ != state::closed) {
+                read_ready_ = false;  // the queue is empty: as if the next read said EAGAIN
+                update_body_timer();
+            }
         } else if (n == 0) {
             read_ready_ = false;
             peer_eof_ = true;

@@ -89,7 +89,12 @@ class connection final : public http::response_sink {
     connection& operator=(const connection&) = delete;
 
     // ---- I/O phase ----
-    void on_readable();
+    // `short_read_drains`: the transport is a stream socket whose readiness is edge-triggered
+    // and no EOF is pending (no EPOLLRDHUP in this event), so a read that returns less than
+    // asked has emptied the receive queue and the next arrival raises a new event: reading
+    // stops there instead of spending a syscall on the EAGAIN. With EOF pending we read on to
+    // see it, since no further edge would report it.
+    void on_readable(bool short_read_drains = false);
     void on_writable();
     void on_hangup();  // EPOLLERR/EPOLLHUP: the peer reset the connection
     void process();    // scheduled work: flush, resume reading, next pipelined request
@@ -145,10 +150,11 @@ class connection final : public http::response_sink {
     state state_ = state::read_head;
     core::input_buffer in_;
     core::output_queue out_;
-    size_t scanned_ = 0;          // bytes of the pending head already searched for a line end
-    bool read_ready_ = true;      // the transport may have unread bytes (edge-triggered)
-    bool write_blocked_ = false;  // the last write hit EAGAIN: wait for on_writable
-    bool peer_eof_ = false;       // the client half-closed (or closed) its side
+    size_t scanned_ = 0;              // bytes of the pending head already searched for a line end
+    bool read_ready_ = true;          // the transport may have unread bytes (edge-triggered)
+    bool short_read_drains_ = false;  // see on_readable()
+    bool write_blocked_ = false;      // the last write hit EAGAIN: wait for on_writable
+    bool peer_eof_ = false;           // the client half-closed (or closed) its side
     bool shutting_down_ = false;
     bool keep_alive_ = true;  // for the current request
     size_t lingered_ = 0;

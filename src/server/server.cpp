@@ -60,7 +60,8 @@ struct server::conn_entry final : loop::io_handler {
           write_timer(&on_write_timer, this) {}
 
     void on_io(uint32_t ev) override {
-        if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) conn.on_readable();
+        if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+            conn.on_readable(!(ev & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)));
         // HUP/ERR: reset, or both directions shut. Nothing more can be written, so close now,
         // even while reading is paused (else the fd and buffers stay until the app finishes).
         if ((ev & (EPOLLHUP | EPOLLERR)) &&

@@ -26,7 +26,10 @@ struct mem_transport final : http1::transport {
     size_t write_budget = SIZE_MAX;  // bytes the "client" accepts before its window is full
     bool shut = false, closed = false;
 
+    int reads = 0;  // read() calls, EAGAIN and EOF included
+
     ssize_t read(char* buf, size_t len) override {
+        ++reads;
         if (pos < input.size()) {
             size_t n = std::min(len, input.size() - pos);
             std::memcpy(buf, input.data() + pos, n);
@@ -554,6 +557,36 @@ TEST(Limits, ConcurrencyLimitAnswers503AndCountsEveryRequestOnce) {
     EXPECT_EQ(ok_then_done.in_flight, 0u);
     ok_then_done.end_input();
     EXPECT_EQ(ok_then_done.in_flight, 0u);
+}
+
+// An edge-triggered stream socket with no EOF pending: a read shorter than asked emptied the
+// queue, so the connection stops without the read that would say EAGAIN.
+TEST(Connection, ShortReadEndsReadingWhenTheTransportSaysItDrains) {
+    for (bool drains : {false, true}) {
+        harness h;
+        h.t.input = "GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+        h.conn->on_readable(drains);
+        h.pump();
+        EXPECT_EQ(h.t.reads, drains ? 1 : 2) << "drains=" << drains;
+        EXPECT_EQ(h.t.output.substr(0, 15), "HTTP/1.1 200 OK");
+        // The next request arrives with its own event and is served.
+        h.t.input += "GET /2 HTTP/1.1\r\nHost: a\r\n\r\n";
+        h.conn->on_readable(drains);
+        h.pump();
+        EXPECT_NE(h.t.output.find("GET /2"), std::string::npos);
+    }
+}
+
+// A read that fills the buffer says nothing about what is left: reading goes on.
+TEST(Connection, FullReadKeepsReadingEvenWhenShortReadsDrain) {
+    harness h;
+    std::string body(h.cfg.read_chunk * 3, 'x');
+    h.t.input = "POST / HTTP/1.1\r\nHost: a\r\nContent-Length: " + std::to_string(body.size()) +
+                "\r\n\r\n" + body;
+    h.conn->on_readable(true);
+    h.pump();
+    EXPECT_EQ(h.t.output.substr(0, 15), "HTTP/1.1 200 OK");
+    EXPECT_NE(h.t.output.find(body), std::string::npos);
 }
 
 TEST(Connection, IdleConnectionReleasesItsBuffer) {

@@ -8,6 +8,9 @@ struct ready_object {
 };
 
 PyTypeObject* g_ready_type = nullptr;  // immutable after module init
+// The one awaitable for None (what every accepted send() returns): with no value to hand over
+// it has no state, so all awaits can share it and no object is allocated per send().
+PyObject* g_ready_none = nullptr;
 
 void ready_dealloc(PyObject* self) {
     PyTypeObject* type = Py_TYPE(self);
@@ -56,11 +59,20 @@ PyType_Spec ready_spec = {"coachwhip._core._Ready", sizeof(ready_object), 0, Py_
 bool init_ready_type(PyObject* module) {
     g_ready_type = reinterpret_cast<PyTypeObject*>(
         PyType_FromModuleAndSpec(module, &ready_spec, nullptr));  // kept for the process's life
-    return g_ready_type != nullptr;
+    if (!g_ready_type) return false;
+    auto* none = PyObject_New(ready_object, g_ready_type);  // kept for the process's life
+    if (!none) return false;
+    none->value = nullptr;  // completes with None, however often it is awaited
+    g_ready_none = reinterpret_cast<PyObject*>(none);
+    return true;
 }
 
 PyObject* ready(PyObject* value) {
     if (!value) return nullptr;
+    if (value == Py_None) {
+        Py_DECREF(value);
+        return Py_NewRef(g_ready_none);
+    }
     auto* r = PyObject_New(ready_object, g_ready_type);
     if (!r) {
         Py_DECREF(value);

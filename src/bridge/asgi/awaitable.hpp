@@ -9,7 +9,8 @@
 // Protocol: tp_as_async.am_await returns the object itself; am_send (Python >= 3.10, used by
 // the SEND opcode through PyIter_Send) returns PYGEN_RETURN with the value; tp_iternext raises
 // StopIteration(value) for callers that use the iterator protocol. Awaiting it twice gives None
-// the second time, like a finished coroutine would refuse to run again.
+// the second time, like a finished coroutine would refuse to run again. `ready(None)` returns
+// one shared, stateless instance (no allocation per send()).
 #pragma once
 
 #include "bridge/py.hpp"
