@@ -61,6 +61,13 @@ OPTIONS: tuple[Option, ...] = (
         "backlog", "int", 2048, "Maximum number of pending connections.", metavar="N", minimum=1
     ),
     Option(
+        "reuse-port",
+        "bool",
+        False,
+        "SO_REUSEPORT: each worker gets its own listening socket and the kernel spreads new "
+        "connections evenly; with one process, other processes may bind the same port.",
+    ),
+    Option(
         "workers",
         "int",
         1,
@@ -256,6 +263,7 @@ class Config:
     fd: int | None = None
     uds_mode: str = "666"
     backlog: int = 2048
+    reuse_port: bool = False
     workers: int = 1
     max_requests: int = 0
     max_requests_jitter: int = 0
@@ -291,6 +299,11 @@ class Config:
             setattr(self, attr, check_value(opt, getattr(self, attr), f"--{opt.name}"))
         if self.uds is not None and self.fd is not None:
             raise ConfigError("--uds and --fd cannot be used together; choose one")
+        if self.reuse_port and (self.uds is not None or self.fd is not None):
+            raise ConfigError(
+                "--reuse-port binds TCP sockets from --host/--port; it cannot be combined with "
+                + ("--uds" if self.uds is not None else "--fd")
+            )
         try:
             if not 0 <= int(self.uds_mode, 8) <= 0o777:
                 raise ValueError

@@ -1,8 +1,14 @@
-"""Creating the listening socket from --host/--port, --uds or --fd."""
+"""Creating the listening socket from --host/--port, --uds or --fd.
+
+With --reuse-port the TCP socket carries SO_REUSEPORT, and `open_sibling()` binds more sockets
+to the same address: the kernel then spreads new connections over them by a hash of the
+client's address and port, each socket with its own accept queue.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import socket
 import stat
@@ -22,10 +28,23 @@ def open_listener(config: Config) -> socket.socket:
         return _from_fd(config.fd)
     activated = _systemd_socket()
     if activated is not None:
+        if config.reuse_port:
+            activated.close()
+            raise BindError(
+                "--reuse-port cannot be used with systemd socket activation: systemd made the "
+                "socket (set ReusePort= in the .socket unit instead, and drop --reuse-port)"
+            )
         return activated
     if config.uds is not None:
         return _bind_unix(config.uds, config.backlog, int(config.uds_mode, 8))
-    return _bind_tcp(config.host, config.port, config.backlog)
+    return _bind_tcp(config.host, config.port, config.backlog, config.reuse_port)
+
+
+def open_sibling(sock: socket.socket, backlog: int) -> socket.socket:
+    """Another SO_REUSEPORT listening socket on the address `sock` (made with --reuse-port) is
+    bound to, with an accept queue of its own."""
+    host, port = sock.getsockname()[:2]
+    return _bind_tcp(host, port, backlog, reuse_port=True)
 
 
 def describe(sock: socket.socket) -> str:
@@ -46,7 +65,7 @@ def close_listener(sock: socket.socket, config: Config) -> None:
             os.unlink(path)
 
 
-def _bind_tcp(host: str, port: int, backlog: int) -> socket.socket:
+def _bind_tcp(host: str, port: int, backlog: int, reuse_port: bool = False) -> socket.socket:
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as exc:
@@ -55,11 +74,16 @@ def _bind_tcp(host: str, port: int, backlog: int) -> socket.socket:
     sock = socket.socket(family, kind, proto)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
         sock.bind(address)
         sock.listen(backlog)
     except OSError as exc:
         sock.close()
-        hint = " (is another server running? pick another --port)" if exc.errno == 98 else ""
+        hint = ""
+        if exc.errno == errno.EADDRINUSE:
+            hint = " (is another server running? pick another --port"
+            hint += ", or give every server --reuse-port)" if reuse_port else ")"
         raise BindError(f"cannot listen on {host}:{port}: {exc.strerror}{hint}") from None
     sock.setblocking(False)
     return sock

@@ -2,9 +2,15 @@
 
 Each worker is a fresh interpreter (`python -m coachwhip._worker`) that inherits the listening
 socket and imports the app itself, so a rolling restart (SIGHUP) serves freshly imported code.
-All workers accept on the one shared socket: when a worker retires, connections waiting in the
-kernel's queue are taken by the others instead of being reset (SO_REUSEPORT would give each
-worker its own queue, and a retiring worker's queue would be lost).
+By default all workers accept on the one shared socket: when a worker retires or dies,
+connections waiting in the kernel's queue are taken by the others instead of being reset.
+
+--reuse-port gives each worker slot its own SO_REUSEPORT socket, and the kernel spreads new
+connections over the slots evenly. The supervisor keeps every slot's socket open, so a
+replacement worker inherits the queue of the one it replaces (SIGHUP, recycling and respawns
+lose nothing; connections wait in a dead worker's queue until its replacement takes them).
+Only SIGTTOU closes a slot: connections still queued there are reset, unless the kernel
+migrates them (Linux 5.14+, sysctl net.ipv4.tcp_migrate_req=1).
 
 Signals, as gunicorn users expect:
     SIGTERM, SIGINT   graceful stop (a second SIGINT: stop now, exit 130)
@@ -27,6 +33,7 @@ import json
 import os
 import selectors
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -37,7 +44,7 @@ from coachwhip.config import Config
 from coachwhip.logs import error_logger
 from coachwhip.reload import FileWatcher, WatchError
 from coachwhip.server import FORCED_EXIT_STATUS, _raise_open_files_limit
-from coachwhip.sockets import BindError, describe, open_listener
+from coachwhip.sockets import BindError, describe, open_listener, open_sibling
 
 TICK_S = 0.1
 RELOAD_DEBOUNCE_S = 0.2
@@ -50,6 +57,7 @@ STARTUP_FAILED_STATUS = 3
 class WorkerProcess:
     proc: subprocess.Popen[bytes]
     pipe: int  # read end of the worker's report pipe
+    slot: int  # which listening socket it serves (always 0 without --reuse-port)
     started: float
     last_beat: float
     buffer: bytes = b""
@@ -84,6 +92,7 @@ class Supervisor:
         self.watcher: FileWatcher | None = None
         self.reload_at: float | None = None  # debounce: reload when this time has come
         self.changed: set[str] = set()
+        self.slots: dict[int, socket.socket] = {}  # --reuse-port: a socket per worker slot
 
     # ------------------------------------------------------------------ main loop
 
@@ -96,6 +105,7 @@ class Supervisor:
             error_logger.error("%s", exc)
             return 1
         self.address = describe(self.sock)
+        self.slots[0] = self.sock
         wake_r, wake_w = os.pipe()
         os.set_blocking(wake_r, False)
         os.set_blocking(wake_w, False)
@@ -126,7 +136,7 @@ class Supervisor:
                     self._maintain()
         finally:
             self._restore_signals(previous)
-            self.sock.close()
+            self._close_slots(0)
             if self.config.uds:
                 with contextlib.suppress(OSError):
                     os.unlink(self.config.uds)
@@ -154,9 +164,10 @@ class Supervisor:
 
     # ------------------------------------------------------------------ workers
 
-    def _spawn(self, why: str) -> WorkerProcess:
+    def _spawn(self, why: str, slot: int) -> WorkerProcess:
+        sock = self._slot_socket(slot)
         settings = dataclasses.asdict(self.config)
-        settings.update(fd=self.sock.fileno(), uds=None, workers=1)
+        settings.update(fd=sock.fileno(), uds=None, workers=1, reuse_port=False)
         read_end, write_end = os.pipe()
         os.set_blocking(read_end, False)
         env = dict(os.environ)
@@ -164,17 +175,40 @@ class Supervisor:
         env["COACHWHIP_WORKER_PIPE"] = str(write_end)
         proc = subprocess.Popen(
             [sys.executable, "-m", "coachwhip._worker"],
-            pass_fds=(self.sock.fileno(), write_end),
+            pass_fds=(sock.fileno(), write_end),
             env=env,
             stdin=subprocess.DEVNULL,
         )
         os.close(write_end)
         now = time.monotonic()
-        worker = WorkerProcess(proc, read_end, now, now)
+        worker = WorkerProcess(proc, read_end, slot, now, now)
         self.selector.register(read_end, selectors.EVENT_READ, worker)
         self.workers.append(worker)
         error_logger.info("Started worker [%d] (%s)", worker.pid, why)
         return worker
+
+    def _slot_socket(self, slot: int) -> socket.socket:
+        if slot not in self.slots:
+            try:
+                self.slots[slot] = open_sibling(self.sock, self.config.backlog)
+            except BindError as exc:  # out of descriptors, say: share the first socket instead
+                error_logger.error("--reuse-port: %s; this worker shares the first socket", exc)
+                return self.sock
+        return self.slots[slot]
+
+    def _free_slot(self) -> int:
+        """The lowest slot no running worker serves (a stopping one may still: it leaves)."""
+        if not self.config.reuse_port:
+            return 0
+        used = {w.slot for w in self.workers if not w.stopping}
+        return min(set(range(len(used) + 1)) - used)
+
+    def _close_slots(self, first: int) -> None:
+        """Closes the sockets of slots >= `first` that no worker process holds any more."""
+        held = {w.slot for w in self.workers}
+        for slot in [s for s in self.slots if s >= first and (first == 0 or s not in held)]:
+            with contextlib.suppress(OSError):
+                self.slots.pop(slot).close()
 
     def _read_reports(self, worker: WorkerProcess) -> None:
         try:
@@ -220,6 +254,8 @@ class Supervisor:
                 self.selector.unregister(worker.pipe)
             os.close(worker.pipe)
             self._on_exit(worker, worker.proc.returncode)
+            if not self.stopping:  # SIGTTOU: the slot of a retired extra worker goes too
+                self._close_slots(max(1, self.target))
 
     def _on_exit(self, worker: WorkerProcess, code: int) -> None:
         how = f"signal {-code}" if code < 0 else f"status {code}"
@@ -313,11 +349,14 @@ class Supervisor:
         live = [w for w in self.workers if not w.stopping]
         now = time.monotonic()
         if self.rolling and self.replacement is None:
-            self.replacement = self._spawn(f"replacing [{self.rolling[0].pid}]")
+            old = self.rolling[0]
+            self.replacement = self._spawn(f"replacing [{old.pid}]", old.slot)
         elif len(live) - (self.replacement is not None) < self.target and now >= self.next_spawn_at:
-            self._spawn(f"to reach {self.target} workers")
+            self._spawn(f"to reach {self.target} workers", self._free_slot())
         elif len(live) > self.target and not self.rolling and self.replacement is None:
-            extra = min((w for w in live), key=lambda w: w.started)
+            # The oldest goes; with --reuse-port the one in the highest slot, whose socket
+            # then closes (the others keep theirs).
+            extra = min(live, key=lambda w: (-w.slot, w.started))
             error_logger.info("Retiring worker [%d] (now %d workers)", extra.pid, self.target)
             self._retire(extra)
 
@@ -392,10 +431,9 @@ class Supervisor:
         if not graceful:
             self.forced = True
             self.status = self.status or FORCED_EXIT_STATUS
-        # Our copy of the socket goes first: once the workers close theirs, new connections
+        # Our copies of the sockets go first: once the workers close theirs, new connections
         # are refused instead of waiting in a queue nobody serves.
-        with contextlib.suppress(OSError):
-            self.sock.close()
+        self._close_slots(0)
         self.rolling.clear()
         for worker in self.workers:
             if graceful and not worker.stopping:

@@ -6,6 +6,7 @@ impressions; see loadgen.py for the one retry a keep-alive client is entitled to
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
@@ -47,6 +48,29 @@ def count_lines(server: ServerProcess, pattern: str) -> int:
     return sum(1 for line in server.lines if pattern in line)
 
 
+def listening_sockets(pid: int) -> set[int]:
+    """Inodes of the listening TCP sockets process `pid` holds open."""
+    listening = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A":  # TCP_LISTEN
+                listening.add(int(fields[9]))
+    held = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        with contextlib.suppress(OSError):
+            link = os.readlink(f"/proc/{pid}/fd/{fd}")
+            if link.startswith("socket:["):
+                held.add(int(link[8:-1]))
+    return held & listening
+
+
+REUSE_PORT = [
+    pytest.param((), id="shared-socket"),
+    pytest.param(("--reuse-port",), id="reuse-port"),
+]
+
+
 def test_two_workers_serve_and_share_the_load(serve: Serve) -> None:
     server = serve("apps.workers:app", "--workers", "2", "--no-access-log")
     assert len(workers_of(server)) == 2
@@ -77,8 +101,9 @@ def test_sigterm_under_load_finishes_accepted_requests_then_refuses(serve: Serve
     assert all("timed out" not in f for f in result.failures), result.failures[:3]
 
 
-def test_sighup_rolls_workers_with_zero_failed_requests(serve: Serve) -> None:
-    server = serve("apps.workers:app", "--workers", "2", "--no-access-log")
+@pytest.mark.parametrize("mode", REUSE_PORT)
+def test_sighup_rolls_workers_with_zero_failed_requests(serve: Serve, mode: tuple[str]) -> None:
+    server = serve("apps.workers:app", "--workers", "2", "--no-access-log", *mode)
     before = workers_of(server)
     with Load(server.host, server.port, threads=4) as load:
         load.wait_for(100)
@@ -110,8 +135,11 @@ def test_twenty_reloads_do_not_leak_supervisor_fds(serve: Serve) -> None:
     assert fd_count(server.pid) == baseline
 
 
-def test_sigkill_of_a_worker_mid_request_is_respawned_quickly(serve: Serve) -> None:
-    server = serve("apps.workers:app", "--workers", "2", "--no-access-log")
+@pytest.mark.parametrize("mode", REUSE_PORT)
+def test_sigkill_of_a_worker_mid_request_is_respawned_quickly(
+    serve: Serve, mode: tuple[str]
+) -> None:
+    server = serve("apps.workers:app", "--workers", "2", "--no-access-log", *mode)
     victim = min(workers_of(server))
     with Load(server.host, server.port, path="/slow?s=0.05", threads=4) as load:
         load.wait_for(40)
@@ -197,16 +225,64 @@ def test_worker_over_its_memory_limit_is_replaced_gracefully(serve: Serve) -> No
     assert httpx.get(server.url + "/ok").status_code == 200
 
 
-def test_ttin_and_ttou_change_the_number_of_workers(serve: Serve) -> None:
-    server = serve("apps.workers:app", "--workers", "2")
+@pytest.mark.parametrize("mode", REUSE_PORT)
+def test_ttin_and_ttou_change_the_number_of_workers(serve: Serve, mode: tuple[str]) -> None:
+    server = serve("apps.workers:app", "--workers", "2", *mode)
+    sockets = 2 if mode else 1
+    assert len(listening_sockets(server.pid)) == sockets
     server.send_signal(signal.SIGTTIN)
     poll(lambda: len(workers_of(server)) == 3, 10, what="a third worker")
+    assert len(listening_sockets(server.pid)) == (3 if mode else 1)
     # One at a time: two identical signals sent together may arrive as one (POSIX).
     server.send_signal(signal.SIGTTOU)
     poll(lambda: len(workers_of(server)) == 2, 10, what="two workers left")
     server.send_signal(signal.SIGTTOU)
     poll(lambda: len(workers_of(server)) == 1, 10, what="one worker left")
-    assert httpx.get(server.url + "/ok").status_code == 200
+    # --reuse-port: the retired slots' sockets are closed, so no new connection is steered
+    # to a queue nobody serves.
+    poll(lambda: len(listening_sockets(server.pid)) == 1, 5, what="one listening socket left")
+    with httpx.Client() as client:  # a fresh connection (new source port) per request
+        for _ in range(50):
+            response = client.get(server.url + "/ok", headers={"connection": "close"}, timeout=3)
+            assert response.status_code == 200
+
+
+def test_reuse_port_gives_each_worker_its_own_socket(serve: Serve) -> None:
+    server = serve("apps.workers:app", "--workers", "2", "--reuse-port", "--no-access-log")
+    workers = workers_of(server)
+    per_worker = [listening_sockets(pid) for pid in workers]
+    assert all(len(held) == 1 for held in per_worker), per_worker
+    assert per_worker[0] != per_worker[1], "both workers serve the same socket"
+    assert listening_sockets(server.pid) == per_worker[0] | per_worker[1]
+    # The kernel spreads new connections by a hash of the client's port: both get a fair share.
+    served: dict[str, int] = {}
+    for _ in range(200):
+        pid = httpx.get(server.url + "/ok", headers={"connection": "close"}).text
+        served[pid] = served.get(pid, 0) + 1
+    assert set(served) == {str(p) for p in workers}
+    assert min(served.values()) >= 50, served
+
+
+def test_reuse_port_lets_two_servers_share_a_port(serve: Serve) -> None:
+    first = serve("apps.workers:app", "--reuse-port")
+    second = serve("apps.workers:app", "--reuse-port", port=first.port)
+    assert second.port == first.port
+    served = {httpx.get(first.url + "/ok", headers={"connection": "close"}).text for _ in range(60)}
+    assert served == {str(first.pid), str(second.pid)}
+    # Without the flag on the newcomer the port is taken, and the message says what to do.
+    third = serve("apps.workers:app", port=first.port, ready=None)
+    assert third.wait_exit(10) == 1
+    assert "Address already in use (is another server running?" in third.output
+
+
+@pytest.mark.parametrize("flag", [("--uds", "/tmp/cw-reuse.sock"), ("--fd", "3")])
+def test_reuse_port_with_uds_or_fd_is_a_usage_error(serve: Serve, flag: tuple[str, str]) -> None:
+    server = serve("apps.workers:app", "--reuse-port", *flag, port=None, ready=None)
+    assert server.wait_exit(10) == 2
+    assert (
+        f"--reuse-port binds TCP sockets from --host/--port; it cannot be combined with {flag[0]}"
+        in server.output
+    )
 
 
 def test_sigquit_stops_at_once(serve: Serve) -> None:
