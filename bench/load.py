@@ -1,4 +1,5 @@
-"""Load generation with wrk, pinned to CPU 1, and the server's memory sampled while it runs."""
+"""Load generation with wrk (pinned to CPU 1 in the main suite), and the server's memory sampled
+while it runs."""
 
 from __future__ import annotations
 
@@ -50,6 +51,15 @@ class WrkError(RuntimeError):
     """wrk failed or printed no result line."""
 
 
+@dataclass(frozen=True)
+class Client:
+    """Where wrk runs (taskset -c syntax) and with how many threads. The main suite's default:
+    one thread on CPU 1, since more threads on one core would only contend."""
+
+    cpus: str = str(WRK_CPU)
+    threads: int = 1
+
+
 def write_script(scenario: Scenario, out_dir: Path) -> Path:
     """The scenario's request script (if any) followed by the reporting done() hook."""
     parts = [(BENCH_DIR / "lua" / scenario.lua).read_text()] if scenario.lua else []
@@ -60,15 +70,19 @@ def write_script(scenario: Scenario, out_dir: Path) -> Path:
 
 
 def wrk_argv(
-    scenario: Scenario, script: Path, port: int, connections: int, duration_s: float
+    scenario: Scenario,
+    script: Path,
+    port: int,
+    connections: int,
+    duration_s: float,
+    client: Client,
 ) -> list[str]:
-    # One wrk thread: wrk has one core, and more threads on it would only contend.
     argv = [
         "taskset",
         "-c",
-        str(WRK_CPU),
+        client.cpus,
         "wrk",
-        "-t1",
+        f"-t{min(client.threads, connections)}",  # wrk refuses more threads than connections
         f"-c{connections}",
         f"-d{max(1, round(duration_s))}s",
         "--timeout",

@@ -36,6 +36,8 @@ COLORS = {
     "granian": "#edae49",
     "hypercorn": "#66a182",
     "granian-rt1": "#8d96a3",
+    "coachwhip-w2": "#8f2d56",
+    "coachwhip-w2-reuseport": "#2e4057",
 }
 HATCH = {"coachwhip-ceiling": "///"}
 
@@ -75,26 +77,35 @@ def environment(loadavg_at_start: float) -> dict[str, Any]:
 
 
 def summarise(runs: list[dict[str, Any]]) -> Summary:
-    """Per (scenario, server, connections): medians over rounds; RSS is the peak over rounds."""
+    """Per (scenario, server, connections): medians over rounds; RSS is the peak over rounds.
+    Servers with several workers also get `busiest_share`, the median over rounds of the
+    busiest worker's share of the workers' CPU time, and `busiest_share_max`, its worst round
+    (an uneven split can come and go between rounds; the median alone would hide it)."""
     groups: dict[tuple[str, str, int], list[dict[str, Any]]] = {}
     for r in runs:
         groups.setdefault((r["scenario"], r["server"], r["connections"]), []).append(r)
+    summary = {key: _medians(rs) for key, rs in groups.items()}
+    for key, rs in groups.items():
+        shares = [r["busiest_worker_share"] for r in rs if "busiest_worker_share" in r]
+        if shares:
+            summary[key]["busiest_share"] = statistics.median(shares)
+            summary[key]["busiest_share_max"] = max(shares)
+    return summary
+
+
+def _medians(rs: list[dict[str, Any]]) -> dict[str, float]:
     return {
-        key: {
-            "rps": statistics.median(r["rps"] for r in rs),
-            "rps_min": min(r["rps"] for r in rs),
-            "rps_max": max(r["rps"] for r in rs),
-            "p50_ms": statistics.median(r["p50_us"] for r in rs) / 1000,
-            "p99_ms": statistics.median(r["p99_us"] for r in rs) / 1000,
-            "rss_mib": max(r["peak_rss_kib"] for r in rs) / 1024,
-            "cpu_us": statistics.median(r.get("cpu_us_per_request", 0.0) for r in rs),
-            "socket_errors": sum(
-                r["connect_errors"] + r["read_errors"] + r["write_errors"] + r["timeouts"]
-                for r in rs
-            ),
-            "rounds": len(rs),
-        }
-        for key, rs in groups.items()
+        "rps": statistics.median(r["rps"] for r in rs),
+        "rps_min": min(r["rps"] for r in rs),
+        "rps_max": max(r["rps"] for r in rs),
+        "p50_ms": statistics.median(r["p50_us"] for r in rs) / 1000,
+        "p99_ms": statistics.median(r["p99_us"] for r in rs) / 1000,
+        "rss_mib": max(r["peak_rss_kib"] for r in rs) / 1024,
+        "cpu_us": statistics.median(r.get("cpu_us_per_request", 0.0) for r in rs),
+        "socket_errors": sum(
+            r["connect_errors"] + r["read_errors"] + r["write_errors"] + r["timeouts"] for r in rs
+        ),
+        "rounds": len(rs),
     }
 
 
@@ -464,15 +475,23 @@ def write(
 
 
 def main(argv: list[str]) -> int:
-    """Rewrite the markdown and the chart from a results JSON (after a change to this file)."""
+    """Rewrite the markdown and the chart from a results JSON (after a change to this file or
+    to workers_report.py)."""
     if len(argv) != 1:
         print("usage: bench/.venv/bin/python bench/report.py RESULTS.json", file=sys.stderr)
         return 2
     source = Path(argv[0])
     data = json.loads(source.read_text())
-    path = write(
-        source.parent, source.stem, data["meta"], data["runs"], data["idle"], data["failures"]
-    )
+    if data["meta"]["plan"].get("report") == "workers":
+        import workers_report  # imports this module; only needed here
+
+        path = workers_report.write(
+            source.parent, source.stem, data["meta"], data["runs"], data["failures"]
+        )
+    else:
+        path = write(
+            source.parent, source.stem, data["meta"], data["runs"], data["idle"], data["failures"]
+        )
     print(path)
     return 0
 

@@ -1,8 +1,11 @@
 #!/usr/bin/env python3
 """Benchmark runner: coachwhip against uvicorn, granian and hypercorn, one worker each.
 
-    python3 bench/run.py            # full run -> bench/results/<date>.{md,png,json}
-    python3 bench/run.py --smoke    # every scenario once, ~1 s each, results in a temp dir
+    python3 bench/run.py                   # full run -> bench/results/<date>.{md,png,json}
+    python3 bench/run.py --workers-report  # only coachwhip's 1 vs 2 workers, on both CPUs
+                                           #   -> bench/results/<date>-workers.{md,png,json}
+    python3 bench/run.py --smoke           # every scenario once, ~1 s each, then a tiny
+                                           #   workers report; results in a temp dir
 
 The first run creates bench/.venv and installs the peers (see envsetup.py); later runs reuse it
 and only rebuild coachwhip. Exits non-zero if a server fails to start or a run fails."""
@@ -18,16 +21,19 @@ import signal
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 # Standard library only at import time (this runs before bench/.venv exists); matplotlib is
 # imported by report.chart() once the script has re-executed itself in the venv.
 import envsetup
+import load
 import report
 import suite
+import workers_report
 from load import WRK_CPU
 from scenarios import BY_KEY
-from servers import PEERS, SERVER_CPU, SPECS, raise_nofile
+from servers import PEERS, SERVER_CPU, SPECS, WORKERS_SERVERS, raise_nofile
 
 BENCH_DIR = Path(__file__).resolve().parent
 DEFAULTS = {
@@ -39,6 +45,14 @@ DEFAULTS = {
 }
 QUIET_LOAD = 0.5
 SMOKE = {"duration": 1.0, "rounds": 1, "warmup": 0.5, "concurrency": "64", "idle_connections": 200}
+MAIN_SERVERS = (*PEERS, "coachwhip-ceiling")
+WORKERS_SCENARIOS = ("hello", "fastapi")
+WORKERS_CONCURRENCY = "64,256"
+# The workers report leaves the scheduler free on both CPUs: two workers pinned to one core would
+# measure nothing. wrk gets two threads so that it can use both cores as well: one thread would
+# cap the load at what one core generates, below what two workers can serve.
+BOTH_CPUS = f"{SERVER_CPU},{WRK_CPU}"
+WORKERS_CLIENT = load.Client(cpus=BOTH_CPUS, threads=2)
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -51,27 +65,42 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--smoke",
         action="store_true",
         help="quick check that the suite works: 1 s runs at 64 connections, "
-        "1 round, 200 idle connections; results in a temp dir",
+        "1 round, 200 idle connections, then the same for the workers report; "
+        "results in a temp dir",
+    )
+    p.add_argument(
+        "--workers-report",
+        action="store_true",
+        help=f"run only the workers report: {', '.join(WORKERS_SERVERS)} (1 worker, 2 "
+        f"workers sharing one socket, 2 workers with SO_REUSEPORT sockets) on "
+        f"{', '.join(WORKERS_SCENARIOS)} at {WORKERS_CONCURRENCY} connections. NOT pinned to "
+        f"one core: servers and wrk (2 threads) both on CPUs {BOTH_CPUS}. Writes "
+        f"<date>-workers.{{md,png,json}}",
     )
     p.add_argument("--duration", type=float, help=f"seconds per run ({DEFAULTS['duration']:g})")
     p.add_argument("--rounds", type=int, help=f"rounds per scenario ({DEFAULTS['rounds']})")
     p.add_argument("--warmup", type=float, help=f"warm-up seconds ({DEFAULTS['warmup']:g})")
-    p.add_argument("--concurrency", help=f"comma-separated ({DEFAULTS['concurrency']})")
+    p.add_argument(
+        "--concurrency",
+        help=f"comma-separated ({DEFAULTS['concurrency']}; --workers-report: "
+        f"{WORKERS_CONCURRENCY})",
+    )
     p.add_argument(
         "--scenarios",
-        default=",".join(BY_KEY),
-        help=f"comma-separated subset of {','.join(BY_KEY)}, or none (only the "
-        f"idle-memory measurement)",
+        help=f"comma-separated subset of {','.join(BY_KEY)}, or none (only the idle-memory "
+        f"measurement); default all, --workers-report: {','.join(WORKERS_SCENARIOS)}",
     )
     p.add_argument(
         "--servers",
-        default=",".join([*PEERS, "coachwhip-ceiling"]),
-        help=f"comma-separated subset of {','.join(SPECS)}",
+        help=f"comma-separated subset of {','.join(SPECS)}; default "
+        f"{','.join(MAIN_SERVERS)}, --workers-report: {','.join(WORKERS_SERVERS)}. With "
+        f"--smoke alone, each part takes the listed servers it would run by default",
     )
     p.add_argument(
         "--idle-connections",
         type=int,
-        help=f"idle keep-alive connections to measure; 0 skips ({DEFAULTS['idle_connections']})",
+        help=f"idle keep-alive connections to measure, main suite only; 0 skips "
+        f"({DEFAULTS['idle_connections']})",
     )
     p.add_argument(
         "--out", type=Path, help="output directory (bench/results, or a temp dir with --smoke)"
@@ -90,6 +119,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="use the coachwhip already installed in bench/.venv (no rebuild)",
     )
     args = p.parse_args(argv)
+    if args.concurrency is None and args.workers_report and not args.smoke:
+        args.concurrency = WORKERS_CONCURRENCY
     for key, value in (SMOKE if args.smoke else DEFAULTS).items():
         if getattr(args, key) is None:
             setattr(args, key, value)
@@ -98,10 +129,46 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     if args.scenarios == "none":
         args.scenarios = ""
     for name, allowed in (("scenarios", BY_KEY), ("servers", SPECS)):
-        unknown = [x for x in getattr(args, name).split(",") if x and x not in allowed]
+        given = getattr(args, name)
+        unknown = [x for x in (given or "").split(",") if x and x not in allowed]
         if unknown:
             p.error(f"unknown {name}: {', '.join(unknown)}")
     return args
+
+
+@dataclass(frozen=True)
+class Part:
+    """One report of a run: the main suite, or the workers report."""
+
+    workers: bool  # the workers report: both CPUs for everyone, <date>-workers.*
+    scenarios: list[str]
+    servers: list[str]
+
+    @property
+    def stem_suffix(self) -> str:
+        return "-workers" if self.workers else ""
+
+
+def parts(args: argparse.Namespace) -> list[Part]:
+    """What to run: the main suite, the workers report (--workers-report), or both (--smoke,
+    main suite first). --scenarios and --servers replace a part's defaults; when both parts
+    run, they filter them instead, so that e.g. `--smoke --servers coachwhip,coachwhip-w2`
+    runs coachwhip in both parts and coachwhip-w2 only in the workers report."""
+    scn = None if args.scenarios is None else [x for x in args.scenarios.split(",") if x]
+    srv = None if args.servers is None else [x for x in args.servers.split(",") if x]
+    if args.workers_report:
+        return [Part(True, scn or [*WORKERS_SCENARIOS], srv or [*WORKERS_SERVERS])]
+    main = Part(False, [*BY_KEY] if scn is None else scn, srv or [*MAIN_SERVERS])
+    if not args.smoke:
+        return [main]
+    # Both parts. Multi-worker servers pinned to one core would say nothing: workers report only.
+    main = Part(False, main.scenarios, [n for n in main.servers if SPECS[n].workers == 1])
+    workers = Part(
+        True,
+        [k for k in WORKERS_SCENARIOS if scn is None or k in scn],
+        [n for n in WORKERS_SERVERS if srv is None or n in srv],
+    )
+    return [x for x in (main, workers) if x.servers and (x.scenarios or not x.workers)]
 
 
 def bootstrap(argv: list[str], no_build: bool) -> None:
@@ -171,14 +238,23 @@ def main(argv: list[str]) -> int:
     # without stopping the servers. Both become exceptions that unwind through stop().
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _terminate)
-    os.sched_setaffinity(0, {WRK_CPU})  # this process samples memory beside wrk, not on CPU 0
     raise_nofile()
     loadavg = wait_quiet(args.wait_quiet)
-    started = datetime.datetime.now()
-    out, logs = output_dirs(args, started)
+    out, logs = output_dirs(args, datetime.datetime.now())
+    status = 0
+    for part in parts(args):
+        results = run_part(part, args, argv, loadavg, out, logs)
+        status = 1 if results.failures else status
+        if results.interrupted:
+            break
+        loadavg = os.getloadavg()[0]  # the next part starts on a machine this one warmed up
+    return status
+
+
+def make_plan(part: Part, args: argparse.Namespace, logs: Path) -> suite.Plan:
     plan = suite.Plan(
-        scenarios=[BY_KEY[k] for k in args.scenarios.split(",") if k],
-        servers=args.servers.split(","),
+        scenarios=[BY_KEY[k] for k in part.scenarios],
+        servers=part.servers,
         concurrency=[int(c) for c in args.concurrency.split(",")],
         rounds=args.rounds,
         duration_s=args.duration,
@@ -187,15 +263,52 @@ def main(argv: list[str]) -> int:
         bin_dir=envsetup.VENV / "bin",
         log_dir=logs,
     )
+    if part.workers:
+        # Its own log directory: the server logs are named <scenario>-<server>.log, and the
+        # main suite's coachwhip on hello would otherwise share one with this part's.
+        plan.log_dir = logs / "workers"
+        plan.log_dir.mkdir(exist_ok=True)
+        plan.server_cpus, plan.client, plan.idle_connections = BOTH_CPUS, WORKERS_CLIENT, 0
+    return plan
+
+
+def _announce_placement(plan: suite.Plan, workers: bool) -> None:
+    if workers:
+        print(
+            f"\nbench: workers report. NOT pinned to one core: the servers (taskset -c "
+            f"{plan.server_cpus}) and wrk (taskset -c {plan.client.cpus}, "
+            f"{plan.client.threads} threads) share both CPUs, so wrk competes with the two "
+            f"workers for them",
+            flush=True,
+        )
+    else:
+        print(
+            f"bench: servers pinned to CPU {SERVER_CPU} (taskset -c {SERVER_CPU}), wrk and this "
+            f"runner to CPU {WRK_CPU} (taskset -c {WRK_CPU})",
+            flush=True,
+        )
+
+
+def run_part(
+    part: Part,
+    args: argparse.Namespace,
+    argv: list[str],
+    loadavg: float,
+    out: Path,
+    logs: Path,
+) -> suite.Results:
+    """Measure one part, write its report, print its failures; return its results."""
+    started = datetime.datetime.now()
+    plan = make_plan(part, args, logs)
+    # This process samples memory every 100 ms: beside wrk in the main suite, off the server's
+    # core; in the workers report nothing is pinned, this process included.
+    os.sched_setaffinity(0, {SERVER_CPU, WRK_CPU} if part.workers else {WRK_CPU})
+    _announce_placement(plan, part.workers)
+    estimate = plan.estimate_s()
+    about = f"{estimate / 60:.0f} min" if estimate >= 90 else f"{estimate:.0f} s"
     print(
-        f"bench: servers pinned to CPU {SERVER_CPU} (taskset -c {SERVER_CPU}), wrk and this "
-        f"runner to CPU {WRK_CPU} (taskset -c {WRK_CPU})",
-        flush=True,
-    )
-    print(
-        f"bench: {plan.runs()} runs of {plan.duration_s:g} s, about "
-        f"{plan.estimate_s() / 60:.0f} min; load average {loadavg:.2f}; "
-        f"logs in {logs}",
+        f"bench: {plan.runs()} runs of {plan.duration_s:g} s, about {about}; load average "
+        f"{loadavg:.2f}; logs in {plan.log_dir}",
         flush=True,
     )
     results = suite.Results()
@@ -205,11 +318,14 @@ def main(argv: list[str]) -> int:
         if plan.idle_connections > 0:
             suite.run_idle(plan, BY_KEY["hello"].app, results)
     except (KeyboardInterrupt, SystemExit):  # the servers are stopped; keep what was measured
+        results.interrupted = True
         results.fail("interrupted: the report holds only the runs before the interruption")
-    return _finish(plan, args, argv, started, loadavg, out, results)
+    _finish(part, plan, args, argv, started, loadavg, out, results)
+    return results
 
 
 def _finish(
+    part: Part,
     plan: suite.Plan,
     args: argparse.Namespace,
     argv: list[str],
@@ -217,7 +333,7 @@ def _finish(
     loadavg: float,
     out: Path,
     results: suite.Results,
-) -> int:
+) -> None:
     elapsed = (datetime.datetime.now() - started).total_seconds()
     meta = {
         "date": started.date().isoformat(),
@@ -227,6 +343,7 @@ def _finish(
         "setup_seconds": float(os.environ.get("BENCH_SETUP_SECONDS", "0")),
         "environment": report.environment(loadavg),
         "plan": {
+            "report": "workers" if part.workers else "main",
             "smoke": args.smoke,
             "scenarios": [s.key for s in plan.scenarios],
             "servers": plan.servers,
@@ -235,14 +352,20 @@ def _finish(
             "duration_s": plan.duration_s,
             "warmup_s": plan.warmup_s,
             "idle_connections": plan.idle_connections,
+            "server_cpus": plan.server_cpus,
+            "wrk_cpus": plan.client.cpus,
+            "wrk_threads": plan.client.threads,
+            "cpu_count": os.cpu_count(),
         },
     }
-    path = report.write(out, meta["date"], meta, results.runs, results.idle, results.failures)
+    stem = meta["date"] + part.stem_suffix
+    if part.workers:
+        path = workers_report.write(out, stem, meta, results.runs, results.failures)
+    else:
+        path = report.write(out, stem, meta, results.runs, results.idle, results.failures)
     print(f"\nbench: {len(results.runs)} runs in {elapsed / 60:.1f} min; report {path}", flush=True)
     if results.failures:
         print(f"bench: {len(results.failures)} failure(s):", *results.failures, sep="\n  ")
-        return 1
-    return 0
 
 
 if __name__ == "__main__":

@@ -1,10 +1,11 @@
-"""The servers under test: their command lines, and a handle that starts one pinned to CPU 0,
-waits until it answers, samples its memory and stops it."""
+"""The servers under test: their command lines, and a handle that starts one pinned to given CPUs
+(CPU 0 in the main suite), waits until it answers, samples its memory and CPU time and stops it."""
 
 from __future__ import annotations
 
 import http.client
 import os
+import re
 import resource
 import signal
 import socket
@@ -28,13 +29,16 @@ GRANIAN_BACKPRESSURE = 16384
 class ServerSpec:
     """How to run one server: `argv(bin_dir, app, port)` builds the command line; `env` is added
     to the environment; `flags` is the one-line description that goes into the report;
-    `only` restricts it to those scenarios (empty: all of them)."""
+    `only` restricts it to those scenarios (empty: all of them). `workers` > 1: a supervisor
+    runs that many worker processes as its children; the handle waits for all of them and
+    measures the CPU time of each."""
 
     name: str
     argv: Callable[[Path, str, int], list[str]]
     flags: str
     env: tuple[tuple[str, str], ...] = ()
     only: tuple[str, ...] = ()
+    workers: int = 1
 
     def runs_in(self, scenario: str) -> bool:
         return not self.only or scenario in self.only
@@ -133,6 +137,14 @@ def _coachwhip(bin_dir: Path, app: str, port: int) -> list[str]:
     ]
 
 
+def _coachwhip_workers(count: int, reuse_port: bool) -> Callable[[Path, str, int], list[str]]:
+    def argv(bin_dir: Path, app: str, port: int) -> list[str]:
+        extra = ["--reuse-port"] if reuse_port else []
+        return [*_coachwhip(bin_dir, app, port), "--workers", str(count), *extra]
+
+    return argv
+
+
 SPECS: dict[str, ServerSpec] = {
     s.name: s
     for s in (
@@ -167,9 +179,26 @@ SPECS: dict[str, ServerSpec] = {
             "--interface asgi --workers 1 --runtime-threads 1 --loop uvloop --http 1 "
             "--backpressure 16384",
         ),
+        # Not in the main suite: the workers report (run.py --workers-report) compares these
+        # with `coachwhip`, on both CPUs.
+        ServerSpec(
+            "coachwhip-w2",
+            _coachwhip_workers(2, reuse_port=False),
+            "--no-access-log --lifespan off --loop uvloop --workers 2 (one listening socket, "
+            "shared by the workers)",
+            workers=2,
+        ),
+        ServerSpec(
+            "coachwhip-w2-reuseport",
+            _coachwhip_workers(2, reuse_port=True),
+            "--no-access-log --lifespan off --loop uvloop --workers 2 --reuse-port (a "
+            "SO_REUSEPORT socket per worker)",
+            workers=2,
+        ),
     )
 }
 PEERS = ("coachwhip", "uvicorn", "granian", "hypercorn")
+WORKERS_SERVERS = ("coachwhip", "coachwhip-w2", "coachwhip-w2-reuseport")
 
 
 class ServerError(RuntimeError):
@@ -193,14 +222,17 @@ def raise_nofile(limit: int = NOFILE) -> int:
 
 
 class Server:
-    """One running server process (and its children), logging to `log_path`."""
+    """One running server process (and its children), on CPUs `cpus` (taskset -c syntax),
+    logging to `log_path`."""
 
-    def __init__(self, spec: ServerSpec, app: str, bin_dir: Path, log_path: Path) -> None:
+    def __init__(
+        self, spec: ServerSpec, app: str, bin_dir: Path, log_path: Path, cpus: str = str(SERVER_CPU)
+    ) -> None:
         self.spec = spec
         self.app = app
         self.port = free_port()
         self.log_path = log_path
-        self.argv = ["taskset", "-c", str(SERVER_CPU), *spec.argv(bin_dir, app, self.port)]
+        self.argv = ["taskset", "-c", cpus, *spec.argv(bin_dir, app, self.port)]
         env = {k: v for k, v in os.environ.items() if not k.startswith(("COACHWHIP_", "GRANIAN_"))}
         env.update(spec.env, PYTHONPATH=str(BENCH_DIR), PYTHONUNBUFFERED="1")
         env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"
@@ -218,6 +250,7 @@ class Server:
             preexec_fn=raise_nofile,
         )
         self.pids = [self.proc.pid]
+        self.worker_pids: list[int] = []  # with spec.workers > 1: the supervisor's children
         self.started = time.monotonic()
 
     @property
@@ -239,9 +272,35 @@ class Server:
             except OSError:
                 time.sleep(0.05)
                 continue
-            self.pids = procfs.tree(self.proc.pid)
+            self._wait_workers(timeout_s)
+            self.refresh_pids()
             return time.monotonic() - self.started
         raise self.fail(f"did not answer within {timeout_s:.0f} s")
+
+    def _wait_workers(self, timeout_s: float) -> None:
+        """With a supervisor, the first answer may come from the first worker to be ready:
+        wait (until `timeout_s` after the start) for all worker processes to exist and for
+        the supervisor's "Listening on ... with N workers", which it prints once all are ready.
+        Otherwise the pids taken now would miss a worker's memory and CPU time."""
+        want = self.spec.workers
+        if want <= 1:
+            return
+        announced = re.compile(rf"Listening on .* with {want} worker")
+        while True:
+            count = len(procfs.tree(self.proc.pid)) - 1
+            ready = announced.search(self.log_path.read_text(errors="replace"))
+            if count >= want and ready:
+                return
+            if self.proc.poll() is not None:
+                raise self.fail(f"exited with status {self.proc.returncode} while starting workers")
+            if time.monotonic() - self.started >= timeout_s:
+                why = (
+                    f"has {count} of {want} worker processes"
+                    if count < want
+                    else f'never printed "Listening on ... with {want} workers"'
+                )
+                raise self.fail(f"{why} {timeout_s:.0f} s after its start")
+            time.sleep(0.05)
 
     def request(
         self, method: str, path: str, body: bytes, timeout_s: float = 10.0
@@ -258,6 +317,18 @@ class Server:
 
     def refresh_pids(self) -> None:
         self.pids = procfs.tree(self.proc.pid)
+        if self.spec.workers > 1:
+            self.worker_pids = procfs.children(self.proc.pid)
+
+    def worker_cpu_seconds(self) -> list[float]:
+        """CPU time so far of each worker in `worker_pids` (empty without a supervisor)."""
+        return [procfs.cpu_seconds([pid]) for pid in self.worker_pids]
+
+    def lost_workers(self) -> list[int]:
+        """Workers in `worker_pids` that are no longer the supervisor's children (they died;
+        the supervisor may have replaced them): their CPU time for the run is incomplete."""
+        alive = set(procfs.children(self.proc.pid))
+        return [pid for pid in self.worker_pids if pid not in alive]
 
     def rss_kib(self) -> tuple[int, int]:
         """(whole process tree, largest process) VmRSS in KiB."""

@@ -1,6 +1,7 @@
 """The measuring itself: per scenario, start every server, check and warm each up, then run
 wrk against them in alternation (A B C D, A B C D, ...) at each concurrency; afterwards the
-memory of idle servers and of idle keep-alive connections."""
+memory of idle servers and of idle keep-alive connections. The same machinery serves the main
+suite (servers on CPU 0, wrk on CPU 1) and the workers report (both on CPUs 0 and 1)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from typing import Any
 import idle
 import load
 from scenarios import Scenario
-from servers import SPECS, Server, ServerError
+from servers import SERVER_CPU, SPECS, Server, ServerError
 
 WARMUP_CONNECTIONS = 64
 PAUSE_S = 0.3  # between runs: lets the previous run's connections finish closing
@@ -29,6 +30,8 @@ class Plan:
     idle_connections: int
     bin_dir: Path
     log_dir: Path  # server logs and wrk scripts
+    server_cpus: str = str(SERVER_CPU)  # taskset -c syntax
+    client: load.Client = field(default_factory=load.Client)
 
     def servers_for(self, scenario: Scenario) -> list[str]:
         return [n for n in self.servers if SPECS[n].runs_in(scenario.key)]
@@ -59,6 +62,7 @@ class Results:
     runs: list[dict[str, Any]] = field(default_factory=list)
     idle: dict[str, dict[str, Any]] = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)
+    interrupted: bool = False
 
     def fail(self, message: str) -> None:
         print(f"FAIL {message}", flush=True)
@@ -67,7 +71,10 @@ class Results:
 
 def _start(plan: Plan, names: list[str], app: str, tag: str, results: Results) -> list[Server]:
     """Start the servers together, then wait for each; the ones that fail are recorded."""
-    started = [Server(SPECS[n], app, plan.bin_dir, plan.log_dir / f"{tag}-{n}.log") for n in names]
+    started = [
+        Server(SPECS[n], app, plan.bin_dir, plan.log_dir / f"{tag}-{n}.log", plan.server_cpus)
+        for n in names
+    ]
     ready = []
     for server in started:
         try:
@@ -99,22 +106,40 @@ class Measurement:
     peak_rss_kib: int  # whole process tree
     peak_worker_rss_kib: int  # largest single process
     cpu_s: float  # CPU time the server's processes used during the run
+    worker_cpu_s: list[float]  # of each worker, the supervisor excluded (empty: no supervisor)
 
     def as_dict(self) -> dict[str, Any]:
         per_request = self.cpu_s / self.result.requests * 1e6 if self.result.requests else 0.0
-        return {
+        out = {
             **self.result.as_dict(),
             "peak_rss_kib": self.peak_rss_kib,
             "peak_worker_rss_kib": self.peak_worker_rss_kib,
             "cpu_s": round(self.cpu_s, 2),
             "cpu_us_per_request": round(per_request, 2),
         }
+        if len(self.worker_cpu_s) > 1:
+            out["worker_cpu_s"] = [round(c, 3) for c in self.worker_cpu_s]
+            out["busiest_worker_share"] = busiest_share(self.worker_cpu_s)
+        return out
+
+
+def busiest_share(worker_cpu_s: list[float]) -> float:
+    """The busiest worker's share of the CPU time all workers used: 1/N is a perfectly even
+    split, 1.0 means one worker did everything. 0.0 when nothing was measured."""
+    total = sum(worker_cpu_s)
+    return round(max(worker_cpu_s) / total, 4) if total > 0 else 0.0
 
 
 def _measure(
-    server: Server, scenario: Scenario, script: Path, connections: int, duration_s: float
+    plan: Plan,
+    server: Server,
+    scenario: Scenario,
+    script: Path,
+    connections: int,
+    duration_s: float,
 ) -> Measurement:
-    """One wrk run, with the server's peak RSS (sampled every 100 ms) and its CPU time."""
+    """One wrk run, with the server's peak RSS (sampled every 100 ms) and its CPU time, in
+    total and per worker."""
     peak = [0, 0]
 
     def sample() -> None:
@@ -122,18 +147,25 @@ def _measure(
         peak[0], peak[1] = max(peak[0], tree), max(peak[1], worker)
 
     server.refresh_pids()
-    argv = load.wrk_argv(scenario, script, server.port, connections, duration_s)
+    argv = load.wrk_argv(scenario, script, server.port, connections, duration_s, plan.client)
+    workers_before = server.worker_cpu_seconds()
     cpu_before = server.cpu_seconds()
     result = load.run_wrk(argv, duration_s, sample)
     cpu = server.cpu_seconds() - cpu_before
+    workers = [
+        max(0.0, after - before)  # a worker that died reads 0 now; _verdict reports it
+        for before, after in zip(workers_before, server.worker_cpu_seconds(), strict=True)
+    ]
     sample()
     time.sleep(PAUSE_S)
-    return Measurement(result, peak[0], peak[1], cpu)
+    return Measurement(result, peak[0], peak[1], cpu, workers)
 
 
 def _verdict(server: Server, scenario: Scenario, result: load.WrkResult) -> str | None:
     if server.proc.poll() is not None:
         return f"exited with status {server.proc.returncode} during the run"
+    if lost := server.lost_workers():
+        return f"worker(s) {', '.join(map(str, lost))} exited during the run"
     if result.requests == 0:
         return "no request succeeded"
     if result.status_errors:
@@ -150,7 +182,7 @@ def run_scenario(plan: Plan, scenario: Scenario, results: Results) -> None:
         for server in list(servers):
             try:
                 _check(server, scenario)
-                warm = _measure(server, scenario, script, WARMUP_CONNECTIONS, plan.warmup_s)
+                warm = _measure(plan, server, scenario, script, WARMUP_CONNECTIONS, plan.warmup_s)
                 if (why := _verdict(server, scenario, warm.result)) is not None:
                     raise server.fail(f"warm-up: {why}")
             except (ServerError, load.WrkError, OSError) as e:
@@ -177,7 +209,7 @@ def _run_one(
     servers: list[Server],
 ) -> None:
     try:
-        m = _measure(server, scenario, script, connections, plan.duration_s)
+        m = _measure(plan, server, scenario, script, connections, plan.duration_s)
     except load.WrkError as e:
         results.fail(f"{scenario.key} c={connections} {server.name}: {e}")
         return
@@ -185,11 +217,14 @@ def _run_one(
     results.runs.append({**key, "round": rnd, **m.as_dict()})
     result = m.result
     errors = f" socket errors {result.socket_errors}" if result.socket_errors else ""
+    busiest = (
+        f"  busiest worker {busiest_share(m.worker_cpu_s):.0%}" if len(m.worker_cpu_s) > 1 else ""
+    )
     print(
-        f"    c={connections:<3} round {rnd} {server.name:<18} {result.rps:>9,.0f} req/s  "
+        f"    c={connections:<3} round {rnd} {server.name:<22} {result.rps:>9,.0f} req/s  "
         f"p50 {result.p50_us / 1000:6.2f} ms  p99 {result.p99_us / 1000:6.2f} ms  "
         f"rss {m.peak_rss_kib / 1024:6.1f} MiB  cpu {m.as_dict()['cpu_us_per_request']:5.1f} "
-        f"us/req{errors}",
+        f"us/req{busiest}{errors}",
         flush=True,
     )
     if (why := _verdict(server, scenario, result)) is not None:
