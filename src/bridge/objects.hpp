@@ -32,16 +32,18 @@ struct server_object {
     std::unique_ptr<asgi::scope_builder> scopes;
     PyObject* app;
     PyObject* loop;
-    PyObject* run_http;       // the runner coroutine function (coachwhip._asgi.run_http)
-    PyObject* create_task;    // loop.create_task
-    PyObject* create_future;  // loop.create_future
-    PyObject* call_soon;      // loop.call_soon
-    PyObject* run_scheduled;  // self.run_scheduled (bound; cleared by tp_clear)
-    PyObject* access_log;     // callable(str) or None
-    PyObject* error_log;      // callable(level: int, message: str)
-    PyObject* root_path;      // str
-    PyObject* state;          // dict or None
-    exchange_object* live;    // head of the live-exchange list (each holds a reference)
+    PyObject* run_http;          // the runner coroutine function (coachwhip._asgi.run_http)
+    PyObject* create_task;       // loop.create_task
+    PyObject* task_type;         // asyncio.Task, called directly while the loop has no task factory
+    PyObject* get_task_factory;  // loop.get_task_factory
+    PyObject* create_future;     // loop.create_future
+    PyObject* call_soon;         // loop.call_soon
+    PyObject* run_scheduled;     // self.run_scheduled (bound; cleared by tp_clear)
+    PyObject* access_log;        // callable(str) or None
+    PyObject* error_log;         // callable(level: int, message: str)
+    PyObject* root_path;         // str
+    PyObject* state;             // dict or None
+    exchange_object* live;       // head of the live-exchange list (each holds a reference)
     Py_ssize_t live_count;
     unsigned long long requests_total;  // apps started (for --max-requests)
     unsigned long long request_limit;   // call on_request_limit when requests_total reaches it

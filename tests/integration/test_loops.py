@@ -51,3 +51,18 @@ def poll_events(server: ServerProcess, key: str, wanted: str) -> None:
         return wanted in data
 
     poll(seen, 5, what=f"{wanted} recorded by the app")
+
+
+@pytest.mark.parametrize("loop", LOOPS)
+def test_a_task_factory_installed_by_the_app_makes_the_request_tasks(
+    serve: Serve, loop: str
+) -> None:
+    # Without a factory the engine creates request tasks directly (cheaper than
+    # loop.create_task); with one, every request task must still come from it.
+    server = serve("apps.task_factory:app", "--loop", loop, "--lifespan", "on")
+    with httpx.Client(base_url=server.url) as client:
+        assert [client.get("/").text for _ in range(3)] == ["factory"] * 3
+        assert client.get("/remove").text == "removed"
+        assert [client.get("/").text for _ in range(3)] == ["plain"] * 3
+        assert client.get("/install").text == "installed"
+        assert client.get("/").text == "factory"
