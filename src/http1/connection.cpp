@@ -276,7 +276,16 @@ void connection::finish_request() {
     // position unknown to us only if we stop reading it; we do not drain it, we close.
     if (!body_done_) keep_alive_ = false;
     detach_exchange(true);  // receive() now answers http.disconnect (ASGI: response sent)
-    if (!keep_alive_ || shutting_down_) return start_draining();
+    if (!keep_alive_ || shutting_down_) {
+        // Lingering protects a response from the reset that closing with unread input causes.
+        // When the client itself said it sends nothing more (Connection: close, or HTTP/1.0
+        // without keep-alive), all of its request was read and the last read emptied the
+        // socket, there is nothing to protect against: close as soon as the response is out,
+        // and save the shutdown, the wait for the client's FIN and the read that sees it.
+        close_when_written_ =
+            !info_.keep_alive && body_done_ && in_.empty() && (!read_ready_ || peer_eof_);
+        return start_draining();
+    }
     state_ = state::read_head;
     set_read_timer(timer_kind::keep_alive);
     if (!in_.empty()) return try_parse_head();  // a pipelined request is already here
@@ -404,6 +413,7 @@ void connection::flush() {
         ex_->post(http::ev_drain);
     }
     if (state_ == state::draining && out_.empty()) {
+        if (close_when_written_) return close_now();  // see finish_request()
         t_.shutdown_write();
         state_ = state::lingering;
         read_ready_ = true;

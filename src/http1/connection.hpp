@@ -150,11 +150,12 @@ class connection final : public http::response_sink {
     state state_ = state::read_head;
     core::input_buffer in_;
     core::output_queue out_;
-    size_t scanned_ = 0;              // bytes of the pending head already searched for a line end
-    bool read_ready_ = true;          // the transport may have unread bytes (edge-triggered)
-    bool short_read_drains_ = false;  // see on_readable()
-    bool write_blocked_ = false;      // the last write hit EAGAIN: wait for on_writable
-    bool peer_eof_ = false;           // the client half-closed (or closed) its side
+    size_t scanned_ = 0;               // bytes of the pending head already searched for a line end
+    bool read_ready_ = true;           // the transport may have unread bytes (edge-triggered)
+    bool short_read_drains_ = false;   // see on_readable()
+    bool close_when_written_ = false;  // draining without lingering: see finish_request()
+    bool write_blocked_ = false;       // the last write hit EAGAIN: wait for on_writable
+    bool peer_eof_ = false;            // the client half-closed (or closed) its side
     bool shutting_down_ = false;
     bool keep_alive_ = true;  // for the current request
     size_t lingered_ = 0;

@@ -11,7 +11,7 @@
 
 namespace coachwhip::server {
 
-listener::listener(loop::event_loop& loop, int fd, std::function<void(int)> on_accept,
+listener::listener(loop::event_loop& loop, int fd, accept_fn on_accept,
                    std::function<bool()> may_accept)
     : loop_(loop), fd_(fd), on_accept_(std::move(on_accept)), may_accept_(std::move(may_accept)) {}
 
@@ -38,9 +38,12 @@ void listener::resume() {
             paused_ = true;  // at the connection limit: retried after a connection closes
             return;
         }
-        int fd = ::accept4(fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        sockaddr_storage peer{};
+        socklen_t len = sizeof peer;
+        int fd =
+            ::accept4(fd_, reinterpret_cast<sockaddr*>(&peer), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd >= 0) {
-            on_accept_(fd);
+            on_accept_(fd, peer);
             continue;
         }
         if (errno == EAGAIN || errno == EWOULDBLOCK) return;

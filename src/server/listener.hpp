@@ -6,6 +6,8 @@
 // socket object (and removes a Unix socket file).
 #pragma once
 
+#include <sys/socket.h>
+
 #include <functional>
 
 #include "loop/loop.hpp"
@@ -14,10 +16,12 @@ namespace coachwhip::server {
 
 class listener final : public loop::io_handler {
   public:
-    // `on_accept(fd)` receives each accepted, non-blocking, close-on-exec socket. While
-    // `may_accept()` is false (the connection limit), connections wait in the kernel's queue.
-    listener(loop::event_loop& loop, int fd, std::function<void(int)> on_accept,
-             std::function<bool()> may_accept);
+    // `on_accept(fd, peer)` receives each accepted, non-blocking, close-on-exec socket and
+    // the peer's address as accept4() reported it (no getpeername() call per connection).
+    // While `may_accept()` is false (the connection limit), connections wait in the kernel's
+    // queue.
+    using accept_fn = std::function<void(int, const sockaddr_storage&)>;
+    listener(loop::event_loop& loop, int fd, accept_fn on_accept, std::function<bool()> may_accept);
     ~listener();
     listener(const listener&) = delete;
     listener& operator=(const listener&) = delete;
@@ -33,7 +37,7 @@ class listener final : public loop::io_handler {
     int fd_;
     bool registered_ = false;
     bool paused_ = false;
-    std::function<void(int)> on_accept_;
+    accept_fn on_accept_;
     std::function<bool()> may_accept_;
 };
 

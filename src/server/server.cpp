@@ -120,17 +120,15 @@ core::error server::add_listener(int fd) {
     le->family = ss.ss_family;
     listener_entry* raw = le.get();
     le->l = std::make_unique<listener>(
-        loop_, fd, [this, raw](int cfd) { accept_one(*raw, cfd); },
+        loop_, fd,
+        [this, raw](int cfd, const sockaddr_storage& peer) { accept_one(*raw, cfd, peer); },
         [this] { return may_accept(); });
     if (le->l->start() != 0) return {500, "cannot register the listening socket with epoll"};
     listeners_.push_back(std::move(le));
     return {};
 }
 
-void server::accept_one(listener_entry& le, int fd) {
-    sockaddr_storage peer{};
-    socklen_t len = sizeof peer;
-    getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &len);
+void server::accept_one(listener_entry& le, int fd, const sockaddr_storage& peer) {
     http::endpoint local = le.local;
     if (le.family != AF_UNIX) {
         int one = 1;  // responses go out in one writev; do not let Nagle hold back the last bytes

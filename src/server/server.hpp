@@ -80,7 +80,7 @@ class server final : private http1::connection_owner {
         int family = 0;
     };
 
-    void accept_one(listener_entry& le, int fd);
+    void accept_one(listener_entry& le, int fd, const sockaddr_storage& peer);
     void process_scheduled();
     void reap();
     void enter_io();

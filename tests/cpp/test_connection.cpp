@@ -251,6 +251,42 @@ TEST(Connection, ErrorResponseLingersThenCloses) {
     EXPECT_TRUE(h.closed);
 }
 
+// The client said it sends nothing more and everything it sent was read: no reset can hit the
+// response, so the connection closes once it is written, without shutdown and lingering.
+TEST(Connection, ClientRequestedCloseClosesWithoutLingering) {
+    for (const char* req :
+         {"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", "GET / HTTP/1.0\r\n\r\n"}) {
+        harness h;
+        h.feed(req);
+        EXPECT_EQ(h.t.output.substr(0, 13).substr(9), "200 ") << req;
+        EXPECT_TRUE(h.closed) << req;
+        EXPECT_FALSE(h.t.shut) << req;
+    }
+}
+
+// Bytes after a Connection: close request are unread input: closing now could reset the
+// connection before the client has the response, so it lingers as before.
+TEST(Connection, InputAfterAConnectionCloseRequestStillLingers) {
+    harness h;
+    h.feed("GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\nGET /2 HTTP/1.1\r\n");
+    EXPECT_TRUE(h.t.shut);
+    EXPECT_FALSE(h.closed);
+    EXPECT_EQ(h.armed, timer_kind::linger);
+}
+
+// A server-side reason to close (here a request body the app never read) keeps lingering.
+TEST(Connection, ServerDecidedCloseStillLingers) {
+    harness h;
+    h.auto_respond = false;
+    h.feed("POST / HTTP/1.1\r\nHost: a\r\nConnection: close\r\nContent-Length: 10\r\n\r\nab");
+    http::response_sink::head head{200, {}};
+    h.exchanges.at(0)->send(&head, "early", false);
+    h.pump();
+    EXPECT_TRUE(h.t.shut);
+    EXPECT_FALSE(h.closed);
+    EXPECT_EQ(h.armed, timer_kind::linger);
+}
+
 TEST(Connection, EofBetweenRequestsCloses) {
     harness h;
     h.feed("GET / HTTP/1.1\r\nHost: a\r\n\r\n");
