@@ -1,17 +1,17 @@
-"""The per-request runner: awaits the app and reports how it ended to the engine.
+"""What the engine's request runner needs from Python: logging an app's failure.
 
-The engine creates one Task per request running `run_http(app, scope, exchange)`. The exchange
-(coachwhip._core.Exchange) provides `receive`/`send` and two hooks: `_finish(result)` when the app
-returned (it checks that the response is complete) and `_fail()` when it raised (500 if nothing
-was sent yet, otherwise the connection is closed).
+The engine creates one asyncio Task per request. It runs a `coachwhip._core.Runner`, a coroutine
+written in C (src/bridge/asgi/runner.hpp) that awaits `app(scope, receive, send)` and reports
+how it ended to the exchange: `_finish(result)` when the app returned (it checks the response is
+complete), `_fail()` when it raised (500 if nothing was sent yet, otherwise the connection is
+closed). When it raised, `report_failure(exc)` logs it first.
 """
 
 from __future__ import annotations
 
-import asyncio
-from typing import Any
+import collections.abc
 
-from coachwhip._core import ClientDisconnected
+from coachwhip._core import ClientDisconnected, Runner
 from coachwhip.logs import error_logger
 
 
@@ -32,19 +32,13 @@ def _caused_by_disconnect(exc: BaseException | None, depth: int = 0) -> bool:
     return False
 
 
-async def run_http(app: Any, scope: dict[str, Any], exchange: Any) -> None:
-    try:
-        result = await app(scope, exchange.receive, exchange.send)
-    except asyncio.CancelledError:
-        exchange._fail()  # the server cancelled it (shutdown timeout): close quietly
-        raise
-    except BaseException as exc:
-        if _caused_by_disconnect(exc):
-            error_logger.debug("client disconnected while the app was running: %r", exc)
-        else:
-            error_logger.error("Exception in ASGI application", exc_info=exc)
-        exchange._fail()
-        if isinstance(exc, (KeyboardInterrupt, SystemExit)):
-            raise
-        return
-    exchange._finish(result)
+def report_failure(exc: BaseException) -> None:
+    """Called by the engine's request runner when the app raised `exc` (not CancelledError)."""
+    if _caused_by_disconnect(exc):
+        error_logger.debug("client disconnected while the app was running: %r", exc)
+    else:
+        error_logger.error("Exception in ASGI application", exc_info=exc)
+
+
+# The runner is a coroutine in all but type; say so to the ABC that asyncio.iscoroutine() asks.
+collections.abc.Coroutine.register(Runner)

@@ -15,12 +15,19 @@ class Exchange:
     def _finish(self, result: object) -> None: ...
     def _fail(self) -> None: ...
 
+class Runner:
+    """The coroutine a request's Task runs (see src/bridge/asgi/runner.hpp)."""
+
+    def send(self, value: Any) -> Any: ...
+    def throw(self, *args: Any) -> Any: ...
+    def close(self) -> None: ...
+
 class Server:
     def __init__(
         self,
         app: Any,
         loop: Any,
-        run_http: Callable[[Any, dict[str, Any], Exchange], Awaitable[None]],
+        report_failure: Callable[[BaseException], None],
         *,
         root_path: str = "",
         state: dict[str, Any] | None = None,

@@ -156,7 +156,7 @@ class Worker:
         server = _core.Server(
             self.app,
             loop,
-            _asgi.run_http,
+            _asgi.report_failure,
             root_path=config.root_path,
             state=lifespan.state if lifespan is not None else {},
             keep_alive=config.timeout_keep_alive,

@@ -1,13 +1,14 @@
 // coachwhip._core: module initialisation.
 #include "bridge/asgi/awaitable.hpp"
+#include "bridge/asgi/runner.hpp"
 #include "bridge/objects.hpp"
 
 namespace coachwhip::bridge {
 namespace {
 
 int module_exec(PyObject* m) {
-    if (!py::init_names() || !asgi::init_ready_type(m) || !init_exchange_type(m) ||
-        !init_server_type(m))
+    if (!py::init_names() || !asgi::init_ready_type(m) || !asgi::init_runner_type(m) ||
+        !init_exchange_type(m) || !init_server_type(m))
         return -1;
     if (PyModule_AddObjectRef(m, "ClientDisconnected", client_disconnected_error) < 0) return -1;
     return PyModule_AddStringConstant(m, "ENGINE", "coachwhip http1 (epoll)");

@@ -32,7 +32,7 @@ struct server_object {
     std::unique_ptr<asgi::scope_builder> scopes;
     PyObject* app;
     PyObject* loop;
-    PyObject* run_http;          // the runner coroutine function (coachwhip._asgi.run_http)
+    PyObject* report_failure;    // callable(exc): logs an app's exception (coachwhip._asgi)
     PyObject* create_task;       // loop.create_task
     PyObject* task_type;         // asyncio.Task, called directly while the loop has no task factory
     PyObject* get_task_factory;  // loop.get_task_factory
@@ -71,6 +71,10 @@ struct exchange_object {
 
 bool init_exchange_type(PyObject* module);
 bool init_server_type(PyObject* module);
+
+// exchange._finish(result) and exchange._fail() for the runner (asgi/runner.hpp).
+PyObject* finish_exchange(PyObject* exchange, PyObject* result);
+PyObject* fail_exchange(PyObject* exchange);
 
 // Starts the app for a new request. On failure logs and answers 500 itself.
 void start_exchange(server_object* srv, const std::shared_ptr<http::exchange>& ex);

@@ -175,7 +175,7 @@ int server_init(PyObject* self, PyObject* args, PyObject* kwds) {
     tune_allocator();
     static const char* kwlist[] = {"app",
                                    "loop",
-                                   "run_http",
+                                   "report_failure",
                                    "root_path",
                                    "state",
                                    "keep_alive",
@@ -196,7 +196,7 @@ int server_init(PyObject* self, PyObject* args, PyObject* kwds) {
                                    "request_limit",
                                    "on_request_limit",
                                    nullptr};
-    PyObject *app, *loop, *run_http, *root_path = nullptr, *state = Py_None;
+    PyObject *app, *loop, *report_failure, *root_path = nullptr, *state = Py_None;
     PyObject *access_log = Py_None, *error_log = Py_None;
     double keep_alive = 5.0, header_timeout = 20.0, body_timeout = 60.0, write_timeout = 60.0;
     int server_header = 1, date_header = 1, log_level = 20;
@@ -206,9 +206,9 @@ int server_init(PyObject* self, PyObject* args, PyObject* kwds) {
     PyObject* on_request_limit = Py_None;
     if (!PyArg_ParseTupleAndKeywords(
             args, kwds, "OOO|$UOdppOOidddnnnKnnKO", const_cast<char**>(kwlist), &app, &loop,
-            &run_http, &root_path, &state, &keep_alive, &server_header, &date_header, &access_log,
-            &error_log, &log_level, &header_timeout, &body_timeout, &write_timeout, &request_line,
-            &request_fields, &header_size, &max_body, &concurrency, &max_connections,
+            &report_failure, &root_path, &state, &keep_alive, &server_header, &date_header,
+            &access_log, &error_log, &log_level, &header_timeout, &body_timeout, &write_timeout,
+            &request_line, &request_fields, &header_size, &max_body, &concurrency, &max_connections,
             &request_limit, &on_request_limit))
         return -1;
     if (request_line < 1 || request_fields < 1 || header_size < 1 || concurrency < 0 ||
@@ -253,7 +253,7 @@ int server_init(PyObject* self, PyObject* args, PyObject* kwds) {
     }
     s->app = Py_NewRef(app);
     s->loop = Py_NewRef(loop);
-    s->run_http = Py_NewRef(run_http);
+    s->report_failure = Py_NewRef(report_failure);
     s->root_path = Py_NewRef(root_path ? root_path : py::N().v_empty_str);
     s->state = Py_NewRef(state);
     s->access_log = Py_NewRef(access_log);
@@ -294,7 +294,7 @@ int server_traverse(PyObject* self, visitproc visit, void* arg) {
     Py_VISIT(Py_TYPE(self));
     Py_VISIT(s->app);
     Py_VISIT(s->loop);
-    Py_VISIT(s->run_http);
+    Py_VISIT(s->report_failure);
     Py_VISIT(s->create_task);
     Py_VISIT(s->task_type);
     Py_VISIT(s->get_task_factory);
@@ -312,7 +312,7 @@ int server_clear(PyObject* self) {
     auto* s = reinterpret_cast<server_object*>(self);
     Py_CLEAR(s->app);
     Py_CLEAR(s->loop);
-    Py_CLEAR(s->run_http);
+    Py_CLEAR(s->report_failure);
     Py_CLEAR(s->create_task);
     Py_CLEAR(s->task_type);
     Py_CLEAR(s->get_task_factory);
@@ -370,7 +370,7 @@ PyType_Slot server_slots[] = {
     {Py_tp_getset, server_getset},
     {Py_tp_doc,
      const_cast<char*>(
-         "Server(app, loop, run_http, *, root_path='', state=None, keep_alive=5.0, "
+         "Server(app, loop, report_failure, *, root_path='', state=None, keep_alive=5.0, "
          "server_header=True, date_header=True, access_log=None, error_log=None, log_level=20)\n\n"
          "One worker's HTTP engine. Internal: use coachwhip.run().")},
     {0, nullptr}};

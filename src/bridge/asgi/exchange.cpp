@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "bridge/asgi/awaitable.hpp"
+#include "bridge/asgi/runner.hpp"
 #include "bridge/objects.hpp"
 
 namespace coachwhip::bridge {
@@ -464,6 +465,11 @@ bool init_exchange_type(PyObject* module) {
     return client_disconnected_error != nullptr;
 }
 
+PyObject* finish_exchange(PyObject* exchange, PyObject* result) {
+    return exchange_finish(exchange, result);
+}
+PyObject* fail_exchange(PyObject* exchange) { return exchange_fail(exchange, nullptr); }
+
 // loop.create_task(coro) is Task(coro, loop=loop, name=None) behind a task-factory check, and
 // the keywords cost ~1.1k instructions per request (callgrind: packed into a dict by uvloop,
 // unpacked again by Task.__init__). With no factory set, Task(coro) finds the running loop
@@ -498,12 +504,34 @@ void start_exchange(server_object* srv, const std::shared_ptr<http::exchange>& e
     py::ref self(reinterpret_cast<PyObject*>(obj));
 
     py::ref scope(srv->scopes->build(*ex));
-    PyObject* args[] = {srv->app, scope.get(), self.get()};
-    py::ref coro(scope ? PyObject_Vectorcall(srv->run_http, args, 3, nullptr) : nullptr);
-    py::ref task(coro ? make_task(srv, coro.get()) : nullptr);
-    if (!task) {
+    if (!scope) {
         PyErr_WriteUnraisable(srv->app);
         send_internal_error(obj);
+        return;
+    }
+    py::ref receive(PyObject_GetAttr(self.get(), N().receive));
+    py::ref send(receive ? PyObject_GetAttr(self.get(), N().send) : nullptr);
+    if (!send) {
+        PyErr_WriteUnraisable(srv->app);
+        send_internal_error(obj);
+        return;
+    }
+    // What `await app(scope, receive, send)` does, from C: an exception in the call itself, or
+    // a return value that cannot be awaited, is the app failing like any other.
+    PyObject* args[] = {scope.get(), receive.get(), send.get()};
+    py::ref awaitable(PyObject_Vectorcall(srv->app, args, 3, nullptr));
+    py::ref runner(awaitable ? asgi::make_runner(awaitable.get(), self.get(), srv->report_failure)
+                             : nullptr);
+    if (!runner) {
+        asgi::handle_app_failure(self.get(), srv->report_failure);
+        if (PyErr_Occurred()) PyErr_WriteUnraisable(srv->app);  // KeyboardInterrupt, SystemExit
+        return;
+    }
+    py::ref task(make_task(srv, runner.get()));
+    if (!task) {
+        PyErr_WriteUnraisable(srv->app);
+        py::ref closed(PyObject_CallMethod(runner.get(), "close", nullptr));  // fails the exchange
+        if (!closed) PyErr_Clear();
         return;
     }
     obj->task = task.release();

@@ -1,0 +1,285 @@
+#include "bridge/asgi/runner.hpp"
+
+#include "bridge/objects.hpp"
+
+namespace coachwhip::bridge::asgi {
+namespace {
+
+struct runner_object {
+    PyObject_HEAD PyObject* iter;  // the app's coroutine (or __await__ iterator); nullptr once done
+    PyObject* exchange;            // the request's Exchange; nullptr once done
+    PyObject* report;              // callable(exc): logs an app failure
+    bool running;                  // inside send()/throw(): cr_running
+};
+
+PyTypeObject* g_runner_type = nullptr;  // immutable after module init
+PyObject* g_cancelled_error = nullptr;  // asyncio.CancelledError
+
+runner_object* as_runner(PyObject* self) { return reinterpret_cast<runner_object*>(self); }
+
+void finish_run(runner_object* r) {
+    Py_CLEAR(r->iter);
+    Py_CLEAR(r->exchange);
+}
+
+// The app's awaitable ended with `r` (PYGEN_RETURN: *result holds its value; PYGEN_ERROR: an
+// exception is set). Reports to the exchange and turns the outcome into the runner's own.
+PySendResult settle(runner_object* r, PySendResult status, PyObject** result) {
+    if (status == PYGEN_NEXT) return PYGEN_NEXT;
+    py::ref exchange = py::ref::borrow(r->exchange);
+    finish_run(r);  // before reporting: the exchange may drop the Task, and with it us
+    if (status == PYGEN_RETURN) {
+        py::ref value(*result);
+        *result = nullptr;
+        py::ref done(finish_exchange(exchange.get(), value.get()));
+        if (!done) return PYGEN_ERROR;
+        *result = Py_NewRef(Py_None);
+        return PYGEN_RETURN;
+    }
+    if (handle_app_failure(exchange.get(), r->report)) return PYGEN_ERROR;
+    *result = Py_NewRef(Py_None);
+    return PYGEN_RETURN;
+}
+
+PySendResult runner_am_send(PyObject* self, PyObject* arg, PyObject** result) {
+    runner_object* r = as_runner(self);
+    if (!r->iter) {
+        PyErr_SetString(PyExc_RuntimeError, "cannot reuse already awaited coroutine");
+        *result = nullptr;
+        return PYGEN_ERROR;
+    }
+    r->running = true;
+    PySendResult status = PyIter_Send(r->iter, arg, result);
+    r->running = false;
+    return settle(r, status, result);
+}
+
+// Method-call form of a PySendResult: the yielded value, or StopIteration(value), or the error.
+PyObject* as_method_result(PySendResult status, PyObject* result) {
+    if (status == PYGEN_NEXT) return result;
+    if (status == PYGEN_RETURN) {
+        if (result == Py_None) {
+            PyErr_SetNone(PyExc_StopIteration);
+        } else {  // wrapped, so a tuple or an exception value is not unpacked
+            py::ref args(PyTuple_Pack(1, result));
+            if (args) PyErr_SetObject(PyExc_StopIteration, args.get());
+        }
+        Py_XDECREF(result);
+    }
+    return nullptr;
+}
+
+PyObject* runner_send(PyObject* self, PyObject* arg) {
+    PyObject* result = nullptr;
+    PySendResult status = runner_am_send(self, arg, &result);
+    return as_method_result(status, result);
+}
+
+// throw(exc) / throw(type[, value[, tb]]): asyncio cancels a Task this way.
+PyObject* runner_throw(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
+    runner_object* r = as_runner(self);
+    if (!r->iter) {  // finished: raise it here, as a finished coroutine does
+        if (nargs >= 1 && PyExceptionInstance_Check(args[0])) {
+            PyErr_SetObject(reinterpret_cast<PyObject*>(Py_TYPE(args[0])), args[0]);
+        } else if (nargs >= 1) {
+            PyErr_SetObject(args[0], nargs >= 2 ? args[1] : Py_None);
+        } else {
+            PyErr_SetString(PyExc_TypeError, "throw expected at least 1 argument, got 0");
+        }
+        return nullptr;
+    }
+    py::ref method(PyObject_GetAttrString(r->iter, "throw"));
+    if (!method) return nullptr;
+    r->running = true;
+    PyObject* yielded =
+        PyObject_Vectorcall(method.get(), args, static_cast<size_t>(nargs), nullptr);
+    r->running = false;
+    PyObject* result = yielded;
+    PySendResult status = PYGEN_NEXT;
+    if (!yielded) {
+        status = PYGEN_ERROR;
+        if (PyErr_ExceptionMatches(PyExc_StopIteration)) {  // the app finished
+            PyObject *type, *value, *tb;
+            PyErr_Fetch(&type, &value, &tb);
+            PyErr_NormalizeException(&type, &value, &tb);
+            result = value ? PyObject_GetAttrString(value, "value") : Py_NewRef(Py_None);
+            Py_XDECREF(type);
+            Py_XDECREF(value);
+            Py_XDECREF(tb);
+            if (!result) return nullptr;
+            status = PYGEN_RETURN;
+        }
+    }
+    status = settle(r, status, &result);
+    return as_method_result(status, result);
+}
+
+PyObject* runner_close(PyObject* self, PyObject*) {
+    runner_object* r = as_runner(self);
+    if (!r->iter) Py_RETURN_NONE;
+    py::ref closed(PyObject_CallMethod(r->iter, "close", nullptr));
+    py::ref exchange = py::ref::borrow(r->exchange);
+    finish_run(r);
+    py::ref failed(fail_exchange(exchange.get()));  // the response will not be completed
+    if (!failed) PyErr_WriteUnraisable(self);
+    if (!closed) return nullptr;
+    Py_RETURN_NONE;
+}
+
+PyObject* runner_await(PyObject* self) { return Py_NewRef(self); }
+
+PyObject* runner_iternext(PyObject* self) { return runner_send(self, Py_None); }
+
+// cr_* answer for the app's coroutine; once the run is over, as a closed coroutine does.
+PyObject* forward(runner_object* r, const char* name, PyObject* when_done) {
+    if (!r->iter) return Py_NewRef(when_done);
+    PyObject* v = PyObject_GetAttrString(r->iter, name);
+    if (v || !PyErr_ExceptionMatches(PyExc_AttributeError)) return v;
+    PyErr_Clear();  // an iterator from __await__ that is not a coroutine
+    return Py_NewRef(when_done);
+}
+PyObject* get_cr_running(PyObject* self, void*) {
+    return PyBool_FromLong(as_runner(self)->running);
+}
+PyObject* get_cr_frame(PyObject* self, void*) {
+    return forward(as_runner(self), "cr_frame", Py_None);
+}
+PyObject* get_cr_await(PyObject* self, void*) {
+    return forward(as_runner(self), "cr_await", Py_None);
+}
+PyObject* get_cr_code(PyObject* self, void*) {
+    return forward(as_runner(self), "cr_code", Py_None);
+}
+PyObject* get_cr_suspended(PyObject* self, void*) {
+    return forward(as_runner(self), "cr_suspended", Py_False);
+}
+PyObject* get_qualname(PyObject* self, void*) {
+    py::ref fallback(PyUnicode_FromString("coachwhip.request"));
+    if (!fallback) return nullptr;
+    return forward(as_runner(self), "__qualname__", fallback.get());
+}
+
+int runner_traverse(PyObject* self, visitproc visit, void* arg) {
+    runner_object* r = as_runner(self);
+    Py_VISIT(r->iter);
+    Py_VISIT(r->exchange);
+    Py_VISIT(r->report);
+    Py_VISIT(Py_TYPE(self));
+    return 0;
+}
+
+int runner_clear(PyObject* self) {
+    runner_object* r = as_runner(self);
+    Py_CLEAR(r->iter);
+    Py_CLEAR(r->exchange);
+    Py_CLEAR(r->report);
+    return 0;
+}
+
+void runner_dealloc(PyObject* self) {
+    PyTypeObject* type = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    runner_clear(self);
+    PyObject_GC_Del(self);
+    Py_DECREF(type);  // heap type: each instance holds a reference to it
+}
+
+PyMethodDef runner_methods[] = {
+    {"send", runner_send, METH_O, "Resume the app with a value."},
+    {"throw", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(runner_throw)),
+     METH_FASTCALL, "Raise an exception inside the app (asyncio cancels this way)."},
+    {"close", runner_close, METH_NOARGS, "Close the app's coroutine; the response fails."},
+    {nullptr, nullptr, 0, nullptr}};
+
+PyGetSetDef runner_getset[] = {{"cr_running", get_cr_running, nullptr, nullptr, nullptr},
+                               {"cr_frame", get_cr_frame, nullptr, nullptr, nullptr},
+                               {"cr_await", get_cr_await, nullptr, nullptr, nullptr},
+                               {"cr_code", get_cr_code, nullptr, nullptr, nullptr},
+                               {"cr_suspended", get_cr_suspended, nullptr, nullptr, nullptr},
+                               {"__qualname__", get_qualname, nullptr, nullptr, nullptr},
+                               {"__name__", get_qualname, nullptr, nullptr, nullptr},
+                               {nullptr, nullptr, nullptr, nullptr, nullptr}};
+
+PyType_Slot runner_slots[] = {
+    {Py_tp_dealloc, reinterpret_cast<void*>(runner_dealloc)},
+    {Py_tp_traverse, reinterpret_cast<void*>(runner_traverse)},
+    {Py_tp_clear, reinterpret_cast<void*>(runner_clear)},
+    {Py_am_await, reinterpret_cast<void*>(runner_await)},
+    {Py_am_send, reinterpret_cast<void*>(runner_am_send)},
+    {Py_tp_iter, reinterpret_cast<void*>(PyObject_SelfIter)},
+    {Py_tp_iternext, reinterpret_cast<void*>(runner_iternext)},
+    {Py_tp_methods, runner_methods},
+    {Py_tp_getset, runner_getset},
+    {Py_tp_doc, const_cast<char*>("The coroutine a request's Task runs: drives the ASGI app "
+                                  "and reports how it ended (internal).")},
+    {0, nullptr}};
+
+PyType_Spec runner_spec = {"coachwhip._core.Runner", sizeof(runner_object), 0,
+                           Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC, runner_slots};
+
+}  // namespace
+
+bool init_runner_type(PyObject* module) {
+    py::ref asyncio(PyImport_ImportModule("asyncio"));
+    g_cancelled_error = asyncio ? PyObject_GetAttrString(asyncio.get(), "CancelledError") : nullptr;
+    if (!g_cancelled_error) return false;
+    g_runner_type = reinterpret_cast<PyTypeObject*>(
+        PyType_FromModuleAndSpec(module, &runner_spec, nullptr));  // kept for the process's life
+    if (!g_runner_type) return false;
+    return PyModule_AddObjectRef(module, "Runner", reinterpret_cast<PyObject*>(g_runner_type)) == 0;
+}
+
+PyObject* make_runner(PyObject* awaitable, PyObject* exchange, PyObject* report) {
+    py::ref iter;
+    if (PyCoro_CheckExact(awaitable)) {
+        iter = py::ref::borrow(awaitable);
+    } else {
+        PyAsyncMethods* am = Py_TYPE(awaitable)->tp_as_async;
+        if (!am || !am->am_await)
+            return PyErr_Format(PyExc_TypeError,
+                                "the ASGI app returned %.100s, which cannot be awaited (is it an "
+                                "'async def' function?)",
+                                Py_TYPE(awaitable)->tp_name);
+        iter = py::ref(am->am_await(awaitable));
+        if (!iter) return nullptr;
+        if (!PyIter_Check(iter.get()))
+            return PyErr_Format(PyExc_TypeError,
+                                "__await__() returned non-iterator of type '%.100s'",
+                                Py_TYPE(iter.get())->tp_name);
+    }
+    auto* r = PyObject_GC_New(runner_object, g_runner_type);
+    if (!r) return nullptr;
+    r->iter = iter.release();
+    r->exchange = Py_NewRef(exchange);
+    r->report = Py_NewRef(report);
+    r->running = false;
+    PyObject_GC_Track(r);
+    return reinterpret_cast<PyObject*>(r);
+}
+
+bool handle_app_failure(PyObject* exchange, PyObject* report) {
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyErr_NormalizeException(&type, &value, &tb);
+    if (tb && value) PyException_SetTraceback(value, tb);
+    bool propagate = PyErr_GivenExceptionMatches(type, g_cancelled_error) ||
+                     PyErr_GivenExceptionMatches(type, PyExc_KeyboardInterrupt) ||
+                     PyErr_GivenExceptionMatches(type, PyExc_SystemExit);
+    // The server cancelled it (shutdown timeout): close quietly, no report.
+    if (!PyErr_GivenExceptionMatches(type, g_cancelled_error)) {
+        py::ref reported(PyObject_CallOneArg(report, value ? value : Py_None));
+        if (!reported) PyErr_WriteUnraisable(report);
+    }
+    py::ref failed(fail_exchange(exchange));
+    if (!failed) PyErr_WriteUnraisable(exchange);
+    if (propagate) {
+        PyErr_Restore(type, value, tb);
+        return true;
+    }
+    Py_XDECREF(type);
+    Py_XDECREF(value);
+    Py_XDECREF(tb);
+    return false;
+}
+
+}  // namespace coachwhip::bridge::asgi

@@ -1,0 +1,46 @@
+"""The engine's request runner (src/bridge/asgi/runner.hpp): the C coroutine each request's
+Task runs instead of a Python wrapper. It must accept every awaitable an ASGI app may return,
+fail like `await app(...)` would, and look like a coroutine to asyncio, inspect and anyio."""
+
+from __future__ import annotations
+
+import httpx
+from conftest import Serve
+from harness import poll
+
+
+def test_an_app_returning_a_non_coroutine_awaitable_is_served(serve: Serve) -> None:
+    server = serve("apps.runner_apps:awaitable_app", "--lifespan", "off")
+    assert httpx.get(server.url + "/").text == "awaitable"
+
+
+def test_an_app_that_is_not_async_is_a_500_with_a_hint(serve: Serve) -> None:
+    server = serve("apps.runner_apps:sync_app", "--lifespan", "off")
+    response = httpx.get(server.url + "/")
+    assert response.status_code == 500
+    poll(lambda: "which cannot be awaited (is it an 'async def' function?)" in server.output,
+         5, what="the error logged")  # fmt: skip
+    assert "Exception in ASGI application" in server.output
+
+
+def test_an_app_raising_when_called_is_a_500_with_its_traceback(serve: Serve) -> None:
+    server = serve("apps.runner_apps:raising_call_app", "--lifespan", "off")
+    assert httpx.get(server.url + "/").status_code == 500
+    poll(lambda: "ValueError: raised while being called" in server.output, 5, what="traceback")
+    assert "in raising_call_app" in server.output  # the app's own frame is in the traceback
+    assert httpx.get(server.url + "/").status_code == 500  # and the server goes on
+
+
+def test_asyncio_inspect_and_anyio_see_a_running_coroutine(serve: Serve) -> None:
+    server = serve("apps.runner_apps:introspect_app", "--lifespan", "off")
+    for _ in range(3):
+        assert httpx.get(server.url + "/").text == (
+            "CORO_RUNNING True repr-ok cancelled=True taskgroup-ok"
+        )
+
+
+def test_a_non_none_return_value_is_logged_and_the_response_stands(serve: Serve) -> None:
+    server = serve("apps.runner_apps:return_value_app", "--lifespan", "off")
+    assert httpx.get(server.url + "/").text == "ok"
+    poll(lambda: "ASGI callable should return None, but returned 42" in server.output, 5,
+         what="the warning")  # fmt: skip
