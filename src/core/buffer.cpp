@@ -51,7 +51,24 @@ void output_queue::append(std::string_view bytes) {
             return;
         }
     }
-    segs_.push_back({std::string(bytes), 0});
+    std::string copy = take_buffer(bytes.size());
+    copy.assign(bytes);
+    segs_.push_back({std::move(copy), 0});
+}
+
+std::string output_queue::take_buffer(size_t capacity) {
+    // (Small appends are coalesced into the last segment; a spare would only be freed.)
+    for (size_t i = capacity >= coalesce_limit ? spares_.size() : 0; i-- > 0;) {
+        if (spares_[i].capacity() >= capacity) {
+            std::string s = std::move(spares_[i]);
+            spares_.erase(spares_.begin() + static_cast<std::ptrdiff_t>(i));
+            s.clear();
+            return s;
+        }
+    }
+    std::string s;
+    s.reserve(capacity);
+    return s;
 }
 
 void output_queue::append(std::string&& bytes) {
@@ -80,7 +97,11 @@ void output_queue::consume(size_t n) noexcept {
             return;
         }
         n -= left;
-        s.data = std::string();  // free written segments now, not when the queue empties
+        // Written segments are freed now, not when the queue empties; large ones are kept
+        // for reuse (take_buffer), a few at most.
+        if (s.data.capacity() >= coalesce_limit && spares_.size() < max_spares)
+            spares_.push_back(std::move(s.data));
+        s.data = std::string();
         ++head_;
     }
     if (head_ == segs_.size()) {
@@ -96,7 +117,9 @@ void output_queue::clear() noexcept {
 }
 
 void output_queue::release() noexcept {
-    if (bytes_ == 0) std::vector<segment>().swap(segs_);
+    if (bytes_ != 0) return;
+    std::vector<segment>().swap(segs_);
+    std::vector<std::string>().swap(spares_);
 }
 
 }  // namespace coachwhip::core

@@ -488,8 +488,7 @@ send_result connection::queue_body(std::string_view body, bool more) {
                 return {send_status::error, "response body shorter than its content-length"};
         }
         if (framing_.chunked) {
-            std::string chunk;
-            chunk.reserve(body.size() + 24);
+            std::string chunk = out_.take_buffer(body.size() + 24);
             encode_chunk(chunk, body);
             out_.append(std::move(chunk));
         } else {

@@ -67,5 +67,20 @@ TEST(OutputQueue, CoalescesSmallAppendsAndConsumesAcrossSegments) {
     EXPECT_EQ(q.iov(iov, 4), 0);
 }
 
+// A written large segment's buffer is handed out again instead of a new allocation.
+TEST(OutputQueue, TakeBufferReusesWrittenSegments) {
+    output_queue q;
+    std::string first = q.take_buffer(64 * 1024);
+    first.assign(64 * 1024, 'a');
+    const char* storage = first.data();
+    q.append(std::move(first));
+    q.consume(q.size());
+    std::string again = q.take_buffer(64 * 1024);
+    EXPECT_EQ(again.data(), storage);
+    EXPECT_TRUE(again.empty());
+    EXPECT_NE(q.take_buffer(64 * 1024).data(), storage);  // only one was kept
+    EXPECT_NE(q.take_buffer(16).capacity(), 64u * 1024);  // small: never a spare
+}
+
 }  // namespace
 }  // namespace coachwhip::core
