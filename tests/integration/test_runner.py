@@ -44,3 +44,15 @@ def test_a_non_none_return_value_is_logged_and_the_response_stands(serve: Serve)
     assert httpx.get(server.url + "/").text == "ok"
     poll(lambda: "ASGI callable should return None, but returned 42" in server.output, 5,
          what="the warning")  # fmt: skip
+
+
+def test_cancelling_an_app_whose_awaitable_has_no_throw_fails_its_request(serve: Serve) -> None:
+    # A cancelled Task throws CancelledError into the runner; with no throw() on the app's
+    # iterator, the app fails with it (as `await` would): the request gets its 500 instead of
+    # hanging, quietly, since a cancellation is not an app error.
+    server = serve("apps.runner_apps:no_throw_app", "--lifespan", "off")
+    response = httpx.get(server.url + "/", timeout=5)
+    assert response.status_code == 500
+    assert httpx.get(server.url + "/", timeout=5).status_code == 500  # and the server goes on
+    for text in ("Exception in ASGI application", "AttributeError", "never retrieved"):
+        assert text not in server.output, server.output

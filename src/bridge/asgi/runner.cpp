@@ -75,21 +75,34 @@ PyObject* runner_send(PyObject* self, PyObject* arg) {
     return as_method_result(status, result);
 }
 
+// Sets the exception throw(...) was called with.
+void raise_thrown(PyObject* const* args, Py_ssize_t nargs) {
+    if (nargs >= 1 && PyExceptionInstance_Check(args[0])) {
+        PyErr_SetObject(reinterpret_cast<PyObject*>(Py_TYPE(args[0])), args[0]);
+    } else if (nargs >= 1) {
+        PyErr_SetObject(args[0], nargs >= 2 ? args[1] : Py_None);
+    } else {
+        PyErr_SetString(PyExc_TypeError, "throw expected at least 1 argument, got 0");
+    }
+}
+
 // throw(exc) / throw(type[, value[, tb]]): asyncio cancels a Task this way.
 PyObject* runner_throw(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
     runner_object* r = as_runner(self);
     if (!r->iter) {  // finished: raise it here, as a finished coroutine does
-        if (nargs >= 1 && PyExceptionInstance_Check(args[0])) {
-            PyErr_SetObject(reinterpret_cast<PyObject*>(Py_TYPE(args[0])), args[0]);
-        } else if (nargs >= 1) {
-            PyErr_SetObject(args[0], nargs >= 2 ? args[1] : Py_None);
-        } else {
-            PyErr_SetString(PyExc_TypeError, "throw expected at least 1 argument, got 0");
-        }
+        raise_thrown(args, nargs);
         return nullptr;
     }
     py::ref method(PyObject_GetAttrString(r->iter, "throw"));
-    if (!method) return nullptr;
+    if (!method) {
+        if (!PyErr_ExceptionMatches(PyExc_AttributeError)) return nullptr;
+        // An __await__ iterator without throw(): as with `await`, the exception is raised
+        // where the app awaits, so the app fails with it.
+        PyErr_Clear();
+        raise_thrown(args, nargs);
+        PyObject* none = nullptr;
+        return as_method_result(settle(r, PYGEN_ERROR, &none), none);
+    }
     r->running = true;
     PyObject* yielded =
         PyObject_Vectorcall(method.get(), args, static_cast<size_t>(nargs), nullptr);

@@ -66,3 +66,30 @@ async def introspect_app(scope: dict[str, Any], receive: Any, send: Any) -> None
 async def return_value_app(scope: dict[str, Any], receive: Any, send: Any) -> int:
     await _reply(send, b"ok")
     return 42
+
+
+class _NoThrowIterator:
+    """An __await__ iterator with no throw(): it waits on a future that is never resolved, and
+    has the running task cancelled meanwhile (as the server does at its shutdown deadline)."""
+
+    def __iter__(self) -> _NoThrowIterator:
+        return self
+
+    def __next__(self) -> Any:
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
+        loop.call_soon(task.cancel)
+        future = loop.create_future()
+        future._asyncio_future_blocking = True  # what `yield from future` would have set
+        return future
+
+
+class _NoThrowAwaitable:
+    def __await__(self) -> Any:
+        return _NoThrowIterator()
+
+
+def no_throw_app(scope: dict[str, Any], receive: Any, send: Any) -> Any:
+    """Returns an awaitable whose iterator has no throw(); its task is then cancelled."""
+    return _NoThrowAwaitable()
