@@ -8,7 +8,7 @@ import platform
 import statistics
 import subprocess
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -310,54 +310,54 @@ def _idle_section(idle: dict[str, dict[str, Any]], servers: list[str]) -> list[s
     ]
 
 
+def scenario_table(
+    summary: Summary,
+    s: Scenario,
+    plan: dict[str, Any],
+    last_header: str,
+    last_cell: Callable[[str, int, dict[str, Any]], str],
+) -> list[str]:
+    """Every figure of one scenario, a row per concurrency and server; the column before
+    'socket errors' is the report's own (`last_cell(server, conns, entry)`)."""
+    rows = []
+    for conns in plan["concurrency"]:
+        for n in plan["servers"]:
+            e = summary.get((s.key, n, conns))
+            if e is None:
+                continue
+            spread = (e["rps_max"] - e["rps_min"]) / e["rps"] if e["rps"] else 0.0
+            rows.append(
+                [
+                    str(conns),
+                    n,
+                    _rps(e["rps"]),
+                    f"{spread:.0%}",
+                    _ms(e["p50_ms"]),
+                    _ms(e["p99_ms"]),
+                    _mib(e["rss_mib"]),
+                    f"{e['cpu_us']:.1f}" if e["cpu_us"] else "—",
+                    last_cell(n, conns, e),
+                    str(int(e["socket_errors"]) or ""),
+                ]
+            )
+    header = ["conns", "server", "req/s", "spread", "p50 ms", "p99 ms", "peak RSS MiB"]
+    header += ["CPU µs/req", last_header, "socket errors"]
+    return [f"**{_label(s)}**", "", *_table(header, rows)]
+
+
 def _details(
     summary: Summary, scenarios: list[Scenario], plan: dict[str, Any], peers: list[str]
 ) -> list[str]:
     out = ["<details><summary>Every scenario at every concurrency</summary>", ""]
     for s in scenarios:
-        rows = []
-        for conns in plan["concurrency"]:
+
+        def ratio(n: str, conns: int, e: dict[str, Any], s: Scenario = s) -> str:
+            if n == "coachwhip" or n not in peers:
+                return ""
             cw = summary.get((s.key, "coachwhip", conns))
-            for n in plan["servers"]:
-                e = summary.get((s.key, n, conns))
-                if e is None:
-                    continue
-                ratio = (
-                    ""
-                    if n == "coachwhip" or n not in peers
-                    else _ratio(cw["rps"] if cw else None, e["rps"])
-                )
-                spread = (e["rps_max"] - e["rps_min"]) / e["rps"] if e["rps"] else 0.0
-                rows.append(
-                    [
-                        str(conns),
-                        n,
-                        _rps(e["rps"]),
-                        f"{spread:.0%}",
-                        _ms(e["p50_ms"]),
-                        _ms(e["p99_ms"]),
-                        _mib(e["rss_mib"]),
-                        f"{e['cpu_us']:.1f}" if e["cpu_us"] else "—",
-                        ratio,
-                        str(int(e["socket_errors"]) or ""),
-                    ]
-                )
-        out += [f"**{_label(s)}**", ""]
-        out += _table(
-            [
-                "conns",
-                "server",
-                "req/s",
-                "spread",
-                "p50 ms",
-                "p99 ms",
-                "peak RSS MiB",
-                "CPU µs/req",
-                "cw ÷ server",
-                "socket errors",
-            ],
-            rows,
-        )
+            return _ratio(cw["rps"] if cw else None, e["rps"])
+
+        out += scenario_table(summary, s, plan, "cw ÷ server", ratio)
     return [*out, "</details>", ""]
 
 

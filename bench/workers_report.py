@@ -9,7 +9,17 @@ import json
 from pathlib import Path
 from typing import Any
 
-from report import COLORS, Summary, _build, _label, _mib, _ms, _ratio, _rps, _table, summarise
+from report import (
+    COLORS,
+    Summary,
+    _build,
+    _label,
+    _ratio,
+    _rps,
+    _table,
+    scenario_table,
+    summarise,
+)
 from scenarios import SCENARIOS, Scenario
 from servers import SPECS, WORKERS_SERVERS
 
@@ -121,43 +131,7 @@ def _overview(summary: Summary, scenarios: list[Scenario], plan: dict[str, Any])
 def _details(summary: Summary, scenarios: list[Scenario], plan: dict[str, Any]) -> list[str]:
     out = ["## Every figure", ""]
     for s in scenarios:
-        rows = []
-        for c in plan["concurrency"]:
-            for n in plan["servers"]:
-                e = summary.get((s.key, n, c))
-                if e is None:
-                    continue
-                spread = (e["rps_max"] - e["rps_min"]) / e["rps"] if e["rps"] else 0.0
-                rows.append(
-                    [
-                        str(c),
-                        n,
-                        _rps(e["rps"]),
-                        f"{spread:.0%}",
-                        _ms(e["p50_ms"]),
-                        _ms(e["p99_ms"]),
-                        _mib(e["rss_mib"]),
-                        f"{e['cpu_us']:.1f}" if e["cpu_us"] else "—",
-                        _balance(e),
-                        str(int(e["socket_errors"]) or ""),
-                    ]
-                )
-        out += [f"**{_label(s)}**", ""]
-        out += _table(
-            [
-                "conns",
-                "server",
-                "req/s",
-                "spread",
-                "p50 ms",
-                "p99 ms",
-                "peak RSS MiB",
-                "CPU µs/req",
-                "busiest worker",
-                "socket errors",
-            ],
-            rows,
-        )
+        out += scenario_table(summary, s, plan, "busiest worker", lambda _n, _c, e: _balance(e))
     return out
 
 
