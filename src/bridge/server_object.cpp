@@ -271,6 +271,8 @@ int server_init(PyObject* self, PyObject* args, PyObject* kwds) {
     py::ref asyncio(PyImport_ImportModule("asyncio"));
     s->task_type = asyncio ? PyObject_GetAttrString(asyncio.get(), "Task") : nullptr;
     if (!s->task_type) return -1;
+    s->task_kwargs = Py_BuildValue("{sOss}", "loop", loop, "name", "coachwhip.request");
+    if (!s->task_kwargs) return -1;
     s->scopes->configure(s->root_path, state == Py_None ? nullptr : state);
     s->engine->set_schedule_hook(schedule_hook, s);
     const char* ceiling = std::getenv("COACHWHIP_BENCH_CEILING");
@@ -297,6 +299,7 @@ int server_traverse(PyObject* self, visitproc visit, void* arg) {
     Py_VISIT(s->report_failure);
     Py_VISIT(s->create_task);
     Py_VISIT(s->task_type);
+    Py_VISIT(s->task_kwargs);
     Py_VISIT(s->get_task_factory);
     Py_VISIT(s->create_future);
     Py_VISIT(s->call_soon);
@@ -315,6 +318,7 @@ int server_clear(PyObject* self) {
     Py_CLEAR(s->report_failure);
     Py_CLEAR(s->create_task);
     Py_CLEAR(s->task_type);
+    Py_CLEAR(s->task_kwargs);
     Py_CLEAR(s->get_task_factory);
     Py_CLEAR(s->create_future);
     Py_CLEAR(s->call_soon);

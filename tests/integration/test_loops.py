@@ -64,5 +64,8 @@ def test_a_task_factory_installed_by_the_app_makes_the_request_tasks(
         assert [client.get("/").text for _ in range(3)] == ["factory"] * 3
         assert client.get("/remove").text == "removed"
         assert [client.get("/").text for _ in range(3)] == ["plain"] * 3
+        # The engine's own tasks: real asyncio Tasks on the server's loop, named for what they
+        # run (a constant name: formatting "Task-<n>" cost ~1.4k instructions per request).
+        assert client.get("/task").text == "Task coachwhip.request True"
         assert client.get("/install").text == "installed"
         assert client.get("/").text == "factory"

@@ -471,13 +471,18 @@ PyObject* finish_exchange(PyObject* exchange, PyObject* result) {
 PyObject* fail_exchange(PyObject* exchange) { return exchange_fail(exchange, nullptr); }
 
 // loop.create_task(coro) is Task(coro, loop=loop, name=None) behind a task-factory check, and
-// the keywords cost ~1.1k instructions per request (callgrind: packed into a dict by uvloop,
-// unpacked again by Task.__init__). With no factory set, Task(coro) finds the running loop
-// itself. A factory an app or APM tool installs (even during lifespan startup) is honoured.
+// uvloop packs the keywords into a new dict that Task.__init__ unpacks again (callgrind: ~1.1k
+// instructions per request). With no factory set we call Task ourselves, with one kwargs dict
+// made once. Both keywords matter: without `loop` Task.__init__ asks for the running loop, which
+// in 3.11 costs a getpid() syscall (strace: one per request); without `name` it formats
+// "Task-<n>" (PyUnicode_FromFormat, ~1.4k instructions). A factory an app or APM tool installs
+// (even during lifespan startup) is honoured.
 PyObject* make_task(server_object* srv, PyObject* coro) {
     py::ref factory(PyObject_CallNoArgs(srv->get_task_factory));
     if (!factory) return nullptr;
-    return PyObject_CallOneArg(factory.get() == Py_None ? srv->task_type : srv->create_task, coro);
+    if (factory.get() != Py_None) return PyObject_CallOneArg(srv->create_task, coro);
+    py::ref args(PyTuple_Pack(1, coro));
+    return args ? PyObject_Call(srv->task_type, args.get(), srv->task_kwargs) : nullptr;
 }
 
 void start_exchange(server_object* srv, const std::shared_ptr<http::exchange>& ex) {

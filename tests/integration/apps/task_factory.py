@@ -1,6 +1,7 @@
 """App that installs an event-loop task factory during lifespan startup (as APM and context
 libraries do) and reports whether each request runs in a task that factory made. /remove and
-/install take the factory away and put it back while the server runs."""
+/install take the factory away and put it back while the server runs; /task describes the
+request's task."""
 
 from __future__ import annotations
 
@@ -31,6 +32,10 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     if scope["path"] == "/install":
         asyncio.get_running_loop().set_task_factory(factory)
         body = b"installed"
+    elif scope["path"] == "/task":
+        # What asyncio says about the request's own task (no factory installed).
+        own_loop = task is not None and task.get_loop() is asyncio.get_running_loop()
+        body = f"{type(task).__name__} {task.get_name() if task else None} {own_loop}".encode()
     elif scope["path"] == "/remove":
         asyncio.get_running_loop().set_task_factory(None)
         body = b"removed"
