@@ -1,5 +1,7 @@
 #include "bridge/asgi/scope.hpp"
 
+#include <iterator>
+
 namespace coachwhip::bridge::asgi {
 namespace {
 constexpr size_t cache_limit = 512;  // bounded: a client cannot grow the caches without limit
@@ -42,6 +44,8 @@ scope_builder::~scope_builder() {
     for (auto& [k, v] : hosts_)
         Py_DECREF(v);
     Py_XDECREF(server_tuple_);
+    Py_XDECREF(template_);
+    Py_XDECREF(asgi_);
 }
 
 PyObject* scope_builder::host(const std::string& h) {
@@ -53,7 +57,7 @@ PyObject* scope_builder::host(const std::string& h) {
 }
 
 PyObject* scope_builder::method(std::string_view m) {
-    auto it = methods_.find(std::string(m));
+    auto it = methods_.find(m);
     if (it != methods_.end()) return Py_NewRef(it->second);
     PyObject* s = py::str(m);
     if (s && methods_.size() < cache_limit) methods_.emplace(std::string(m), Py_NewRef(s));
@@ -61,7 +65,7 @@ PyObject* scope_builder::method(std::string_view m) {
 }
 
 PyObject* scope_builder::header_name(std::string_view raw) {
-    auto it = names_.find(std::string(raw));
+    auto it = names_.find(raw);
     if (it != names_.end()) return Py_NewRef(it->second);
     PyObject* b = PyBytes_FromStringAndSize(nullptr, static_cast<Py_ssize_t>(raw.size()));
     if (!b) return nullptr;
@@ -137,42 +141,72 @@ bool scope_builder::add_path(PyObject* scope, std::string_view target) {
     }
     return set_item(scope, n.path, path.release()) == 0 &&
            set_item(scope, n.raw_path, raw_path.release()) == 0 &&
-           set_item(scope, n.query_string,
-                    query.empty() ? Py_NewRef(n.v_empty_bytes) : py::bytes(query)) == 0;
+           (query.empty() || set_item(scope, n.query_string, py::bytes(query)) == 0);
 }
 
 PyObject* scope_builder::server_endpoint(const http::endpoint& ep, bool unix_server) {
-    std::string key = ep.host + ':' + std::to_string(ep.port);
-    if (!server_tuple_ || key != server_key_) {
+    if (!server_tuple_ || ep.port != server_port_ || unix_server != server_unix_ ||
+        ep.host != server_host_ || !ep.known) {
         PyObject* t = endpoint(&ep, unix_server);
-        if (!t) return nullptr;
+        if (!t || !ep.known) return t;  // None for an unknown address: nothing to cache
         Py_XSETREF(server_tuple_, t);
-        server_key_ = std::move(key);
+        server_host_ = ep.host;
+        server_port_ = ep.port;
+        server_unix_ = unix_server;
     }
     return Py_NewRef(server_tuple_);
 }
 
+bool scope_builder::make_template() {
+    const auto& n = py::N();
+    Py_XSETREF(asgi_, PyDict_New());
+    if (!asgi_ || PyDict_SetItem(asgi_, n.version, n.v_asgi_version) < 0 ||
+        PyDict_SetItem(asgi_, n.spec_version, n.v_spec_version) < 0)
+        return false;
+    // Every key, in the order build() fills them; None where each request sets its own value.
+    PyObject* items[][2] = {
+        {n.type, n.http},
+        {n.asgi, Py_None},
+        {n.http_version, n.v_http_1_1},
+        {n.method, Py_None},
+        {n.scheme, n.v_scheme_http},
+        {n.path, Py_None},
+        {n.raw_path, Py_None},
+        {n.query_string, n.v_empty_bytes},
+        {n.root_path, root_path_ ? root_path_ : n.v_empty_str},
+        {n.headers, Py_None},
+        {n.client, Py_None},
+        {n.server, Py_None},
+        {n.state, Py_None},
+    };
+    template_ = _PyDict_NewPresized(std::size(items));
+    if (!template_) return false;
+    for (auto& [k, v] : items) {
+        if (k == n.state && !state_) continue;
+        if (PyDict_SetItem(template_, k, v) < 0) return false;
+    }
+    return true;
+}
+
 PyObject* scope_builder::build(const http::exchange& ex) {
     const auto& n = py::N();
-    py::ref scope(_PyDict_NewPresized(13));  // the keys below, without a resize
-    py::ref asgi(PyDict_New());
-    if (!scope || !asgi) return nullptr;
-    if (PyDict_SetItem(asgi.get(), n.version, n.v_asgi_version) < 0 ||
-        PyDict_SetItem(asgi.get(), n.spec_version, n.v_spec_version) < 0)
+    if (!template_ && !make_template()) {
+        Py_CLEAR(template_);
         return nullptr;
+    }
+    // PyDict_Copy of a dense dict clones its key table in one go; the sets below then replace
+    // values in place (no insertion, no resize).
+    py::ref scope(PyDict_Copy(template_));
+    if (!scope) return nullptr;
     PyObject* d = scope.get();
     bool unix_server = ex.server.known && ex.server.port < 0;
-    bool ok =
-        PyDict_SetItem(d, n.type, n.http) == 0 && PyDict_SetItem(d, n.asgi, asgi.get()) == 0 &&
-        PyDict_SetItem(d, n.http_version, ex.http_version == "1.1" ? n.v_http_1_1 : n.v_http_1_0) ==
-            0 &&
-        set_item(d, n.method, method(ex.method)) == 0 &&
-        PyDict_SetItem(d, n.scheme, n.v_scheme_http) == 0 && add_path(d, ex.target) &&
-        PyDict_SetItem(d, n.root_path, root_path_ ? root_path_ : n.v_empty_str) == 0 &&
-        set_item(d, n.headers, headers(ex)) == 0 &&
-        set_item(d, n.client, endpoint(&ex.client, false)) == 0 &&
-        set_item(d, n.server, endpoint(&ex.server, unix_server)) == 0 &&
-        (!state_ || set_item(d, n.state, PyDict_Copy(state_)) == 0);
+    bool ok = set_item(d, n.asgi, PyDict_Copy(asgi_)) == 0 &&
+              (ex.http_version == "1.1" || PyDict_SetItem(d, n.http_version, n.v_http_1_0) == 0) &&
+              set_item(d, n.method, method(ex.method)) == 0 && add_path(d, ex.target) &&
+              set_item(d, n.headers, headers(ex)) == 0 &&
+              set_item(d, n.client, endpoint(&ex.client, false)) == 0 &&
+              set_item(d, n.server, server_endpoint(ex.server, unix_server)) == 0 &&
+              (!state_ || set_item(d, n.state, PyDict_Copy(state_)) == 0);
     return ok ? scope.release() : nullptr;
 }
 

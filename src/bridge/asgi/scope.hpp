@@ -1,10 +1,15 @@
 // coachwhip::bridge::asgi — building the ASGI `http` scope (ASGI HTTP spec 2.4) from an exchange.
 //
 // One pass over the request: method and header names come from small caches of immutable
-// Python objects (the same few dozen names arrive on every request), values are new bytes.
+// Python objects (the same few dozen names arrive on every request), values are new bytes. The
+// dict itself is a copy of a template that holds every key in its final order and the values
+// that do not change between requests, so each request replaces values in place instead of
+// inserting keys into an empty dict (callgrind: ~1k instructions less per request).
 #pragma once
 
+#include <functional>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 
 #include "bridge/py.hpp"
@@ -25,12 +30,23 @@ class scope_builder {
     void configure(PyObject* root_path, PyObject* state) {
         root_path_ = root_path;
         state_ = state;
+        Py_CLEAR(template_);
     }
 
     // A new `http` scope dict, or nullptr with an exception set.
     PyObject* build(const http::exchange& ex);
 
   private:
+    // Heterogeneous lookup: the caches are searched with views into the request, no copies.
+    struct text_hash {
+        using is_transparent = void;
+        size_t operator()(std::string_view s) const noexcept {
+            return std::hash<std::string_view>{}(s);
+        }
+    };
+    using cache = std::unordered_map<std::string, PyObject*, text_hash, std::equal_to<>>;
+
+    bool make_template();
     PyObject* method(std::string_view m);
     PyObject* header_name(std::string_view raw);
     PyObject* headers(const http::exchange& ex);
@@ -42,13 +58,17 @@ class scope_builder {
 
     PyObject* root_path_ = nullptr;  // borrowed
     PyObject* state_ = nullptr;      // borrowed
+    PyObject* template_ = nullptr;   // owned; built on first use (after configure)
+    PyObject* asgi_ = nullptr;       // owned; {"version": "3.0", "spec_version": "2.4"}, copied
     // The server address is the same for (nearly) every request: its tuple is built once.
     // Tuples are immutable, so sharing one between scopes is safe.
-    std::string server_key_;
-    PyObject* server_tuple_ = nullptr;                    // owned
-    std::unordered_map<std::string, PyObject*> hosts_;    // client host -> str, owned
-    std::unordered_map<std::string, PyObject*> methods_;  // owned values
-    std::unordered_map<std::string, PyObject*> names_;    // raw name -> lowercased bytes, owned
+    std::string server_host_;
+    int server_port_ = -1;
+    bool server_unix_ = false;
+    PyObject* server_tuple_ = nullptr;  // owned
+    cache hosts_;                       // client host -> str, owned
+    cache methods_;                     // owned values
+    cache names_;                       // raw name -> lowercased bytes, owned
 };
 
 // Percent-decodes `in` (RFC 3986 §2.1) into `out`; invalid escapes are kept literally.
