@@ -4,14 +4,36 @@
 
 namespace coachwhip::core {
 
+block_pool::block_pool(size_t block_size, size_t max_free)
+    : block_size_(block_size), max_free_(max_free) {
+    free_.reserve(max_free);
+}
+
+std::unique_ptr<char[]> block_pool::take() {
+    if (free_.empty()) return std::make_unique_for_overwrite<char[]>(block_size_);
+    std::unique_ptr<char[]> b = std::move(free_.back());
+    free_.pop_back();
+    return b;
+}
+
+void block_pool::give(std::unique_ptr<char[]> block) noexcept {
+    if (block && free_.size() < max_free_) free_.push_back(std::move(block));
+}
+
 std::pair<char*, size_t> input_buffer::reserve(size_t want, size_t limit) {
     if (cap_ - end_ >= want) return {data_.get() + end_, cap_ - end_};
     // Reclaim consumed space first: cheaper than growing, and keeps the buffer at its size.
     if (start_ > 0) compact();
     if (cap_ - end_ < want && cap_ < limit) {
         size_t new_cap = std::min(limit, std::max({cap_ * 2, end_ + want, size_t{4096}}));
+        if (!data_ && pool_ && new_cap == pool_->block_size()) {
+            data_ = pool_->take();
+            cap_ = new_cap;
+            return {data_.get(), cap_};
+        }
         auto grown = std::make_unique_for_overwrite<char[]>(new_cap);
         if (end_) std::memcpy(grown.get(), data_.get(), end_);
+        if (pool_ && cap_ == pool_->block_size()) pool_->give(std::move(data_));
         data_ = std::move(grown);
         cap_ = new_cap;
     }
@@ -32,6 +54,7 @@ void input_buffer::compact() noexcept {
 
 void input_buffer::release() noexcept {
     if (!empty()) return;
+    if (pool_ && cap_ == pool_->block_size()) pool_->give(std::move(data_));
     data_.reset();
     cap_ = start_ = end_ = 0;
 }
@@ -73,7 +96,12 @@ std::string output_queue::take_buffer(size_t capacity) {
 
 void output_queue::append(std::string&& bytes) {
     if (bytes.empty()) return;
-    if (bytes.size() < coalesce_limit) return append(std::string_view(bytes));
+    // Small: into the last unwritten segment when it has room. Otherwise the string itself
+    // becomes the segment (no copy), with whatever spare capacity the caller gave it, so the
+    // small appends that follow (a response body after its head) land there too.
+    if (bytes.size() < coalesce_limit && segs_.size() > head_ &&
+        segs_.back().data.size() + bytes.size() <= coalesce_limit * 2)
+        return append(std::string_view(bytes));
     bytes_ += bytes.size();
     segs_.push_back({std::move(bytes), 0});
 }

@@ -33,7 +33,13 @@ std::span<header_field> header_storage(size_t n) {
 connection::connection(transport& t, connection_owner& owner, const connection_config& cfg,
                        http::event_queue& events, const http::endpoint& client,
                        const http::endpoint& server)
-    : t_(t), owner_(owner), cfg_(cfg), events_(events), client_(client), server_(server) {
+    : t_(t),
+      owner_(owner),
+      cfg_(cfg),
+      events_(events),
+      client_(client),
+      server_(server),
+      in_(cfg.read_blocks) {
     set_read_timer(timer_kind::keep_alive);
 }
 
@@ -97,6 +103,10 @@ void connection::read_input() {
         if (n > 0) {
             in_.commit(static_cast<size_t>(n));
             consume_input();
+            // Everything read was parsed (a GET, or body bytes handed to the exchange): the
+            // block goes back to the pool now, not when the response is done, so connections
+            // waiting on their app hold no input memory and the next read anywhere reuses it.
+            in_.release();
             if (short_read_drains_ && static_cast<size_t>(n) < room && read_ready_ &&
                 state_ != state::closed) {
                 read_ready_ = false;  // the queue is empty: as if the next read said EAGAIN
@@ -196,6 +206,7 @@ void connection::start_request(const request_head& head, const request_info& inf
     scanned_ = 0;
 
     info_ = info;
+    info_.host = {};  // a view into the input buffer, which is reused from here on
     minor_version_ = head.minor_version;
     head_request_ = head.method == "HEAD";
     keep_alive_ = info.keep_alive && !shutting_down_;
@@ -459,6 +470,15 @@ send_result connection::queue_head(const head& h, std::string_view body, bool mo
     opt.date_header = cfg_.date_header;
     if (!more) opt.body_size = body.size();
     std::string bytes;
+    if (body.size() < core::output_queue::coalesce_limit) {
+        // Room for the head and the body that queue_body() appends to it: one allocation and
+        // one iovec per response. 184 covers the status line, the fields we add and the
+        // framing of a first chunk.
+        size_t need = 184 + body.size();
+        for (const auto& f : h.headers)
+            need += f.name.size() + f.value.size() + 4;
+        bytes.reserve(need);
+    }
     core::error err = encode_response_head(bytes, h.status, h.headers, opt, framing_);
     if (err) return {send_status::error, err.reason};
     if (framing_.no_body && !head_request_ && !body.empty())

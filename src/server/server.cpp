@@ -95,11 +95,13 @@ struct server::conn_entry final : loop::io_handler {
 
 server::server(const server_config& cfg)
     : cfg_(cfg),
+      read_blocks_(cfg.conn.read_chunk, 8),
       keep_alive_list_(cfg.keep_alive_ms),
       header_list_(cfg.header_timeout_ms),
       body_list_(cfg.body_timeout_ms),
       write_list_(cfg.write_timeout_ms),
       linger_list_(cfg.linger_ms) {
+    cfg_.conn.read_blocks = &read_blocks_;
     for (auto* list : {&keep_alive_list_, &header_list_, &body_list_, &write_list_, &linger_list_})
         loop_.add_list(list);
 }

@@ -97,6 +97,10 @@ class server final : private http1::connection_owner {
     bool may_accept() const noexcept;
 
     server_config cfg_;
+    // Input-buffer blocks for the connections (declared before conns_, so it outlives them).
+    // A connection holds one only from a read until what it read is parsed, so a few spares
+    // serve any number of connections.
+    core::block_pool read_blocks_;
     loop::event_loop loop_;
     loop::timeout_list keep_alive_list_;
     loop::timeout_list header_list_;
