@@ -60,7 +60,7 @@ struct exchange_object {
     PyObject* task;                                    // strong until the app finished
     PyObject* recv_waiter;    // future an app's receive() awaits, or nullptr
     PyObject* send_waiter;    // future an app's send() awaits, or nullptr
-    PyObject* start_headers;  // list copied from http.response.start, until sent
+    PyObject* start_headers;  // (name0, value0, name1, ...) from http.response.start, until sent
     int start_status;
     uint8_t asgi_state;    // see exchange.cpp
     bool body_finished;    // the last http.request was delivered

@@ -130,6 +130,11 @@ VIOLATIONS = {
     "/error/header-value?c=crlf": r"(?i)header|value|x-evil|invalid|CR|LF",
     "/error/header-value?c=nul": r"(?i)header|value|x-evil|invalid|NUL|\\x00",
     "/error/unknown-type": r"http\.bogus",
+    "/error/header-shape?k=str-name": r"must be bytes, got \(str, bytes\)",
+    "/error/header-shape?k=int-value": r"must be bytes, got \(bytes, int\)",
+    "/error/header-shape?k=triple": r"pair of 2 items",
+    "/error/header-shape?k=not-pair": r"must be a \[name, value\] pair",
+    "/error/header-shape?k=not-iterable": r"'headers' must be an iterable",
 }
 
 
@@ -160,6 +165,17 @@ def test_spec_violation_is_logged_and_answered_safely(
             what=f"a log line matching {complaint!r}",
         )
     assert_still_serving(raw_server)
+
+
+def test_headers_changed_after_start_do_not_change_the_response(
+    raw_server: ServerProcess,
+) -> None:
+    # The server keeps the header bytes given with http.response.start (bytes are immutable),
+    # not the app's list, which the app may reuse or change before the body is sent.
+    response = httpx.get(raw_server.url + "/headers-mutated")
+    assert response.text == "as sent"
+    assert response.headers["x-first"] == "1"
+    assert "x-late" not in response.headers
 
 
 def test_mixed_case_response_header_is_sent_and_the_rule_logged(serve: Serve) -> None:

@@ -1,5 +1,7 @@
 // The ASGI `http` face of one request: receive(), send(), and the runner's _finish()/_fail().
+#include <iterator>
 #include <new>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -148,13 +150,16 @@ void warn_if_not_lowercase(exchange_object* obj, PyObject* name) {
     }
 }
 
-// Validates and copies the headers of http.response.start into a list of (bytes, bytes).
+// Validates the headers of http.response.start and keeps them as one flat tuple (name0, value0,
+// name1, value1, ...): bytes are immutable, so the app can change its own list afterwards
+// without changing what is sent, and one tuple is one allocation instead of a list and a tuple
+// per header.
 PyObject* copy_headers(exchange_object* obj, PyObject* headers) {
-    if (!headers || headers == Py_None) return PyList_New(0);
+    if (!headers || headers == Py_None) return PyTuple_New(0);
     py::ref seq(PySequence_Fast(headers, "'headers' must be an iterable of [name, value] pairs"));
     if (!seq) return nullptr;
     Py_ssize_t n = PySequence_Fast_GET_SIZE(seq.get());
-    py::ref out(PyList_New(n));
+    py::ref out(PyTuple_New(2 * n));
     if (!out) return nullptr;
     for (Py_ssize_t i = 0; i < n; ++i) {
         py::ref pair(PySequence_Fast(PySequence_Fast_GET_ITEM(seq.get(), i),
@@ -175,9 +180,8 @@ PyObject* copy_headers(exchange_object* obj, PyObject* headers) {
                 return runtime_error("response header value must not contain CR, LF or NUL: %R",
                                      value);
         warn_if_not_lowercase(obj, name);
-        PyObject* t = PyTuple_Pack(2, name, value);
-        if (!t) return nullptr;
-        PyList_SET_ITEM(out.get(), i, t);
+        PyTuple_SET_ITEM(out.get(), 2 * i, Py_NewRef(name));
+        PyTuple_SET_ITEM(out.get(), 2 * i + 1, Py_NewRef(value));
     }
     return out.release();
 }
@@ -206,17 +210,20 @@ void write_access_log(exchange_object* obj) {
 PyObject* send_to_engine(exchange_object* obj, std::string_view body, bool more) {
     http::send_result r;
     if (obj->asgi_state == st_head) {
-        Py_ssize_t n = PyList_GET_SIZE(obj->start_headers);
-        std::vector<http::field> fields;
-        fields.reserve(static_cast<size_t>(n));
-        for (Py_ssize_t i = 0; i < n; ++i) {
-            PyObject* t = PyList_GET_ITEM(obj->start_headers, i);
-            PyObject* k = PyTuple_GET_ITEM(t, 0);
-            PyObject* v = PyTuple_GET_ITEM(t, 1);
-            fields.push_back({{PyBytes_AS_STRING(k), static_cast<size_t>(PyBytes_GET_SIZE(k))},
-                              {PyBytes_AS_STRING(v), static_cast<size_t>(PyBytes_GET_SIZE(v))}});
+        auto n = static_cast<size_t>(PyTuple_GET_SIZE(obj->start_headers) / 2);
+        // Views into the bytes objects; on the stack for the usual handful of headers.
+        http::field local[16];
+        std::vector<http::field> many;
+        if (n > std::size(local)) many.resize(n);
+        http::field* fields = n > std::size(local) ? many.data() : local;
+        PyObject** items = reinterpret_cast<PyTupleObject*>(obj->start_headers)->ob_item;
+        for (size_t i = 0; i < n; ++i) {
+            PyObject* k = items[2 * i];
+            PyObject* v = items[2 * i + 1];
+            fields[i] = {{PyBytes_AS_STRING(k), static_cast<size_t>(PyBytes_GET_SIZE(k))},
+                         {PyBytes_AS_STRING(v), static_cast<size_t>(PyBytes_GET_SIZE(v))}};
         }
-        http::response_sink::head h{obj->start_status, fields};
+        http::response_sink::head h{obj->start_status, std::span<const http::field>(fields, n)};
         r = obj->ex->send(&h, body, more);
     } else {
         r = obj->ex->send(nullptr, body, more);
@@ -311,12 +318,14 @@ PyObject* exchange_send(PyObject* self, PyObject* msg) {
     }
     switch (obj->asgi_state) {
         case st_start:
-            if (PyUnicode_Check(type) && PyUnicode_Compare(type, N().v_response_start) == 0)
+            if (type == N().v_response_start ||
+                (PyUnicode_Check(type) && PyUnicode_Compare(type, N().v_response_start) == 0))
                 return on_response_start(obj, msg);
             return runtime_error("Expected ASGI message 'http.response.start', but got %R", type);
         case st_head:
         case st_body:
-            if (PyUnicode_Check(type) && PyUnicode_Compare(type, N().v_response_body) == 0)
+            if (type == N().v_response_body ||
+                (PyUnicode_Check(type) && PyUnicode_Compare(type, N().v_response_body) == 0))
                 return on_response_body(obj, msg);
             return runtime_error("Expected ASGI message 'http.response.body', but got %R", type);
         case st_done:

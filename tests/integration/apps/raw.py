@@ -371,6 +371,33 @@ async def error_body_too_short(scope: Scope, receive: Receive, send: Send) -> No
     await checked_send(send, {"type": "http.response.body", "body": b"abcd"}, key)
 
 
+BAD_HEADER_LISTS: dict[str, Any] = {
+    "str-name": [("x-name", b"1")],
+    "int-value": [(b"x-value", 1)],
+    "triple": [(b"x-a", b"1", b"2")],
+    "not-pair": [b"x-a"],
+    "not-iterable": 42,
+}
+
+
+async def error_header_shape(scope: Scope, receive: Receive, send: Send) -> None:
+    params = query(scope)
+    key = params.get("id", "")
+    headers = BAD_HEADER_LISTS[params.get("k", "triple")]
+    start = {"type": "http.response.start", "status": 200, "headers": headers}
+    await checked_send(send, start, key)
+    await checked_send(send, {"type": "http.response.body", "body": b"shape"}, key)
+
+
+async def headers_mutated(scope: Scope, receive: Receive, send: Send) -> None:
+    """Changes its header list after http.response.start: what was sent must not change."""
+    headers = [(b"x-first", b"1"), (b"content-type", b"text/plain")]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    headers[0] = (b"x-first", b"changed")
+    headers.append((b"x-late", b"1"))
+    await send({"type": "http.response.body", "body": b"as sent"})
+
+
 async def cookies(scope: Scope, receive: Receive, send: Send) -> None:
     headers = [(b"set-cookie", b"a=1; Path=/"), (b"set-cookie", b"b=2; Path=/")]
     await respond(send, b"cookies", headers=headers)
@@ -412,6 +439,8 @@ ROUTES: dict[str, Handler] = {
     "/error/unknown-type": error_unknown_type,
     "/error/body-too-long": error_body_too_long,
     "/error/body-too-short": error_body_too_short,
+    "/error/header-shape": error_header_shape,
+    "/headers-mutated": headers_mutated,
     "/cookies": cookies,
 }
 
