@@ -1,6 +1,7 @@
 #include "http1/response.hpp"
 
 #include <charconv>
+#include <cstring>
 
 #include "core/clock.hpp"
 #include "http1/message.hpp"
@@ -29,6 +30,7 @@ bool status_has_no_body(int status) noexcept {
     return (status >= 100 && status < 200) || status == 204 || status == 304;
 }
 
+// For the rare error responses: plain appends.
 void append_status_line(std::string& out, int status) {
     char code[4] = {static_cast<char>('0' + status / 100),
                     static_cast<char>('0' + status / 10 % 10), static_cast<char>('0' + status % 10),
@@ -51,6 +53,46 @@ void append_number(std::string& out, uint64_t n) {
     auto r = std::to_chars(buf, buf + sizeof buf, n);
     out.append(buf, static_cast<size_t>(r.ptr - buf));
 }
+
+// The fields the encoder treats specially, recognised with one comparison (by length first).
+enum class field_kind : uint8_t {
+    other,
+    content_length,
+    server,
+    date,
+    connection,
+    transfer_encoding
+};
+
+field_kind classify(std::string_view name) noexcept {
+    switch (name.size()) {
+        case 4: return iequals(name, "date") ? field_kind::date : field_kind::other;
+        case 6: return iequals(name, "server") ? field_kind::server : field_kind::other;
+        case 10: return iequals(name, "connection") ? field_kind::connection : field_kind::other;
+        case 14:
+            return iequals(name, "content-length") ? field_kind::content_length : field_kind::other;
+        case 17:
+            return iequals(name, "transfer-encoding") ? field_kind::transfer_encoding
+                                                      : field_kind::other;
+        default: return field_kind::other;
+    }
+}
+
+// Writes into space the caller sized in advance: memcpy per piece instead of std::string's
+// capacity check per append (the head is written for every response).
+struct head_writer {
+    char* p;
+    void put(std::string_view s) noexcept {
+        std::memcpy(p, s.data(), s.size());
+        p += s.size();
+    }
+    void field(std::string_view name, std::string_view value) noexcept {
+        put(name);
+        put(": ");
+        put(value);
+        put("\r\n");
+    }
+};
 
 }  // namespace
 
@@ -118,24 +160,27 @@ core::error encode_response_head(std::string& out, int status, std::span<const h
     if (status < 200) return {500, "a 1xx status cannot be the final response (RFC 9110 §15.2)"};
     framing = {};
     bool app_server = false, app_date = false, app_close = false;
-    // Validate everything before appending anything: on error, `out` is untouched.
+    size_t fields_size = 0;
+    // Validate everything before writing anything: on error, `out` is untouched.
     for (const auto& f : fields) {
         if (!is_token(f.name)) return {500, "response header name is not a valid token"};
         if (!valid_value(f.value))
             return {500, "response header value contains CR, LF, NUL or another control byte"};
-        if (iequals(f.name, "content-length")) {
-            if (!all_digits(f.value)) return {500, "response content-length is not a number"};
-            uint64_t n = 0;
-            std::from_chars(f.value.data(), f.value.data() + f.value.size(), n);
-            if (framing.content_length && *framing.content_length != n)
-                return {500, "response has two different content-length values"};
-            framing.content_length = n;
-        } else if (iequals(f.name, "server")) {
-            app_server = true;
-        } else if (iequals(f.name, "date")) {
-            app_date = true;
-        } else if (iequals(f.name, "connection")) {
-            app_close = app_close || iequals(f.value, "close");
+        fields_size += f.name.size() + f.value.size() + 4;
+        switch (classify(f.name)) {
+            case field_kind::content_length: {
+                if (!all_digits(f.value)) return {500, "response content-length is not a number"};
+                uint64_t n = 0;
+                std::from_chars(f.value.data(), f.value.data() + f.value.size(), n);
+                if (framing.content_length && *framing.content_length != n)
+                    return {500, "response has two different content-length values"};
+                framing.content_length = n;
+                break;
+            }
+            case field_kind::server: app_server = true; break;
+            case field_kind::date: app_date = true; break;
+            case field_kind::connection: app_close = app_close || iequals(f.value, "close"); break;
+            default: break;
         }
     }
     framing.no_body = status_has_no_body(status) || opt.head_request;
@@ -153,34 +198,47 @@ core::error encode_response_head(std::string& out, int status, std::span<const h
     if (opt.head_request && !framing.content_length && opt.body_size && !status_has_no_body(status))
         framing.content_length = opt.body_size;  // HEAD: say what GET would have sent
 
-    out.reserve(out.size() + 128 + fields.size() * 48);
-    append_status_line(out, status);
-    if (opt.server_header && !app_server) out.append("server: coachwhip\r\n");
-    if (opt.date_header && !app_date) append_field(out, "date", core::http_date());
+    const std::string_view reason = reason_phrase(status);
+    // Status line, server, date, the app's fields, content-length (20 digits at most),
+    // transfer-encoding, connection, the blank line: an upper bound, trimmed at the end.
+    const size_t old = out.size();
+    out.resize(old + 15 + reason.size() + 19 + 37 + fields_size + 38 + 28 + 24 + 2);
+    head_writer w{out.data() + old};
+    const char code[4] = {static_cast<char>('0' + status / 100),
+                          static_cast<char>('0' + status / 10 % 10),
+                          static_cast<char>('0' + status % 10), ' '};
+    w.put("HTTP/1.1 ");
+    w.put({code, 4});
+    w.put(reason);
+    w.put("\r\n");
+    if (opt.server_header && !app_server) w.put("server: coachwhip\r\n");
+    if (opt.date_header && !app_date) w.field("date", core::http_date());
     bool cl_written = false;
     for (const auto& f : fields) {
         // ASGI: the server owns framing; an app's transfer-encoding is ignored. Connection is
         // written by us below, once, so an app cannot send a contradictory pair.
-        if (iequals(f.name, "transfer-encoding") || iequals(f.name, "connection")) continue;
-        if (iequals(f.name, "content-length")) {
+        field_kind kind = classify(f.name);
+        if (kind == field_kind::transfer_encoding || kind == field_kind::connection) continue;
+        if (kind == field_kind::content_length) {
             if (status_has_no_body(status) && status != 304) continue;  // §8.6: not on 1xx/204
             if (cl_written) continue;
             cl_written = true;
         }
-        append_field(out, f.name, f.value);
+        w.field(f.name, f.value);
     }
     if (framing.content_length && !cl_written && !status_has_no_body(status)) {
-        out.append("content-length: ");
-        append_number(out, *framing.content_length);
-        out.append("\r\n");
+        char digits[24];
+        auto r = std::to_chars(digits, digits + sizeof digits, *framing.content_length);
+        w.field("content-length", {digits, static_cast<size_t>(r.ptr - digits)});
     }
-    if (framing.chunked) out.append("transfer-encoding: chunked\r\n");
+    if (framing.chunked) w.put("transfer-encoding: chunked\r\n");
     if (!framing.keep_alive) {
-        out.append("connection: close\r\n");
+        w.put("connection: close\r\n");
     } else if (opt.minor_version == 0) {
-        out.append("connection: keep-alive\r\n");
+        w.put("connection: keep-alive\r\n");
     }
-    out.append("\r\n");
+    w.put("\r\n");
+    out.resize(static_cast<size_t>(w.p - out.data()));
     if (status_has_no_body(status)) framing.content_length.reset();
     return {};
 }

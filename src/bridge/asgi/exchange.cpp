@@ -437,6 +437,7 @@ void exchange_dealloc(PyObject* self) {
     Py_DECREF(type);
 }
 
+// receive and send come first: start_exchange() binds them by index.
 PyMethodDef exchange_methods[] = {
     {"receive", exchange_receive, METH_NOARGS, "ASGI receive(): the next request event."},
     {"send", exchange_send, METH_O, "ASGI send(message)."},
@@ -523,8 +524,9 @@ void start_exchange(server_object* srv, const std::shared_ptr<http::exchange>& e
         send_internal_error(obj);
         return;
     }
-    py::ref receive(PyObject_GetAttr(self.get(), N().receive));
-    py::ref send(receive ? PyObject_GetAttr(self.get(), N().send) : nullptr);
+    // The bound methods getattr would make, without the attribute lookup.
+    py::ref receive(PyCFunction_NewEx(&exchange_methods[0], self.get(), nullptr));
+    py::ref send(receive ? PyCFunction_NewEx(&exchange_methods[1], self.get(), nullptr) : nullptr);
     if (!send) {
         PyErr_WriteUnraisable(srv->app);
         send_internal_error(obj);
