@@ -49,7 +49,7 @@ struct client_transport final : http1::transport {
         }
         return eof ? 0 : -EAGAIN;
     }
-    ssize_t writev(const iovec* iov, int n) override {
+    ssize_t writev(const iovec* iov, int n, bool /*fin_next*/) override {
         FUZZ_CHECK(!closed && !shut);  // nothing is written after FIN
         FUZZ_CHECK(n > 0 && n <= IOV_MAX);
         if (reset) return -EPIPE;

@@ -285,9 +285,10 @@ void connection::linger_read() {
 void connection::finish_request() {
     // The response is complete. A body the app did not read to the end leaves the stream
     // position unknown to us only if we stop reading it; we do not drain it, we close.
+    bool closing = closes_after_response();
     if (!body_done_) keep_alive_ = false;
     detach_exchange(true);  // receive() now answers http.disconnect (ASGI: response sent)
-    if (!keep_alive_ || shutting_down_) {
+    if (closing) {
         // Lingering protects a response from the reset that closing with unread input causes.
         // When the client itself said it sends nothing more (Connection: close, or HTTP/1.0
         // without keep-alive), all of its request was read and the last read emptied the
@@ -396,7 +397,13 @@ void connection::flush() {
         size_t offered = 0;
         for (int i = 0; i < cnt; ++i)
             offered += iov[i].iov_len;
-        ssize_t n = t_.writev(iov, cnt);
+        // The FIN follows at once when this write empties the output of a connection that
+        // closes after its response: start_draining() shuts down or closes right after a
+        // complete write, and process() goes from here to finish_request() to start_draining().
+        bool fin_next = offered == out_.size() &&
+                        (state_ == state::draining || (state_ == state::in_request &&
+                                                       response_done_ && closes_after_response()));
+        ssize_t n = t_.writev(iov, cnt, fin_next);
         if (n >= 0) {
             out_.consume(static_cast<size_t>(n));
             progressed = progressed || n > 0;

@@ -132,6 +132,11 @@ class connection final : public http::response_sink {
     void start_request(const request_head& head, const request_info& info, size_t head_len);
     void decode_body();
     void finish_request();
+    // The connection closes once the current response is out: the response or the client said
+    // so, the server is shutting down, or the app left request body unread.
+    bool closes_after_response() const noexcept {
+        return !keep_alive_ || shutting_down_ || !body_done_;
+    }
     void reject(const core::error& err);
     void flush();
     void start_draining();

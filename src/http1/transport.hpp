@@ -6,8 +6,11 @@
 // transport says it would block.
 //
 // Contract: non-blocking. `read` returns >0 bytes read, 0 at end of stream, or -errno (-EAGAIN:
-// nothing now). `writev` returns bytes written (possibly fewer than offered) or -errno.
-// `shutdown_write` sends FIN after everything written so far. After `close` no call is made.
+// nothing now). `writev` returns bytes written (possibly fewer than offered) or -errno;
+// `fin_next` says the caller will shut down or close right after this write if it completes,
+// so a stream transport may hold the bytes back for that FIN to travel with them (one packet
+// instead of two). `shutdown_write` sends FIN after everything written so far. After `close` no
+// call is made.
 #pragma once
 
 #include <sys/types.h>
@@ -20,7 +23,7 @@ namespace coachwhip::http1 {
 class transport {
   public:
     virtual ssize_t read(char* buf, size_t len) = 0;
-    virtual ssize_t writev(const iovec* iov, int iovcnt) = 0;
+    virtual ssize_t writev(const iovec* iov, int iovcnt, bool fin_next) = 0;
     virtual void shutdown_write() = 0;
     virtual void close() = 0;
 

@@ -14,13 +14,17 @@ ssize_t tcp_transport::read(char* buf, size_t len) {
     return n >= 0 ? n : -errno;
 }
 
-ssize_t tcp_transport::writev(const iovec* iov, int iovcnt) {
+ssize_t tcp_transport::writev(const iovec* iov, int iovcnt, bool fin_next) {
     // sendmsg rather than writev: MSG_NOSIGNAL turns a write to a closed peer into EPIPE instead
-    // of SIGPIPE, without touching the process's signal dispositions.
+    // of SIGPIPE, without touching the process's signal dispositions. MSG_MORE when the FIN
+    // follows: Linux keeps the last segment unsent (corked) and the shutdown()/close() that
+    // comes next tacks the FIN onto it and pushes it (tcp_send_fin), so a Connection: close
+    // response costs the client one packet less. Every caller that passes fin_next closes or
+    // shuts down right after a complete write, which is what uncorks.
     msghdr msg{};
     msg.msg_iov = const_cast<iovec*>(iov);
     msg.msg_iovlen = static_cast<size_t>(iovcnt);
-    ssize_t n = ::sendmsg(fd_, &msg, MSG_NOSIGNAL);
+    ssize_t n = ::sendmsg(fd_, &msg, MSG_NOSIGNAL | (fin_next ? MSG_MORE : 0));
     return n >= 0 ? n : -errno;
 }
 

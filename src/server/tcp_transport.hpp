@@ -15,7 +15,7 @@ class tcp_transport final : public http1::transport {
 
     int fd() const noexcept { return fd_; }
     ssize_t read(char* buf, size_t len) override;
-    ssize_t writev(const iovec* iov, int iovcnt) override;
+    ssize_t writev(const iovec* iov, int iovcnt, bool fin_next) override;
     void shutdown_write() override;
     void close() override;
 

@@ -27,8 +27,13 @@ struct mem_transport final : http1::transport {
     bool shut = false, closed = false;
 
     int reads = 0;  // read() calls, EAGAIN and EOF included
+    // writev(fin_next = true) that wrote everything: the kernel holds those bytes for the FIN,
+    // so the very next call must be shutdown_write() or close(); checked on every call.
+    bool fin_owed = false;
+    int fin_writes = 0;  // complete writes made with fin_next
 
     ssize_t read(char* buf, size_t len) override {
+        EXPECT_FALSE(fin_owed) << "read() between a fin_next write and the FIN";
         ++reads;
         if (pos < input.size()) {
             size_t n = std::min(len, input.size() - pos);
@@ -38,7 +43,8 @@ struct mem_transport final : http1::transport {
         }
         return eof ? 0 : -EAGAIN;
     }
-    ssize_t writev(const iovec* iov, int n) override {
+    ssize_t writev(const iovec* iov, int n, bool fin_next) override {
+        EXPECT_FALSE(fin_owed) << "writev() between a fin_next write and the FIN";
         if (write_budget == 0) return -EAGAIN;
         size_t written = 0;
         for (int i = 0; i < n && write_budget > 0; ++i) {
@@ -47,10 +53,23 @@ struct mem_transport final : http1::transport {
             write_budget -= take;
             written += take;
         }
+        size_t offered = 0;
+        for (int i = 0; i < n; ++i)
+            offered += iov[i].iov_len;
+        if (fin_next && written == offered) {
+            fin_owed = true;
+            ++fin_writes;
+        }
         return static_cast<ssize_t>(written);
     }
-    void shutdown_write() override { shut = true; }
-    void close() override { closed = true; }
+    void shutdown_write() override {
+        shut = true;
+        fin_owed = false;
+    }
+    void close() override {
+        closed = true;
+        fin_owed = false;
+    }
 };
 
 // The echo app: once the whole body is in, answers 200 with "<method> <target> <body>".
@@ -262,6 +281,33 @@ TEST(Connection, ClientRequestedCloseClosesWithoutLingering) {
         EXPECT_TRUE(h.closed) << req;
         EXPECT_FALSE(h.t.shut) << req;
     }
+}
+
+// The last write of a response that ends the connection says the FIN follows (so the kernel
+// can send both in one packet); a keep-alive response never does. mem_transport checks that
+// the FIN really comes next.
+TEST(Connection, FinalWriteBeforeCloseAnnouncesTheFin) {
+    harness keep;
+    keep.feed("GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+    EXPECT_EQ(keep.t.fin_writes, 0);
+    for (const char* req :
+         {"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n", "BAD\x01 / HTTP/1.1\r\n\r\n"}) {
+        harness h;
+        h.feed(req);
+        EXPECT_EQ(h.t.fin_writes, 1) << req;
+        EXPECT_TRUE(h.closed || h.t.shut) << req;
+    }
+    // Written in pieces: only the piece that completes the output announces it.
+    harness slow;
+    slow.t.write_budget = 10;
+    slow.feed("GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+    EXPECT_EQ(slow.t.fin_writes, 0);
+    EXPECT_FALSE(slow.closed);
+    slow.t.write_budget = SIZE_MAX;
+    slow.conn->on_writable();
+    slow.pump();
+    EXPECT_EQ(slow.t.fin_writes, 1);
+    EXPECT_TRUE(slow.closed);
 }
 
 // Bytes after a Connection: close request are unread input: closing now could reset the

@@ -229,7 +229,7 @@ struct mem_transport final : http1::transport {
         }
         return eof ? 0 : -EAGAIN;
     }
-    ssize_t writev(const iovec* iov, int n) override {
+    ssize_t writev(const iovec* iov, int n, bool /*fin_next*/) override {
         EXPECT_FALSE(closed) << "write after close";
         EXPECT_FALSE(shut) << "write after shutdown";
         size_t written = 0;
