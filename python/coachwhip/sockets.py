@@ -3,6 +3,13 @@
 With --reuse-port the TCP socket carries SO_REUSEPORT, and `open_sibling()` binds more sockets
 to the same address: the kernel then spreads new connections over them by a hash of the
 client's address and port, each socket with its own accept queue.
+
+TCP sockets we bind carry TCP_DEFER_ACCEPT (--no-defer-accept turns it off): the kernel queues a
+connection for accept() only once the client's first bytes are in, so the server wakes once per
+new connection (accept, with the request already readable) instead of twice. HTTP clients speak
+first, so nothing waits on us. A client that connects and sends nothing is handed over anyway
+after DEFER_ACCEPT_S, when the kernel's first SYN-ACK retransmission is answered. Sockets from
+--fd or systemd keep the options they were made with (systemd: DeferAcceptSec=).
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ class BindError(OSError):
 
 
 SD_LISTEN_FDS_START = 3  # systemd passes activated sockets from fd 3 on
+DEFER_ACCEPT_S = 1  # the shortest the kernel offers: one SYN-ACK retransmission (~1 s)
 
 
 def open_listener(config: Config) -> socket.socket:
@@ -37,14 +45,23 @@ def open_listener(config: Config) -> socket.socket:
         return activated
     if config.uds is not None:
         return _bind_unix(config.uds, config.backlog, int(config.uds_mode, 8))
-    return _bind_tcp(config.host, config.port, config.backlog, config.reuse_port)
+    return _bind_tcp(
+        config.host, config.port, config.backlog, config.reuse_port, config.defer_accept
+    )
 
 
 def open_sibling(sock: socket.socket, backlog: int) -> socket.socket:
     """Another SO_REUSEPORT listening socket on the address `sock` (made with --reuse-port) is
-    bound to, with an accept queue of its own."""
+    bound to, with an accept queue of its own and the same TCP_DEFER_ACCEPT setting."""
     host, port = sock.getsockname()[:2]
-    return _bind_tcp(host, port, backlog, reuse_port=True)
+    return _bind_tcp(host, port, backlog, reuse_port=True, defer_accept=defers_accept(sock))
+
+
+def defers_accept(sock: socket.socket) -> bool:
+    """Whether the listening socket `sock` carries TCP_DEFER_ACCEPT."""
+    if sock.family == socket.AF_UNIX or not hasattr(socket, "TCP_DEFER_ACCEPT"):
+        return False
+    return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT) != 0
 
 
 def describe(sock: socket.socket) -> str:
@@ -65,7 +82,9 @@ def close_listener(sock: socket.socket, config: Config) -> None:
             os.unlink(path)
 
 
-def _bind_tcp(host: str, port: int, backlog: int, reuse_port: bool = False) -> socket.socket:
+def _bind_tcp(
+    host: str, port: int, backlog: int, reuse_port: bool = False, defer_accept: bool = True
+) -> socket.socket:
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as exc:
@@ -76,6 +95,8 @@ def _bind_tcp(host: str, port: int, backlog: int, reuse_port: bool = False) -> s
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if reuse_port:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if defer_accept and hasattr(socket, "TCP_DEFER_ACCEPT"):  # Linux
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT, DEFER_ACCEPT_S)
         sock.bind(address)
         sock.listen(backlog)
     except OSError as exc:
