@@ -35,7 +35,7 @@ struct server_object {
     PyObject* report_failure;    // callable(exc): logs an app's exception (coachwhip._asgi)
     PyObject* create_task;       // loop.create_task
     PyObject* task_type;         // asyncio.Task, called directly while the loop has no task factory
-    PyObject* task_kwargs;       // {"loop": loop, "name": "coachwhip.request"} for task_type
+    PyObject* task_kwargs;       // {"loop": loop, "name": "coachwhip.request", "context": ...}
     PyObject* get_task_factory;  // loop.get_task_factory
     PyObject* create_future;     // loop.create_future
     PyObject* call_soon;         // loop.call_soon

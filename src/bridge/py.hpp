@@ -61,7 +61,7 @@ struct names {
     X(type) X(asgi) X(version) X(spec_version) X(http_version) X(method) X(scheme) X(path)  \
     X(raw_path) X(query_string) X(root_path) X(headers) X(client) X(server) X(state)        \
     X(body) X(more_body) X(status) X(trailers) X(http) X(message) X(set_result)              \
-    X(set_exception) X(cancelled) X(cancel) X(done) X(receive) X(send)
+    X(set_exception) X(cancelled) X(cancel) X(done) X(receive) X(send) X(context)
 // clang-format on
 #define COACHWHIP_DECLARE(n) PyObject* n = nullptr;
     COACHWHIP_NAMES(COACHWHIP_DECLARE)

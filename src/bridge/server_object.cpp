@@ -271,7 +271,8 @@ int server_init(PyObject* self, PyObject* args, PyObject* kwds) {
     py::ref asyncio(PyImport_ImportModule("asyncio"));
     s->task_type = asyncio ? PyObject_GetAttrString(asyncio.get(), "Task") : nullptr;
     if (!s->task_type) return -1;
-    s->task_kwargs = Py_BuildValue("{sOss}", "loop", loop, "name", "coachwhip.request");
+    s->task_kwargs =
+        Py_BuildValue("{sOsssO}", "loop", loop, "name", "coachwhip.request", "context", Py_None);
     if (!s->task_kwargs) return -1;
     s->scopes->configure(s->root_path, state == Py_None ? nullptr : state);
     s->engine->set_schedule_hook(schedule_hook, s);

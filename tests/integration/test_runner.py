@@ -56,3 +56,32 @@ def test_cancelling_an_app_whose_awaitable_has_no_throw_fails_its_request(serve:
     assert httpx.get(server.url + "/", timeout=5).status_code == 500  # and the server goes on
     for text in ("Exception in ASGI application", "AttributeError", "never retrieved"):
         assert text not in server.output, server.output
+
+
+# --- the eager first step: the app starts inside its Task at once (asgi::step_eagerly) -----------
+
+
+def test_first_step_runs_in_the_task_and_context_of_the_later_steps(serve: Serve) -> None:
+    server = serve("apps.runner_apps:eager_app", "--lifespan", "off")
+    with httpx.Client(base_url=server.url) as client:
+        first = client.get("/").text
+        second = client.get("/").text
+    # The same task and context after a bare yield and after a future; nothing set by the first
+    # request leaks into the second; the first request's task ended normally.
+    assert first == "inherited=unset | True True | none"
+    assert second == "inherited=unset | True True | done=True cancelled=False exception=None"
+
+
+def test_a_task_cancelled_in_its_first_step_gets_cancelled_error_where_it_waits(
+    serve: Serve,
+) -> None:
+    server = serve("apps.runner_apps:self_cancel_app", "--lifespan", "off")
+    response = httpx.get(server.url + "/", timeout=4)
+    assert response.text == "caught"
+
+
+def test_cancelled_error_raised_in_the_first_step_ends_the_task_cancelled(serve: Serve) -> None:
+    server = serve("apps.runner_apps:raise_cancelled_app", "--lifespan", "off")
+    assert httpx.get(server.url + "/", timeout=5).status_code == 500
+    assert httpx.get(server.url + "/report", timeout=5).text == "cancelled=True"
+    assert "Exception in ASGI application" not in server.output

@@ -483,16 +483,24 @@ PyObject* fail_exchange(PyObject* exchange) { return exchange_fail(exchange, nul
 // loop.create_task(coro) is Task(coro, loop=loop, name=None) behind a task-factory check, and
 // uvloop packs the keywords into a new dict that Task.__init__ unpacks again (callgrind: ~1.1k
 // instructions per request). With no factory set we call Task ourselves, with one kwargs dict
-// made once. Both keywords matter: without `loop` Task.__init__ asks for the running loop, which
-// in 3.11 costs a getpid() syscall (strace: one per request); without `name` it formats
-// "Task-<n>" (PyUnicode_FromFormat, ~1.4k instructions). A factory an app or APM tool installs
-// (even during lifespan startup) is honoured.
-PyObject* make_task(server_object* srv, PyObject* coro) {
+// made at startup. Both fixed keywords matter: without `loop` Task.__init__ asks for the running
+// loop, which in 3.11 costs a getpid() syscall (strace: one per request); without `name` it
+// formats "Task-<n>" (PyUnicode_FromFormat, ~1.4k instructions). `context` is the request's own
+// Context, which the eager first step (asgi::step_eagerly) enters too.
+// A factory an app or APM tool installs (even during lifespan startup) is honoured; its tasks
+// take their first step from the loop as usual (`*context` is left null then).
+PyObject* make_task(server_object* srv, PyObject* coro, py::ref* context) {
     py::ref factory(PyObject_CallNoArgs(srv->get_task_factory));
     if (!factory) return nullptr;
     if (factory.get() != Py_None) return PyObject_CallOneArg(srv->create_task, coro);
-    py::ref args(PyTuple_Pack(1, coro));
-    return args ? PyObject_Call(srv->task_type, args.get(), srv->task_kwargs) : nullptr;
+    py::ref ctx(PyContext_CopyCurrent());
+    py::ref args(ctx ? PyTuple_Pack(1, coro) : nullptr);
+    if (!args || PyDict_SetItem(srv->task_kwargs, N().context, ctx.get()) < 0) return nullptr;
+    PyObject* task = PyObject_Call(srv->task_type, args.get(), srv->task_kwargs);
+    // Not kept alive by the shared dict until the next request.
+    if (PyDict_SetItem(srv->task_kwargs, N().context, Py_None) < 0) PyErr_Clear();
+    if (task) *context = std::move(ctx);
+    return task;
 }
 
 void start_exchange(server_object* srv, const std::shared_ptr<http::exchange>& ex) {
@@ -543,15 +551,20 @@ void start_exchange(server_object* srv, const std::shared_ptr<http::exchange>& e
         if (PyErr_Occurred()) PyErr_WriteUnraisable(srv->app);  // KeyboardInterrupt, SystemExit
         return;
     }
-    py::ref task(make_task(srv, runner.get()));
+    py::ref context;
+    py::ref task(make_task(srv, runner.get(), &context));
     if (!task) {
         PyErr_WriteUnraisable(srv->app);
         py::ref closed(PyObject_CallMethod(runner.get(), "close", nullptr));  // fails the exchange
         if (!closed) PyErr_Clear();
         return;
     }
-    obj->task = task.release();
+    obj->task = Py_NewRef(task.get());
     link(obj);
+    // The app's first step runs now, inside its Task (see asgi::step_eagerly). It may finish
+    // the exchange and drop obj->task: `task` and `runner` keep both alive until we return.
+    if (context && !asgi::step_eagerly(runner.get(), task.get(), context.get(), srv->loop))
+        PyErr_WriteUnraisable(srv->app);
 }
 
 void deliver_events(exchange_object* obj, uint8_t events) {

@@ -1,19 +1,34 @@
 #include "bridge/asgi/runner.hpp"
 
+#include <cstdint>
+#include <utility>
+
 #include "bridge/objects.hpp"
 
 namespace coachwhip::bridge::asgi {
 namespace {
 
+// After step_eagerly(): what the Task's own first step is handed instead of resuming the app.
+enum class early_step : uint8_t {
+    none,      // no eager step, or its outcome was handed over already
+    yielded,   // the app is waiting: `early` is what it yielded (a future, or None for sleep(0))
+    returned,  // the app finished (the exchange has been told)
+    raised,    // the run ended with an exception that must reach the Task: `early` is it
+};
+
 struct runner_object {
     PyObject_HEAD PyObject* iter;  // the app's coroutine (or __await__ iterator); nullptr once done
     PyObject* exchange;            // the request's Exchange; nullptr once done
     PyObject* report;              // callable(exc): logs an app failure
-    bool running;                  // inside send()/throw(): cr_running
+    PyObject* early;               // see early_step; owned
+    early_step early_kind;
+    bool running;  // inside send()/throw(): cr_running
 };
 
 PyTypeObject* g_runner_type = nullptr;  // immutable after module init
 PyObject* g_cancelled_error = nullptr;  // asyncio.CancelledError
+PyObject* g_enter_task = nullptr;       // asyncio.tasks._enter_task
+PyObject* g_leave_task = nullptr;       // asyncio.tasks._leave_task
 
 runner_object* as_runner(PyObject* self) { return reinterpret_cast<runner_object*>(self); }
 
@@ -41,8 +56,34 @@ PySendResult settle(runner_object* r, PySendResult status, PyObject** result) {
     return PYGEN_RETURN;
 }
 
+// Drops what an eager step left for the Task (the Task was cancelled or closed first).
+void forget_early(runner_object* r) {
+    r->early_kind = early_step::none;
+    Py_CLEAR(r->early);
+}
+
+// The Task's first step after an eager one: it gets what the app yielded (so the Task waits on
+// that future exactly as if it had run the step), or how the run ended.
+PySendResult hand_over_early(runner_object* r, PyObject** result) {
+    early_step kind = std::exchange(r->early_kind, early_step::none);
+    PyObject* early = std::exchange(r->early, nullptr);
+    switch (kind) {
+        case early_step::yielded: *result = early; return PYGEN_NEXT;
+        case early_step::returned:
+            Py_XDECREF(early);
+            *result = Py_NewRef(Py_None);
+            return PYGEN_RETURN;
+        default:
+            PyErr_Restore(Py_NewRef(reinterpret_cast<PyObject*>(Py_TYPE(early))), early,
+                          PyException_GetTraceback(early));
+            *result = nullptr;
+            return PYGEN_ERROR;
+    }
+}
+
 PySendResult runner_am_send(PyObject* self, PyObject* arg, PyObject** result) {
     runner_object* r = as_runner(self);
+    if (r->early_kind != early_step::none) return hand_over_early(r, result);
     if (!r->iter) {
         PyErr_SetString(PyExc_RuntimeError, "cannot reuse already awaited coroutine");
         *result = nullptr;
@@ -89,6 +130,9 @@ void raise_thrown(PyObject* const* args, Py_ssize_t nargs) {
 // throw(exc) / throw(type[, value[, tb]]): asyncio cancels a Task this way.
 PyObject* runner_throw(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
     runner_object* r = as_runner(self);
+    // Cancelled before its first step: the exception goes where the app waits (or, if the app
+    // already finished, is raised here), as it would without the eager step.
+    forget_early(r);
     if (!r->iter) {  // finished: raise it here, as a finished coroutine does
         raise_thrown(args, nargs);
         return nullptr;
@@ -129,6 +173,7 @@ PyObject* runner_throw(PyObject* self, PyObject* const* args, Py_ssize_t nargs) 
 
 PyObject* runner_close(PyObject* self, PyObject*) {
     runner_object* r = as_runner(self);
+    forget_early(r);
     if (!r->iter) Py_RETURN_NONE;
     py::ref closed(PyObject_CallMethod(r->iter, "close", nullptr));
     py::ref exchange = py::ref::borrow(r->exchange);
@@ -177,6 +222,7 @@ int runner_traverse(PyObject* self, visitproc visit, void* arg) {
     Py_VISIT(r->iter);
     Py_VISIT(r->exchange);
     Py_VISIT(r->report);
+    Py_VISIT(r->early);
     Py_VISIT(Py_TYPE(self));
     return 0;
 }
@@ -186,6 +232,7 @@ int runner_clear(PyObject* self) {
     Py_CLEAR(r->iter);
     Py_CLEAR(r->exchange);
     Py_CLEAR(r->report);
+    Py_CLEAR(r->early);
     return 0;
 }
 
@@ -236,6 +283,10 @@ bool init_runner_type(PyObject* module) {
     py::ref asyncio(PyImport_ImportModule("asyncio"));
     g_cancelled_error = asyncio ? PyObject_GetAttrString(asyncio.get(), "CancelledError") : nullptr;
     if (!g_cancelled_error) return false;
+    py::ref tasks(PyImport_ImportModule("asyncio.tasks"));
+    g_enter_task = tasks ? PyObject_GetAttrString(tasks.get(), "_enter_task") : nullptr;
+    g_leave_task = g_enter_task ? PyObject_GetAttrString(tasks.get(), "_leave_task") : nullptr;
+    if (!g_leave_task) return false;
     g_runner_type = reinterpret_cast<PyTypeObject*>(
         PyType_FromModuleAndSpec(module, &runner_spec, nullptr));  // kept for the process's life
     if (!g_runner_type) return false;
@@ -265,9 +316,44 @@ PyObject* make_runner(PyObject* awaitable, PyObject* exchange, PyObject* report)
     r->iter = iter.release();
     r->exchange = Py_NewRef(exchange);
     r->report = Py_NewRef(report);
+    r->early = nullptr;
+    r->early_kind = early_step::none;
     r->running = false;
     PyObject_GC_Track(r);
     return reinterpret_cast<PyObject*>(r);
+}
+
+bool step_eagerly(PyObject* runner, PyObject* task, PyObject* context, PyObject* loop) {
+    runner_object* r = as_runner(runner);
+    PyObject* args[] = {loop, task};
+    py::ref entered(PyObject_Vectorcall(g_enter_task, args, 2, nullptr));
+    if (!entered) return false;
+    if (PyContext_Enter(context) < 0) {
+        PyErr_WriteUnraisable(runner);
+        py::ref left(PyObject_Vectorcall(g_leave_task, args, 2, nullptr));
+        return static_cast<bool>(left);  // the Task will run the first step itself
+    }
+    PyObject* result = nullptr;
+    PySendResult status = runner_am_send(runner, Py_None, &result);
+    if (status == PYGEN_NEXT) {
+        r->early_kind = early_step::yielded;
+        r->early = result;
+    } else if (status == PYGEN_RETURN) {
+        r->early_kind = early_step::returned;
+        Py_XDECREF(result);
+    } else {
+        PyObject *type, *value, *tb;
+        PyErr_Fetch(&type, &value, &tb);
+        PyErr_NormalizeException(&type, &value, &tb);
+        if (tb && value) PyException_SetTraceback(value, tb);
+        Py_XDECREF(type);
+        Py_XDECREF(tb);
+        r->early_kind = early_step::raised;
+        r->early = value;
+    }
+    if (PyContext_Exit(context) < 0) PyErr_WriteUnraisable(runner);  // the app broke the nesting
+    py::ref left(PyObject_Vectorcall(g_leave_task, args, 2, nullptr));
+    return static_cast<bool>(left);
 }
 
 bool handle_app_failure(PyObject* exchange, PyObject* report) {

@@ -4,6 +4,7 @@ accept besides a plain coroutine, how it fails, and what asyncio and anyio see o
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
 from collections.abc import Generator
 from typing import Any
@@ -93,3 +94,60 @@ class _NoThrowAwaitable:
 def no_throw_app(scope: dict[str, Any], receive: Any, send: Any) -> Any:
     """Returns an awaitable whose iterator has no throw(); its task is then cancelled."""
     return _NoThrowAwaitable()
+
+
+# --- the eager first step (asgi::step_eagerly): the app starts inside its Task at once ----------
+
+REQUEST_VAR: contextvars.ContextVar[str] = contextvars.ContextVar("request_var", default="unset")
+TASKS: list[asyncio.Task[Any]] = []  # the task of every request of eager_app, in order
+
+
+async def eager_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """Checks that the task and the context of the first step are the ones of the later steps,
+    through both kinds of suspension (a bare yield and a future), and reports how the previous
+    request's task ended."""
+    previous = TASKS[-1] if TASKS else None
+    ended = "none"
+    if previous is not None:
+        ended = f"done={previous.done()} cancelled={previous.cancelled()}"
+        if previous.done() and not previous.cancelled():
+            ended += f" exception={previous.exception()!r}"
+    task = asyncio.current_task()
+    assert task is not None
+    TASKS.append(task)
+    inherited = REQUEST_VAR.get()
+    REQUEST_VAR.set("mine")
+    await asyncio.sleep(0)  # a bare yield: the Task steps again
+    same_after_yield = asyncio.current_task() is task and REQUEST_VAR.get() == "mine"
+    await asyncio.sleep(0.001)  # a future: the Task waits on it
+    same_after_future = asyncio.current_task() is task and REQUEST_VAR.get() == "mine"
+    facts = [f"inherited={inherited}", f"{same_after_yield} {same_after_future}", ended]
+    await _reply(send, " | ".join(facts).encode())
+
+
+async def self_cancel_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """Cancels its own task in its first step, then waits: the CancelledError must arrive at
+    that wait, as asyncio delivers it to a task that cancelled itself while running."""
+    task = asyncio.current_task()
+    assert task is not None
+    task.cancel()
+    try:
+        await asyncio.sleep(5)
+    except asyncio.CancelledError:
+        task.uncancel()
+        await _reply(send, b"caught")
+        return
+    await _reply(send, b"not cancelled")
+
+
+async def raise_cancelled_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """Raises CancelledError in its first step, before any await; reports on the next request
+    whether the previous one's task ended cancelled."""
+    if scope["path"] == "/report":
+        previous = TASKS[-1]
+        await _reply(send, f"cancelled={previous.cancelled()}".encode())
+        return
+    task = asyncio.current_task()
+    assert task is not None
+    TASKS.append(task)
+    raise asyncio.CancelledError
