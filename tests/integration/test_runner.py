@@ -77,7 +77,7 @@ def test_a_task_cancelled_in_its_first_step_gets_cancelled_error_where_it_waits(
 ) -> None:
     server = serve("apps.runner_apps:self_cancel_app", "--lifespan", "off")
     response = httpx.get(server.url + "/", timeout=4)
-    assert response.text == "caught"
+    assert response.text == "caught, future cancelled=True"
 
 
 def test_cancelled_error_raised_in_the_first_step_ends_the_task_cancelled(serve: Serve) -> None:
@@ -85,3 +85,9 @@ def test_cancelled_error_raised_in_the_first_step_ends_the_task_cancelled(serve:
     assert httpx.get(server.url + "/", timeout=5).status_code == 500
     assert httpx.get(server.url + "/report", timeout=5).text == "cancelled=True"
     assert "Exception in ASGI application" not in server.output
+
+
+def test_polling_is_disconnected_repeatedly_works(serve: Serve) -> None:
+    server = serve("apps.runner_apps:poll_disconnect_app", "--lifespan", "off")
+    response = httpx.get(server.url + "/", timeout=5)
+    assert (response.status_code, response.text) == (200, "False False False False")

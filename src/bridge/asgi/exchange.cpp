@@ -111,6 +111,18 @@ void resolve(PyObject*& waiter, PyObject* value) {
     Py_DECREF(fut);
 }
 
+// True while `waiter` is a future the app still waits on. A waiter that is already done was
+// cancelled (the app's task was cancelled while it waited: anyio cancel scopes do this, e.g.
+// Starlette's Request.is_disconnected()); it is dropped, so the app may call again.
+bool still_waiting(PyObject*& waiter) {
+    if (!waiter) return false;
+    py::ref done(PyObject_CallMethodNoArgs(waiter, N().done));
+    if (!done) PyErr_Clear();
+    if (done && done.get() == Py_False) return true;
+    Py_CLEAR(waiter);
+    return false;
+}
+
 void fail_waiter(PyObject*& waiter, PyObject* exc_type, const char* text) {
     PyObject* fut = std::exchange(waiter, nullptr);
     if (!fut) return;
@@ -308,7 +320,7 @@ PyObject* exchange_send(PyObject* self, PyObject* msg) {
         if (!PyErr_Occurred()) PyErr_SetString(PyExc_KeyError, "ASGI message has no 'type'");
         return nullptr;
     }
-    if (obj->send_waiter)
+    if (still_waiting(obj->send_waiter))
         return runtime_error("send() called again before the previous send() completed");
     if (obj->told_disconnect && obj->asgi_state != st_done) {
         if (obj->asgi_state != st_failed) obj->ex->abort();
@@ -345,7 +357,7 @@ PyObject* exchange_send(PyObject* self, PyObject* msg) {
 
 PyObject* exchange_receive(PyObject* self, PyObject*) {
     auto* obj = reinterpret_cast<exchange_object*>(self);
-    if (obj->recv_waiter)
+    if (still_waiting(obj->recv_waiter))
         return runtime_error("receive() called again before the previous receive() completed");
     PyObject* msg = try_receive(obj);
     if (msg) return asgi::ready(msg);

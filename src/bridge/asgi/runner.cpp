@@ -131,7 +131,15 @@ void raise_thrown(PyObject* const* args, Py_ssize_t nargs) {
 PyObject* runner_throw(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
     runner_object* r = as_runner(self);
     // Cancelled before its first step: the exception goes where the app waits (or, if the app
-    // already finished, is raised here), as it would without the eager step.
+    // already finished, is raised here), as it would without the eager step. Task.cancel()
+    // would also have cancelled the future the app waits on (its _fut_waiter); do that too, so
+    // whoever registered it (our receive(), an asyncio.Event) sees it cancelled.
+    if (r->early_kind == early_step::yielded && nargs >= 1 &&
+        PyErr_GivenExceptionMatches(args[0], g_cancelled_error) &&
+        PyObject_HasAttrString(r->early, "_asyncio_future_blocking")) {
+        py::ref cancelled(PyObject_CallMethod(r->early, "cancel", nullptr));
+        if (!cancelled) PyErr_WriteUnraisable(r->early);
+    }
     forget_early(r);
     if (!r->iter) {  // finished: raise it here, as a finished coroutine does
         raise_thrown(args, nargs);
@@ -348,7 +356,7 @@ bool step_eagerly(PyObject* runner, PyObject* task, PyObject* context, PyObject*
         if (tb && value) PyException_SetTraceback(value, tb);
         Py_XDECREF(type);
         Py_XDECREF(tb);
-        r->early_kind = early_step::raised;
+        r->early_kind = value ? early_step::raised : early_step::none;  // none: cannot happen
         r->early = value;
     }
     if (PyContext_Exit(context) < 0) PyErr_WriteUnraisable(runner);  // the app broke the nesting

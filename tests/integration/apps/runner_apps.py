@@ -130,12 +130,14 @@ async def self_cancel_app(scope: dict[str, Any], receive: Any, send: Any) -> Non
     that wait, as asyncio delivers it to a task that cancelled itself while running."""
     task = asyncio.current_task()
     assert task is not None
+    waited_on: asyncio.Future[None] = asyncio.get_running_loop().create_future()
     task.cancel()
     try:
-        await asyncio.sleep(5)
+        await waited_on
     except asyncio.CancelledError:
         task.uncancel()
-        await _reply(send, b"caught")
+        # asyncio cancels the future a cancelled task waits on; so must the eager first step.
+        await _reply(send, f"caught, future cancelled={waited_on.cancelled()}".encode())
         return
     await _reply(send, b"not cancelled")
 
@@ -151,3 +153,14 @@ async def raise_cancelled_app(scope: dict[str, Any], receive: Any, send: Any) ->
     assert task is not None
     TASKS.append(task)
     raise asyncio.CancelledError
+
+
+async def poll_disconnect_app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """Starlette's Request.is_disconnected(), several times: receive() inside an already
+    cancelled anyio scope, so a receive() that has to wait is cancelled at once. The next
+    receive() must work (it used to find the cancelled one still registered)."""
+    from starlette.requests import Request
+
+    request = Request(scope, receive)
+    answers = [await request.is_disconnected() for _ in range(4)]
+    await _reply(send, " ".join(str(a) for a in answers).encode())
