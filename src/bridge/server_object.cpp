@@ -49,8 +49,9 @@ void answer_from_engine(http::exchange& ex) {
 }
 
 void deliver_all(server_object* s) {
-    // Delivering can make the app side buffer output (no I/O) but never run the engine, so the
-    // queue is not refilled underneath us; loop anyway in case a future change makes it so.
+    // Delivering starts new apps, which take their first step at once (asgi::step_eagerly):
+    // they can buffer output or ask for body, which only schedules engine work and never runs
+    // it, so the queue is not refilled underneath us; loop anyway in case that changes.
     for (int round = 0; round < 4 && !s->engine->events().empty(); ++round) {
         for (auto& ex : s->engine->events().take()) {
             uint8_t ev = ex->take_events();

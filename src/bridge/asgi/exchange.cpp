@@ -509,8 +509,11 @@ PyObject* make_task(server_object* srv, PyObject* coro, py::ref* context) {
     py::ref args(ctx ? PyTuple_Pack(1, coro) : nullptr);
     if (!args || PyDict_SetItem(srv->task_kwargs, N().context, ctx.get()) < 0) return nullptr;
     PyObject* task = PyObject_Call(srv->task_type, args.get(), srv->task_kwargs);
-    // Not kept alive by the shared dict until the next request.
+    // Not kept alive by the shared dict until the next request (any error from Task() kept).
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
     if (PyDict_SetItem(srv->task_kwargs, N().context, Py_None) < 0) PyErr_Clear();
+    PyErr_Restore(type, value, tb);
     if (task) *context = std::move(ctx);
     return task;
 }

@@ -335,7 +335,12 @@ bool step_eagerly(PyObject* runner, PyObject* task, PyObject* context, PyObject*
     runner_object* r = as_runner(runner);
     PyObject* args[] = {loop, task};
     py::ref entered(PyObject_Vectorcall(g_enter_task, args, 2, nullptr));
-    if (!entered) return false;
+    if (!entered) {
+        // Another task is current (requests delivered from inside a coroutine, e.g. during
+        // shutdown): no eager step; the Task takes its first step from the loop as usual.
+        PyErr_Clear();
+        return true;
+    }
     if (PyContext_Enter(context) < 0) {
         PyErr_WriteUnraisable(runner);
         py::ref left(PyObject_Vectorcall(g_leave_task, args, 2, nullptr));

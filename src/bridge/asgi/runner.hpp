@@ -42,7 +42,9 @@ PyObject* make_runner(PyObject* awaitable, PyObject* exchange, PyObject* report)
 // the caches, measured ~1 us less per FastAPI request (bench/NOTES.md, optimisation 17).
 // Python 3.12's eager tasks do the same; 3.11 has no API for it, hence this.
 //
-// Returns false with an exception set when entering or leaving the task failed.
+// When another task is current already (delivery from inside a coroutine), nothing runs now and
+// the Task takes its first step from the loop. Returns false with an exception set when leaving
+// the task failed.
 bool step_eagerly(PyObject* runner, PyObject* task, PyObject* context, PyObject* loop);
 
 // What a runner does when the app failed: reports the current exception with `report(exc)`
