@@ -31,9 +31,9 @@ print("Exchange exposed", hasattr(core, "Exchange"))  # made by the engine only
 """
 
 
-def test_uninitialised_or_misused_server_raises_instead_of_crashing() -> None:
+def run_script(script: str) -> subprocess.CompletedProcess[str]:
     done = subprocess.run(
-        [sys.executable, "-c", SCRIPT],
+        [sys.executable, "-c", script],
         cwd=HERE,
         env=server_env(),
         capture_output=True,
@@ -41,6 +41,11 @@ def test_uninitialised_or_misused_server_raises_instead_of_crashing() -> None:
         timeout=30,
     )
     assert done.returncode == 0, done.stderr
+    return done
+
+
+def test_uninitialised_or_misused_server_raises_instead_of_crashing() -> None:
+    done = run_script(SCRIPT)
     lines = done.stdout.splitlines()
     for name in (
         "fileno",
@@ -97,15 +102,7 @@ asyncio.run(main())
 
 
 def test_requests_delivered_from_inside_a_task_still_run_in_their_own_task() -> None:
-    done = subprocess.run(
-        [sys.executable, "-c", DELIVER_INSIDE_A_TASK],
-        cwd=HERE,
-        env=server_env(),
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    assert done.returncode == 0, done.stderr
+    done = run_script(DELIVER_INSIDE_A_TASK)
     assert "response HTTP/1.1 200 OK True" in done.stdout, done.stdout + done.stderr
     assert "own task True" in done.stdout, done.stdout + done.stderr
     assert "Exception ignored" not in done.stderr, done.stderr
