@@ -487,6 +487,10 @@ send_result connection::queue_head(const head& h, std::string_view body, bool mo
         bytes.reserve(need);
     }
     core::error err = encode_response_head(bytes, h.status, h.headers, opt, framing_);
+    // A refused head closes the connection after whatever the app answers instead, so that a
+    // 101 to an Upgrade we do not implement (or a 2xx to CONNECT, had it got this far) can
+    // never leave a front end tunnelling while we read the bytes behind it as requests.
+    if (err) keep_alive_ = false;
     if (err) return {send_status::error, err.reason};
     if (framing_.no_body && !head_request_ && !body.empty())
         return {send_status::error, "a 1xx, 204 or 304 response cannot have a body"};

@@ -1,8 +1,8 @@
 // coachwhip::http1 message semantics. The contract is in message.hpp; this file says why.
 //
-// analyze_request runs its checks in a fixed order, every 400 before the 501 and the 417, so a
+// analyze_request runs its checks in a fixed order, every 400 before the 501s and the 417, so a
 // request that breaks several rules always gets the same answer:
-//   request line -> Host -> target form -> Connection -> framing (CL / TE) -> Expect.
+//   request line -> Host -> target form -> Connection -> framing (CL / TE) -> method -> Expect.
 //
 // Decisions the lead must know (each is also noted where it is enforced):
 // - Content-Length: 1 to 19 DIGITs (leading zeros count), value <= 2^63-1.
@@ -15,6 +15,13 @@
 // - Host: empty value allowed (RFC 9112 §3.2); a non-empty value needs a non-empty host.
 // - Target: a '#' (fragment) is rejected; origin-form is otherwise accepted as any VCHAR run
 //   starting with '/', since real clients send bytes like '|' and '{' unescaped.
+// - CONNECT (well-formed, authority-form) -> 501 before the app runs, and the connection closes.
+//   An origin server has no tunnel to offer an ASGI or WSGI app, and a front end that forwards
+//   CONNECT and sees a 2xx turns the client's connection into a tunnel: if we then kept parsing
+//   HTTP on it, the next request would reach the app without passing any of the front end's
+//   rules (the HAProxy smuggling case, ATTACKS B). Refusing it in the engine means no app can
+//   ever answer 2xx to it. The method name is case-sensitive (RFC 9110 §9.1): "connect" is some
+//   other method and gets no special treatment (its authority-form target is a 400 anyway).
 // - info.host is always the Host field value, even for an absolute-form target (they must match
 //   when Host is present; on HTTP/1.0 without Host it stays empty and the target has the host).
 #include "http1/message.hpp"
@@ -357,6 +364,14 @@ bool check_framing(const request_head& head, const field_scan& scan, request_inf
     return true;
 }
 
+bool check_method(const request_head& head, request_info& info) {
+    // RFC 9110 §9.1: a method the origin server does not implement SHOULD get 501. See the
+    // CONNECT decision at the top of this file: this is what keeps tunnels from forming.
+    if (head.method == "CONNECT")
+        return reject(info, 501, "CONNECT is not supported: an origin server has no tunnel");
+    return true;
+}
+
 bool check_expect(const request_head& head, request_info& info) {
     bool unknown = false, cont = false;
     for (const header_field& f : head.headers) {
@@ -388,7 +403,7 @@ request_info analyze_request(const request_head& head) noexcept {
     const field_scan scan = scan_fields(head.headers);
     if (check_request_line(head, info) && check_host(head, scan, info) &&
         check_target(head, scan, info) && check_connection(head, scan, info) &&
-        check_framing(head, scan, info) && check_expect(head, info))
+        check_framing(head, scan, info) && check_method(head, info) && check_expect(head, info))
         return info;
     info.framing = body_framing::none;
     return info;

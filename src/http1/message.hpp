@@ -37,7 +37,9 @@ struct request_info {
 // fields, or a Host that is not a valid uri-host[:port]; a method that is not a token; a target
 // that is not valid for the method (asterisk-form only with OPTIONS, authority-form only with
 // CONNECT, origin-form must start with '/', absolute-form must be http/https with a host that
-// matches Host); a target with bytes outside VCHAR.
+// matches Host); a target with bytes outside VCHAR. 501: CONNECT itself (well-formed or not:
+// after every 400 check), since an origin server has no tunnel to offer; the caller answers and
+// closes, so no byte after it is ever read as a request.
 request_info analyze_request(const request_head& head) noexcept;
 
 // Case-insensitive ASCII comparison for field names and tokens.

@@ -219,6 +219,18 @@ std::vector<conversation> conversations() {
         {"missing host", "GET / HTTP/1.1\r\n\r\n", error_response(400, "Bad Request"), true},
         {"unsupported version", "GET / HTTP/2.0\r\nHost: a\r\n\r\n",
          error_response(505, "HTTP Version Not Supported"), true},
+        // ATTACKS B: CONNECT never reaches the app, and nothing after it is read as a request
+        // (a front end that saw a 2xx would be tunnelling those bytes past its rules).
+        {"CONNECT is refused and ends the connection",
+         "CONNECT localhost:80 HTTP/1.1\r\nHost: localhost:80\r\n\r\n"
+         "GET /admin/secret HTTP/1.1\r\nHost: localhost\r\n\r\n",
+         error_response(501, "Not Implemented"), true},
+        {"asterisk GET ends the connection",
+         "GET * HTTP/1.1\r\nHost: a\r\n\r\nGET /admin HTTP/1.1\r\nHost: a\r\n\r\n",
+         error_response(400, "Bad Request"), true},
+        {"authority-form GET ends the connection",
+         "GET a:80 HTTP/1.1\r\nHost: a\r\n\r\nGET /admin HTTP/1.1\r\nHost: a\r\n\r\n",
+         error_response(400, "Bad Request"), true},
     };
 }
 
@@ -331,6 +343,28 @@ TEST(Connection, ServerDecidedCloseStillLingers) {
     EXPECT_TRUE(h.t.shut);
     EXPECT_FALSE(h.closed);
     EXPECT_EQ(h.armed, timer_kind::linger);
+}
+
+// An app that answers 101 to an Upgrade the engine does not implement: the head is refused, and
+// whatever the app sends instead closes the connection, so the pipelined request behind the
+// upgrade (bytes a front end would now be tunnelling) is never read (ATTACKS B).
+TEST(Connection, RefusedHeadClosesTheConnection) {
+    harness h;
+    h.auto_respond = false;
+    h.feed(
+        "GET /ws HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: foo\r\n\r\n"
+        "GET /admin/secret HTTP/1.1\r\nHost: a\r\n\r\n");
+    ASSERT_EQ(h.exchanges.size(), 1u);
+    http::response_sink::head switching{101, {}};
+    EXPECT_EQ(h.exchanges[0]->send(&switching, "", false).status, http::send_status::error);
+    http::response_sink::head fallback{500, {}};
+    EXPECT_EQ(h.exchanges[0]->send(&fallback, "x", false).status, http::send_status::proceed);
+    h.pump();
+    EXPECT_EQ(h.exchanges.size(), 1u);
+    EXPECT_EQ(h.t.output,
+              "HTTP/1.1 500 Internal Server Error\r\nserver: coachwhip\r\n"
+              "content-length: 1\r\nconnection: close\r\n\r\nx");
+    EXPECT_TRUE(h.t.shut || h.closed);
 }
 
 TEST(Connection, EofBetweenRequestsCloses) {
