@@ -186,7 +186,8 @@ struct world final : http1::connection_owner {
         using st = http1::connection::state;
         const st s = conn->current_state();
         if (s == st::read_head)
-            FUZZ_CHECK(read_timer == timer_kind::keep_alive || read_timer == timer_kind::header);
+            FUZZ_CHECK(read_timer == timer_kind::keep_alive || read_timer == timer_kind::header ||
+                       read_timer == timer_kind::shutdown_idle);
         if (s == st::lingering) FUZZ_CHECK(read_timer == timer_kind::linger);
         if (conn->write_blocked()) FUZZ_CHECK(write_timer);
     }

@@ -15,10 +15,12 @@ after DEFER_ACCEPT_S, when the kernel's first SYN-ACK retransmission is answered
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import os
 import socket
 import stat
+import struct
 
 from coachwhip.config import Config
 
@@ -55,6 +57,55 @@ def open_sibling(sock: socket.socket, backlog: int) -> socket.socket:
     bound to, with an accept queue of its own and the same TCP_DEFER_ACCEPT setting."""
     host, port = sock.getsockname()[:2]
     return _bind_tcp(host, port, backlog, reuse_port=True, defer_accept=defers_accept(sock))
+
+
+# Linux <asm-generic/socket.h> and <linux/filter.h>.
+SO_ATTACH_REUSEPORT_CBPF = 51
+SO_DETACH_REUSEPORT_BPF = 68
+_BPF_LD_W_ABS, _BPF_ALU_MOD_K, _BPF_RET_A = 0x20, 0x94, 0x16
+_SKF_AD_RANDOM = (-0x1000 + 56) & 0xFFFFFFFF  # SKF_AD_OFF + SKF_AD_RANDOM
+
+
+class _SockFilter(ctypes.Structure):
+    _fields_ = [
+        ("code", ctypes.c_uint16),
+        ("jt", ctypes.c_uint8),
+        ("jf", ctypes.c_uint8),
+        ("k", ctypes.c_uint32),
+    ]
+
+
+def steer_reuseport(sock: socket.socket, first: int) -> None:
+    """New connections to the SO_REUSEPORT group of `sock` go only to its first `first` sockets
+    (in the order they joined the group), chosen at random, until `unsteer_reuseport()`.
+
+    Used before a --reuse-port socket closes (SIGTTOU): the worker on it keeps accepting until
+    its queue is empty, and nothing new arrives there, so closing it resets no connection. The
+    program is classic BPF (SO_ATTACH_REUSEPORT_CBPF, Linux 4.5+): `return random() % first`;
+    an index it returns is a position in the group's socket array."""
+    program = (_SockFilter * 3)(
+        _SockFilter(_BPF_LD_W_ABS, 0, 0, _SKF_AD_RANDOM),
+        _SockFilter(_BPF_ALU_MOD_K, 0, 0, first),
+        _SockFilter(_BPF_RET_A, 0, 0, 0),
+    )
+    fprog = struct.pack("@HP", len(program), ctypes.addressof(program))
+    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, fprog)
+
+
+def unsteer_reuseport(sock: socket.socket) -> None:
+    """Back to the kernel's own choice (a hash of the client's address) over every socket."""
+    with contextlib.suppress(OSError):  # ENOENT: no program attached
+        sock.setsockopt(socket.SOL_SOCKET, SO_DETACH_REUSEPORT_BPF, 0)
+
+
+def accept_queue_length(sock: socket.socket) -> int:
+    """Connections waiting in a TCP listening socket's accept queue (TCP_INFO's tcpi_unacked,
+    which Linux sets to the queue length for a listener); 0 for other sockets."""
+    try:
+        info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 32)
+    except OSError:
+        return 0
+    return struct.unpack_from("I", info, 24)[0] if len(info) >= 28 else 0
 
 
 def defers_accept(sock: socket.socket) -> bool:

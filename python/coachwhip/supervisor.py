@@ -9,8 +9,10 @@ connections waiting in the kernel's queue are taken by the others instead of bei
 connections over the slots evenly. The supervisor keeps every slot's socket open, so a
 replacement worker inherits the queue of the one it replaces (SIGHUP, recycling and respawns
 lose nothing; connections wait in a dead worker's queue until its replacement takes them).
-Only SIGTTOU closes a slot: connections still queued there are reset, unless the kernel
-migrates them (Linux 5.14+, sysctl net.ipv4.tcp_migrate_req=1).
+Only SIGTTOU closes a slot, and it loses nothing either: first the kernel is told to send new
+connections to the other slots only (a classic BPF program on the SO_REUSEPORT group), the
+worker on the slot keeps accepting until its queue is empty, and only then is it retired and
+the slot closed.
 
 Signals, as gunicorn users expect:
     SIGTERM, SIGINT   graceful stop (a second SIGINT: stop now, exit 130)
@@ -44,9 +46,22 @@ from coachwhip.config import Config
 from coachwhip.logs import error_logger
 from coachwhip.reload import FileWatcher, WatchError
 from coachwhip.server import FORCED_EXIT_STATUS, _raise_open_files_limit
-from coachwhip.sockets import BindError, describe, open_listener, open_sibling
+from coachwhip.sockets import (
+    BindError,
+    accept_queue_length,
+    describe,
+    open_listener,
+    open_sibling,
+    steer_reuseport,
+    unsteer_reuseport,
+)
 
 TICK_S = 0.1
+# SIGTTOU with --reuse-port: after new connections are steered away from the slot that closes,
+# its worker keeps accepting at least this long (handshakes begun before the switch complete
+# into its queue within a round trip), and at most STEER_MAX_S while its queue is not empty.
+STEER_MIN_S = 0.25
+STEER_MAX_S = 3.0
 RELOAD_DEBOUNCE_S = 0.2
 RELOAD_KEY = object()  # selector key data of the file watcher
 MAX_BOOT_FAILURES = 5
@@ -93,6 +108,7 @@ class Supervisor:
         self.reload_at: float | None = None  # debounce: reload when this time has come
         self.changed: set[str] = set()
         self.slots: dict[int, socket.socket] = {}  # --reuse-port: a socket per worker slot
+        self.steered_at: float | None = None  # when new connections were steered (SIGTTOU)
 
     # ------------------------------------------------------------------ main loop
 
@@ -207,8 +223,20 @@ class Supervisor:
         """Closes the sockets of slots >= `first` that no worker process holds any more."""
         held = {w.slot for w in self.workers}
         for slot in [s for s in self.slots if s >= first and (first == 0 or s not in held)]:
+            sock = self.slots.pop(slot)
+            queued = accept_queue_length(sock)
+            if queued and first > 0:
+                error_logger.warning(
+                    "Closing the --reuse-port socket of slot %d resets %d queued connection(s)",
+                    slot,
+                    queued,
+                )
             with contextlib.suppress(OSError):
-                self.slots.pop(slot).close()
+                sock.close()
+        if self.steered_at is not None and max(self.slots, default=0) < max(1, self.target):
+            self.steered_at = None  # the closing slots are gone: the kernel's own choice again
+            if self.slots:
+                unsteer_reuseport(self.sock)
 
     def _read_reports(self, worker: WorkerProcess) -> None:
         try:
@@ -357,8 +385,36 @@ class Supervisor:
             # The oldest goes; with --reuse-port the one in the highest slot, whose socket
             # then closes (the others keep theirs).
             extra = min(live, key=lambda w: (-w.slot, w.started))
+            if not self._slot_drained(extra, now):
+                return
             error_logger.info("Retiring worker [%d] (now %d workers)", extra.pid, self.target)
             self._retire(extra)
+
+    def _slot_drained(self, extra: WorkerProcess, now: float) -> bool:
+        """Whether `extra` may retire now. With --reuse-port its slot's socket closes after it,
+        and closing a listening socket resets the connections in its queue: so new connections
+        are steered to the slots that stay first, and `extra` serves what is queued for it."""
+        closing = self.config.reuse_port and extra.slot >= self.target and extra.slot in self.slots
+        if not closing:
+            return True
+        if self.steered_at is None:
+            # The program picks by position in the kernel's group, which is slot order as long
+            # as the slots are 0..n-1 and only the highest ever closed (see _close_slots).
+            if sorted(self.slots) != list(range(len(self.slots))):
+                return True
+            try:
+                steer_reuseport(self.sock, self.target)
+            except OSError as exc:
+                error_logger.warning(
+                    "SIGTTOU: cannot steer new connections away from the closing socket (%s); "
+                    "connections queued on it when it closes will be reset",
+                    exc,
+                )
+                return True
+            self.steered_at = now
+        waited = now - self.steered_at
+        queued = accept_queue_length(self.slots[extra.slot])
+        return waited >= STEER_MIN_S and (queued == 0 or waited >= STEER_MAX_S)
 
     def _finish_replacement(self) -> None:
         self.replacement = None

@@ -364,6 +364,9 @@ void connection::on_timer(timer_kind kind) {
     read_timer_ = timer_kind::none;
     switch (kind) {
         case timer_kind::keep_alive: return close_now();
+        case timer_kind::shutdown_idle:
+            if (state_ == state::read_head && in_.empty()) return close_now();
+            return;
         case timer_kind::header:
             if (state_ == state::read_head)
                 return reject({408, "request head not complete within --timeout-request-header"});
@@ -377,9 +380,18 @@ void connection::on_timer(timer_kind kind) {
 }
 
 void connection::begin_shutdown() {
+    if (shutting_down_ || state_ == state::closed) return;
     shutting_down_ = true;
-    if (state_ == state::read_head) return close_now();  // idle, or a head not yet complete
-    keep_alive_ = false;  // responses not yet started say "connection: close"
+    if (state_ != state::read_head) {
+        keep_alive_ = false;  // responses not yet started say "connection: close"
+        return;
+    }
+    if (!in_.empty()) return;  // a head is arriving: its header deadline still bounds it
+    // Idle as far as we have read: see the header. Closing here is what lost a request per
+    // SIGHUP for clients that open a connection per request (issue 9).
+    set_read_timer(timer_kind::shutdown_idle);
+    read_ready_ = true;
+    owner_.schedule(*this);
 }
 
 // ---------------------------------------------------------------- writing

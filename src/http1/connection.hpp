@@ -66,7 +66,17 @@ class connection_owner {
     //   keep_alive: idle between requests            header: a request head must be complete
     //   body: no request body bytes for this long    linger: after our FIN, before close
     //   write: the client has not read anything for this long
-    enum class timer_kind : uint8_t { none, keep_alive, header, body, linger, write };
+    //   shutdown_idle: during a graceful stop, how long an idle connection may still start a
+    //                  request before it is closed
+    enum class timer_kind : uint8_t {
+        none,
+        keep_alive,
+        header,
+        body,
+        linger,
+        write,
+        shutdown_idle
+    };
     virtual void arm_timer(connection& c, timer_kind kind) = 0;
     virtual void disarm_timer(connection& c, timer_kind kind) = 0;  // the slot `kind` uses
     // Admission (concurrency limit): false answers the request with 503 instead of starting it.
@@ -103,7 +113,12 @@ class connection final : public http::response_sink {
     void process();    // scheduled work: flush, resume reading, next pipelined request
     void on_timer(connection_owner::timer_kind kind);
 
-    // Graceful stop: close now if idle, otherwise after the current response.
+    // Graceful stop: every response from now on says "connection: close" and ends its
+    // connection. A connection in the middle of a request or a head finishes it. An idle one is
+    // not closed at once: a request may already sit in the socket unread (TCP_DEFER_ACCEPT hands
+    // a connection over with its first bytes) or be on its way from a client that has just read
+    // our last response, and closing would reset it. It reads what is there and gets the
+    // shutdown_idle timer to start a request; if none starts, it closes then.
     void begin_shutdown();
 
     // A closed connection frees its buffers here rather than when the owner destroys it after

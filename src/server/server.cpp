@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -100,9 +101,11 @@ server::server(const server_config& cfg)
       header_list_(cfg.header_timeout_ms),
       body_list_(cfg.body_timeout_ms),
       write_list_(cfg.write_timeout_ms),
-      linger_list_(cfg.linger_ms) {
+      linger_list_(cfg.linger_ms),
+      shutdown_idle_list_(std::min(cfg.shutdown_idle_ms, cfg.keep_alive_ms)) {
     cfg_.conn.read_blocks = &read_blocks_;
-    for (auto* list : {&keep_alive_list_, &header_list_, &body_list_, &write_list_, &linger_list_})
+    for (auto* list : {&keep_alive_list_, &header_list_, &body_list_, &write_list_, &linger_list_,
+                       &shutdown_idle_list_})
         loop_.add_list(list);
 }
 
@@ -158,9 +161,13 @@ void server::stop_accepting() {
 }
 
 void server::shutdown_connections() {
+    // Inside an I/O phase, so that the connections it schedules run now (leave_io) and the
+    // schedule hook, which calls Python, is not called from here with the GIL released.
+    const bool outer = !in_io_;
+    if (outer) enter_io(), loop_.update_now();
     for (auto& e : conns_)
         e.conn.begin_shutdown();
-    if (!in_io_) enter_io(), leave_io();
+    if (outer) leave_io();
 }
 
 void server::close_all() {
@@ -230,6 +237,7 @@ loop::timeout_list& server::list_for(timer_kind kind) noexcept {
         case timer_kind::body: return body_list_;
         case timer_kind::write: return write_list_;
         case timer_kind::linger: return linger_list_;
+        case timer_kind::shutdown_idle: return shutdown_idle_list_;
         default: return keep_alive_list_;
     }
 }

@@ -36,6 +36,9 @@ struct server_config {
     uint64_t body_timeout_ms = 60000;    // request body: longest silence while we wait for it
     uint64_t write_timeout_ms = 60000;   // longest a client may read nothing of our output
     uint64_t linger_ms = 2000;
+    // Graceful stop: an idle connection may still start a request for this long (capped by
+    // keep_alive_ms) before it is closed; see http1::connection::begin_shutdown().
+    uint64_t shutdown_idle_ms = 1000;
     size_t max_connections = 0;  // 0: no limit; at the limit, stop accepting (kernel queues)
     size_t max_concurrency = 0;  // 0: no limit; requests in flight beyond it get 503
 };
@@ -107,6 +110,7 @@ class server final : private http1::connection_owner {
     loop::timeout_list body_list_;
     loop::timeout_list write_list_;
     loop::timeout_list linger_list_;
+    loop::timeout_list shutdown_idle_list_;
     std::vector<std::unique_ptr<listener_entry>> listeners_;
     std::list<conn_entry> conns_;
     std::vector<std::list<conn_entry>::iterator> graveyard_;

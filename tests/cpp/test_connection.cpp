@@ -553,10 +553,15 @@ TEST(Connection, AbortAfterHeadClosesInTheIoPhase) {
     EXPECT_TRUE(h.closed);
 }
 
-TEST(Connection, ShutdownClosesIdleAndFinishesBusy) {
+TEST(Connection, ShutdownClosesIdleAfterItsGraceAndFinishesBusy) {
     harness idle;
     idle.conn->begin_shutdown();
+    idle.pump();
+    EXPECT_FALSE(idle.closed);  // a request may be on its way: it gets shutdown_idle to start
+    EXPECT_EQ(idle.armed, timer_kind::shutdown_idle);
+    idle.conn->on_timer(timer_kind::shutdown_idle);
     EXPECT_TRUE(idle.closed);
+    EXPECT_EQ(idle.t.output, "");
 
     harness busy;
     busy.auto_respond = false;
@@ -567,6 +572,32 @@ TEST(Connection, ShutdownClosesIdleAndFinishesBusy) {
     busy.pump();
     EXPECT_NE(busy.t.output.find("connection: close"), std::string::npos);
     EXPECT_TRUE(busy.t.shut);
+}
+
+// Issue 9: a connection accepted just before a graceful stop, its request already in the socket
+// but not yet read (TCP_DEFER_ACCEPT), is answered - with "connection: close" - not reset.
+TEST(Connection, ShutdownReadsARequestAlreadyInTheSocket) {
+    harness h;
+    h.t.input = "GET /late HTTP/1.1\r\nHost: a\r\n\r\n";  // arrived, no readiness event yet
+    h.conn->begin_shutdown();
+    h.pump();
+    EXPECT_EQ(h.t.output, ok("GET /late ", "connection: close\r\n"));
+    EXPECT_TRUE(h.t.shut || h.closed);
+}
+
+// A request that starts within the grace is served and closes its connection; the grace timer
+// firing after the head began changes nothing.
+TEST(Connection, ShutdownServesARequestStartedInTheGrace) {
+    harness h;
+    h.feed("GET /1 HTTP/1.1\r\nHost: a\r\n\r\n");
+    h.conn->begin_shutdown();
+    h.pump();
+    h.feed("GET /2 HTT");
+    h.conn->on_timer(timer_kind::shutdown_idle);
+    EXPECT_FALSE(h.closed);
+    h.feed("P/1.1\r\nHost: a\r\n\r\nGET /3 HTTP/1.1\r\nHost: a\r\n\r\n");
+    EXPECT_EQ(h.t.output, ok("GET /1 ") + ok("GET /2 ", "connection: close\r\n"));
+    EXPECT_TRUE(h.t.shut || h.closed);
 }
 
 TEST(Limits, HeaderDeadlineIsNotExtendedByTrickling) {
