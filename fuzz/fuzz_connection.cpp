@@ -21,7 +21,10 @@
 //   byte 6: bits 0-3: max_body: 0 = no limit, else 1 << n bytes (413)
 //           bits 4-5: admission (concurrency limit): admit all, refuse every 2nd, every 3rd, all
 //           bit 6: the armed read timer (keep-alive, header, body, linger) fires after a
-//                  segment chosen by byte 2; bit 7: the same for the write timer
+//                  segment chosen by byte 2, and so does the minimum-rate timer; bit 7: the
+//                  same for the write timer
+// Minimum data rates (240 bytes/s each way after a 5 s grace) are on except in differential
+// runs; the owner's clock moves 700 ms per segment the client sends.
 // Checks (ATTACKS.md A-D): no crash, UB or leak; the output is a well-framed sequence of
 // responses, each starting "HTTP/1.1 ", one per delivered request and in order; nothing after
 // an error response, a "connection: close" response or a close-delimited body; no request is
@@ -80,6 +83,7 @@ http1::connection_config make_config(const controls& c) {
     cfg.date_header = false;  // deterministic bytes: error responses are compared exactly
     cfg.server_header = c.server_header();
     cfg.max_body = c.max_body();
+    if (!c.differential()) cfg.min_body_rate = cfg.min_response_rate = 240;
     if (c.config == 0) return cfg;
     const uint8_t b = c.config;
     cfg.head_limits.max_request_line = size_t{16} << (b & 3);
@@ -108,8 +112,10 @@ struct world final : http1::connection_owner {
     // that before the destructor runs, and the destructor still calls request_finished().
     http1::connection* self = nullptr;
     std::vector<http1::connection*> scheduled;
-    timer_kind read_timer = timer_kind::none;  // the read slot: every kind but write
+    timer_kind read_timer = timer_kind::none;  // the read slot: every kind but write and rate
     bool write_timer = false;
+    bool rate_timer = false;
+    uint64_t now = 0;  // the owner's clock (ms)
     size_t asked_admission = 0, admissions = 0, finished_requests = 0;
     int closed_calls = 0;
 
@@ -133,6 +139,8 @@ struct world final : http1::connection_owner {
         FUZZ_CHECK(!closed());
         if (k == timer_kind::write) {
             write_timer = true;
+        } else if (k == timer_kind::rate) {
+            rate_timer = true;
         } else {
             read_timer = k;
         }
@@ -141,10 +149,13 @@ struct world final : http1::connection_owner {
         FUZZ_CHECK(&c == self && k != timer_kind::none);
         if (k == timer_kind::write) {
             write_timer = false;
+        } else if (k == timer_kind::rate) {
+            rate_timer = false;
         } else {
             read_timer = timer_kind::none;
         }
     }
+    uint64_t now_ms() const noexcept override { return now; }
     bool admit_request(http1::connection& c) override {
         FUZZ_CHECK(&c == self && !closed());
         FUZZ_CHECK(admissions == finished_requests);  // one request at a time per connection
@@ -161,7 +172,8 @@ struct world final : http1::connection_owner {
     }
     void on_closed(http1::connection& c) override {
         FUZZ_CHECK(&c == self);
-        FUZZ_CHECK(t.closed);  // the transport is closed before the owner hears of it
+        FUZZ_CHECK(t.closed);     // the transport is closed before the owner hears of it
+        FUZZ_CHECK(!rate_timer);  // a closed connection leaves no timer behind
         ++closed_calls;
     }
     bool closed() const { return closed_calls > 0; }
@@ -177,6 +189,12 @@ struct world final : http1::connection_owner {
         if (!conn || closed() || !write_timer) return;
         write_timer = false;
         conn->on_timer(timer_kind::write);
+        pump();
+    }
+    void fire_rate_timer() {
+        if (!conn || closed() || !rate_timer) return;
+        rate_timer = false;
+        conn->on_timer(timer_kind::rate);
         pump();
     }
 
@@ -218,6 +236,7 @@ struct world final : http1::connection_owner {
     }
 
     void send_segment(std::string_view bytes) {
+        now += 700;
         t.input.append(bytes);
         if (conn && !closed()) conn->on_readable();
         pump();
@@ -447,7 +466,7 @@ run_result run(const controls& ctl, std::string_view client_bytes, int segment_m
             w.conn->begin_shutdown();
             w.pump();
         }
-        if (i == read_timer_after) w.fire_read_timer();
+        if (i == read_timer_after) w.fire_read_timer(), w.fire_rate_timer();
         if (i == write_timer_after) w.fire_write_timer();
         if (i == reset_after) w.peer_reset(report_hangup);
         w.check_deadlines();
@@ -463,6 +482,7 @@ run_result run(const controls& ctl, std::string_view client_bytes, int segment_m
     if (ctl.fire_timer()) {
         w.fire_write_timer();
         w.fire_read_timer();
+        w.fire_rate_timer();
     }
     if (reset_after != SIZE_MAX) w.peer_reset(report_hangup);  // if no segment reached it
 

@@ -48,6 +48,9 @@ class Server:
         max_connections: int = 0,
         request_limit: int = 0,
         on_request_limit: Callable[[], None] | None = None,
+        min_request_body_rate: int = 0,
+        min_response_rate: int = 0,
+        min_rate_grace: float = 5.0,
     ) -> None: ...
     def add_listener(self, sock: Any) -> None: ...
     def fileno(self) -> int: ...

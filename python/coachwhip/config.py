@@ -176,6 +176,32 @@ OPTIONS: tuple[Option, ...] = (
         minimum=0.001,
     ),
     Option(
+        "min-request-body-rate",
+        "int",
+        240,
+        "Least average rate, in bytes/s, at which a client must send a request body the app is "
+        "waiting for, after --min-rate-grace (else 408); 0: no minimum.",
+        metavar="BYTES",
+        minimum=0,
+    ),
+    Option(
+        "min-response-rate",
+        "int",
+        240,
+        "Least average rate, in bytes/s, at which a client must read a response that is waiting "
+        "for it, after --min-rate-grace (else the connection closes); 0: no minimum.",
+        metavar="BYTES",
+        minimum=0,
+    ),
+    Option(
+        "min-rate-grace",
+        "float",
+        5.0,
+        "Seconds of waiting on a client before the minimum rates are enforced.",
+        metavar="S",
+        minimum=0.001,
+    ),
+    Option(
         "limit-request-line",
         "int",
         8190,
@@ -289,6 +315,9 @@ class Config:
     timeout_request_header: float = 20.0
     timeout_request_body: float = 60.0
     timeout_write: float = 60.0
+    min_request_body_rate: int = 240
+    min_response_rate: int = 240
+    min_rate_grace: float = 5.0
     limit_request_line: int = 8190
     limit_request_fields: int = 100
     limit_request_header_size: int = 65536

@@ -196,6 +196,9 @@ int server_init(PyObject* self, PyObject* args, PyObject* kwds) {
                                    "max_connections",
                                    "request_limit",
                                    "on_request_limit",
+                                   "min_request_body_rate",
+                                   "min_response_rate",
+                                   "min_rate_grace",
                                    nullptr};
     PyObject *app, *loop, *report_failure, *root_path = nullptr, *state = Py_None;
     PyObject *access_log = Py_None, *error_log = Py_None;
@@ -205,16 +208,18 @@ int server_init(PyObject* self, PyObject* args, PyObject* kwds) {
     Py_ssize_t concurrency = 0, max_connections = 0;
     unsigned long long max_body = 0, request_limit = 0;
     PyObject* on_request_limit = Py_None;
+    unsigned long long min_body_rate = 0, min_response_rate = 0;
+    double min_rate_grace = 5.0;
     if (!PyArg_ParseTupleAndKeywords(
-            args, kwds, "OOO|$UOdppOOidddnnnKnnKO", const_cast<char**>(kwlist), &app, &loop,
+            args, kwds, "OOO|$UOdppOOidddnnnKnnKOKKd", const_cast<char**>(kwlist), &app, &loop,
             &report_failure, &root_path, &state, &keep_alive, &server_header, &date_header,
             &access_log, &error_log, &log_level, &header_timeout, &body_timeout, &write_timeout,
             &request_line, &request_fields, &header_size, &max_body, &concurrency, &max_connections,
-            &request_limit, &on_request_limit))
+            &request_limit, &on_request_limit, &min_body_rate, &min_response_rate, &min_rate_grace))
         return -1;
     if (request_line < 1 || request_fields < 1 || header_size < 1 || concurrency < 0 ||
         max_connections < 0 || keep_alive <= 0 || header_timeout <= 0 || body_timeout <= 0 ||
-        write_timeout <= 0) {
+        write_timeout <= 0 || min_rate_grace <= 0) {
         PyErr_SetString(PyExc_ValueError, "limits and timeouts must be positive");
         return -1;
     }
@@ -239,6 +244,9 @@ int server_init(PyObject* self, PyObject* args, PyObject* kwds) {
         c.conn.server_header = server_header;
         c.conn.date_header = date_header;
         c.conn.max_body = max_body;
+        c.conn.min_body_rate = min_body_rate;
+        c.conn.min_response_rate = min_response_rate;
+        c.conn.min_rate_grace_ms = ms(min_rate_grace);
         c.conn.head_limits.max_request_line = static_cast<size_t>(request_line);
         c.conn.head_limits.max_headers = static_cast<size_t>(request_fields);
         c.conn.head_limits.max_head = static_cast<size_t>(header_size);

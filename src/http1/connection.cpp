@@ -55,15 +55,71 @@ void connection::set_read_timer(timer_kind kind) {
     }
 }
 
-// The body timeout is an idle timeout: it runs only while we wait for the client (not while
-// the app has not taken what is buffered), and restarts whenever body bytes arrive.
+// We wait on the client for request body bytes: the app has not paused us by leaving what is
+// buffered untaken, and no 100 Continue is owed (a client that asked for one waits on us).
+bool connection::waiting_for_body() const noexcept {
+    return state_ == state::in_request && !body_done_ && !reading_paused() && !continue_owed_;
+}
+
+// The body timeout is an idle timeout: it runs only while we wait for the client, and restarts
+// whenever body bytes arrive.
 void connection::update_body_timer() {
-    bool waiting = state_ == state::in_request && !body_done_ && !reading_paused();
-    if (waiting) {
+    if (waiting_for_body()) {
         set_read_timer(timer_kind::body);
     } else if (read_timer_ == timer_kind::body) {
         set_read_timer(timer_kind::none);
     }
+    update_rate_clocks();
+}
+
+// ---------------------------------------------------------------- minimum data rates
+//
+// Slow POST (R.U.D.Y.) and slow readers: a client that sends a byte just inside the body
+// timeout, or reads one just inside the write timeout, holds a connection and an app for as
+// long as it likes. So each direction also has a minimum average rate (Kestrel's
+// MinRequestBodyDataRate and MinResponseDataRate are the model: 240 bytes/s after a 5 s grace).
+// The average is over all the time we have waited on this client in this request, not a short
+// window, so a mobile upload that stalls for a few seconds between bursts is not cut; holding a
+// connection for T seconds still costs the client rate * T bytes.
+
+void connection::update_rate_clocks() {
+    if (!cfg_.min_body_rate && !cfg_.min_response_rate) return;
+    const uint64_t now = owner_.now_ms();
+    if (cfg_.min_body_rate && waiting_for_body()) {
+        body_clock_.run(now);
+    } else {
+        body_clock_.pause(now);
+    }
+    // Only while the socket refuses our output: a client that keeps up is never measured.
+    if (cfg_.min_response_rate && write_blocked_ && !out_.empty() && state_ != state::closed) {
+        response_clock_.run(now);
+    } else {
+        response_clock_.pause(now);
+    }
+    const bool measuring = body_clock_.running || response_clock_.running;
+    if (measuring != rate_timer_) {
+        rate_timer_ = measuring;
+        if (measuring) {
+            owner_.arm_timer(*this, timer_kind::rate);
+        } else {
+            owner_.disarm_timer(*this, timer_kind::rate);
+        }
+    }
+}
+
+void connection::check_rates() {
+    const uint64_t now = owner_.now_ms();
+    const uint64_t grace = cfg_.min_rate_grace_ms;
+    if (body_clock_.too_slow(body_received_, cfg_.min_body_rate, grace, now))
+        return reject({408, "request body slower than --min-request-body-rate"});
+    if (response_clock_.too_slow(response_taken_, cfg_.min_response_rate, grace, now)) {
+        if (core::log_enabled(core::log_level::debug))
+            core::log(core::log_level::debug,
+                      "closing the connection of " + client_.host +
+                          ": it reads the response slower than --min-response-rate");
+        return close_now(true);
+    }
+    update_rate_clocks();  // arms the next check while a clock still runs
 }
 
 connection::~connection() { detach_exchange(false); }
@@ -225,6 +281,9 @@ void connection::start_request(const request_head& head, const request_info& inf
     app_wants_body_ = response_started_ = response_done_ = send_waiting_ = aborted_ = false;
     body_sent_ = 0;
     body_received_ = 0;
+    body_clock_ = {};
+    response_clock_ = {};
+    response_taken_ = 0;
     state_ = state::in_request;
     ex.post(http::ev_request);
     if (!body_done_) decode_body();
@@ -335,15 +394,21 @@ void connection::detach_exchange(bool notify) {
     ex_.reset();
 }
 
-void connection::close_now() {
+void connection::close_now(bool reset) {
     if (state_ == state::closed) return;
     state_ = state::closed;
     set_read_timer(timer_kind::none);
     if (write_timer_) owner_.disarm_timer(*this, timer_kind::write);
     write_timer_ = false;
+    if (rate_timer_) owner_.disarm_timer(*this, timer_kind::rate);
+    rate_timer_ = false;
     detach_exchange(true);
     out_.clear();
-    t_.close();
+    if (reset) {
+        t_.abort();
+    } else {
+        t_.close();
+    }
     owner_.on_closed(*this);
 }
 
@@ -359,7 +424,11 @@ void connection::release_memory() noexcept {
 void connection::on_timer(timer_kind kind) {
     if (kind == timer_kind::write) {
         write_timer_ = false;
-        return close_now();  // the client stopped reading; a waiting send() raises
+        return close_now(true);  // the client stopped reading; a waiting send() raises
+    }
+    if (kind == timer_kind::rate) {
+        rate_timer_ = false;
+        return check_rates();
     }
     read_timer_ = timer_kind::none;
     switch (kind) {
@@ -418,6 +487,10 @@ void connection::flush() {
         ssize_t n = t_.writev(iov, cnt, fin_next);
         if (n >= 0) {
             out_.consume(static_cast<size_t>(n));
+            // Bytes count toward the response rate only once it is measured (we were blocked
+            // before this write): the burst the socket buffer swallowed at first says nothing
+            // about how fast the client reads.
+            if (response_clock_.running) response_taken_ += static_cast<size_t>(n);
             progressed = progressed || n > 0;
             // A short write means the socket buffer is full: wait for the EPOLLOUT edge rather
             // than spend a syscall on the EAGAIN we would get now.
@@ -438,6 +511,7 @@ void connection::flush() {
         owner_.arm_timer(*this, timer_kind::write);
         write_timer_ = true;
     }
+    update_rate_clocks();
     if (send_waiting_ && out_.size() <= cfg_.write_low_water && ex_) {
         send_waiting_ = false;
         ex_->post(http::ev_drain);

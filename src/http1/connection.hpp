@@ -52,6 +52,35 @@ struct connection_config {
     // Where input buffers of `read_chunk` bytes come from and go back to (optional; not owned,
     // outlives the connections).
     core::block_pool* read_blocks = nullptr;
+    // Minimum data rates in bytes/s (0: off), the slow-POST and slow-reader defences. Each is
+    // an average over the time the server spends waiting on the client (for request body bytes
+    // while the app wants them; with output the client is not taking), judged once that time
+    // reaches `min_rate_grace_ms`. Request body too slow: 408, the app sees http.disconnect.
+    // Response too slow: the connection closes (a waiting send() raises).
+    uint64_t min_body_rate = 0;
+    uint64_t min_response_rate = 0;
+    uint64_t min_rate_grace_ms = 5000;
+};
+
+// The time over which a data rate is measured: it runs only while the server waits on the client.
+struct rate_clock {
+    uint64_t total_ms = 0;  // measured time before `since_ms`
+    uint64_t since_ms = 0;  // when it last started running
+    bool running = false;
+    void run(uint64_t now) noexcept {
+        if (!running) running = true, since_ms = now;
+    }
+    void pause(uint64_t now) noexcept {
+        if (running) running = false, total_ms += now - since_ms;
+    }
+    uint64_t elapsed(uint64_t now) const noexcept {
+        return total_ms + (running ? now - since_ms : 0);
+    }
+    // Running, past the grace, and below `rate` bytes/s on average (0: never too slow).
+    bool too_slow(uint64_t bytes, uint64_t rate, uint64_t grace_ms, uint64_t now) const noexcept {
+        const uint64_t ms = elapsed(now);
+        return rate && running && ms >= grace_ms && bytes * 1000 < rate * ms;
+    }
 };
 
 class connection;
@@ -68,6 +97,8 @@ class connection_owner {
     //   write: the client has not read anything for this long
     //   shutdown_idle: during a graceful stop, how long an idle connection may still start a
     //                  request before it is closed
+    //   rate: has a slot of its own too; armed while a minimum data rate is being measured, it
+    //         fires every so often (the owner's choice, well under the grace) to check it
     enum class timer_kind : uint8_t {
         none,
         keep_alive,
@@ -75,10 +106,13 @@ class connection_owner {
         body,
         linger,
         write,
-        shutdown_idle
+        shutdown_idle,
+        rate
     };
     virtual void arm_timer(connection& c, timer_kind kind) = 0;
     virtual void disarm_timer(connection& c, timer_kind kind) = 0;  // the slot `kind` uses
+    // The engine's monotonic clock in milliseconds (for the minimum data rates).
+    virtual uint64_t now_ms() const noexcept = 0;
     // Admission (concurrency limit): false answers the request with 503 instead of starting it.
     // Every admitted request is matched by exactly one request_finished().
     virtual bool admit_request(connection& c) = 0;
@@ -155,11 +189,14 @@ class connection final : public http::response_sink {
     void reject(const core::error& err);
     void flush();
     void start_draining();
-    void close_now();
+    void close_now(bool reset = false);  // reset: transport::abort(), see there
     void linger_read();
     void detach_exchange(bool notify);
     void set_read_timer(connection_owner::timer_kind kind);
     void update_body_timer();
+    bool waiting_for_body() const noexcept;
+    void update_rate_clocks();
+    void check_rates();
     http::send_result queue_head(const head& h, std::string_view body, bool more);
     http::send_result queue_body(std::string_view body, bool more);
 
@@ -185,7 +222,11 @@ class connection final : public http::response_sink {
     connection_owner::timer_kind read_timer_ = connection_owner::timer_kind::none;
     bool write_timer_ = false;    // the write slot is armed
     bool admitted_ = false;       // the current request counts against the concurrency limit
-    uint64_t body_received_ = 0;  // decoded request body bytes (for max_body)
+    uint64_t body_received_ = 0;  // decoded request body bytes (for max_body and its rate)
+    rate_clock body_clock_;       // reset per request; see connection_config::min_body_rate
+    rate_clock response_clock_;
+    uint64_t response_taken_ = 0;  // bytes the client took while response_clock_ ran
+    bool rate_timer_ = false;      // the rate slot is armed
 
     // Current exchange (in_request).
     std::shared_ptr<http::exchange> ex_;

@@ -10,7 +10,9 @@
 // `fin_next` says the caller will shut down or close right after this write if it completes,
 // so a stream transport may hold the bytes back for that FIN to travel with them (one packet
 // instead of two). `shutdown_write` sends FIN after everything written so far. After `close` no
-// call is made.
+// call is made. `abort` is a `close` that drops what is still unsent (TCP: a reset), for clients
+// cut off for reading too slowly: the bytes they have not taken would otherwise stay in kernel
+// buffers, at the pace they choose.
 #pragma once
 
 #include <sys/types.h>
@@ -26,6 +28,7 @@ class transport {
     virtual ssize_t writev(const iovec* iov, int iovcnt, bool fin_next) = 0;
     virtual void shutdown_write() = 0;
     virtual void close() = 0;
+    virtual void abort() { close(); }
 
   protected:
     ~transport() = default;

@@ -58,7 +58,8 @@ struct server::conn_entry final : loop::io_handler {
           local(std::move(l)),
           conn(transport, s, s.cfg_.conn, s.events_, client, local),
           read_timer(&on_read_timer, this),
-          write_timer(&on_write_timer, this) {}
+          write_timer(&on_write_timer, this),
+          rate_timer(&on_rate_timer, this) {}
 
     void on_io(uint32_t ev) override {
         if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
@@ -82,6 +83,11 @@ struct server::conn_entry final : loop::io_handler {
         e->conn.on_timer(timer_kind::write);
         e->conn.release_memory();
     }
+    static void on_rate_timer(void* ctx) {
+        auto* e = static_cast<conn_entry*>(ctx);
+        e->conn.on_timer(timer_kind::rate);
+        e->conn.release_memory();
+    }
 
     server& srv;
     tcp_transport transport;
@@ -90,6 +96,7 @@ struct server::conn_entry final : loop::io_handler {
     http1::connection conn;
     loop::timer read_timer;  // keep-alive, header, body or linger: one at a time
     loop::timer write_timer;
+    loop::timer rate_timer;  // minimum data rates
     timer_kind read_kind = timer_kind::none;
     std::list<conn_entry>::iterator self;
 };
@@ -102,10 +109,12 @@ server::server(const server_config& cfg)
       body_list_(cfg.body_timeout_ms),
       write_list_(cfg.write_timeout_ms),
       linger_list_(cfg.linger_ms),
-      shutdown_idle_list_(std::min(cfg.shutdown_idle_ms, cfg.keep_alive_ms)) {
+      shutdown_idle_list_(std::min(cfg.shutdown_idle_ms, cfg.keep_alive_ms)),
+      // Minimum data rates: checked twice per grace period, at most once a second.
+      rate_list_(std::clamp<uint64_t>(cfg.conn.min_rate_grace_ms / 2, 50, 1000)) {
     cfg_.conn.read_blocks = &read_blocks_;
     for (auto* list : {&keep_alive_list_, &header_list_, &body_list_, &write_list_, &linger_list_,
-                       &shutdown_idle_list_})
+                       &shutdown_idle_list_, &rate_list_})
         loop_.add_list(list);
 }
 
@@ -246,6 +255,7 @@ void server::arm_timer(http1::connection& c, timer_kind kind) {
     auto* e = static_cast<conn_entry*>(c.owner_ctx);
     if (!e) return;  // during construction: accept_one arms the first timer itself
     if (kind == timer_kind::write) return loop_.arm(e->write_timer, write_list_);
+    if (kind == timer_kind::rate) return loop_.arm(e->rate_timer, rate_list_);
     e->read_kind = kind;
     loop_.arm(e->read_timer, list_for(kind));
 }
@@ -253,6 +263,7 @@ void server::arm_timer(http1::connection& c, timer_kind kind) {
 void server::disarm_timer(http1::connection& c, timer_kind kind) {
     auto* e = static_cast<conn_entry*>(c.owner_ctx);
     if (!e) return;
+    if (kind == timer_kind::rate) return e->rate_timer.disarm();
     (kind == timer_kind::write ? e->write_timer : e->read_timer).disarm();
 }
 
@@ -268,6 +279,7 @@ void server::on_closed(http1::connection& c) {
     auto* e = static_cast<conn_entry*>(c.owner_ctx);
     e->read_timer.disarm();
     e->write_timer.disarm();
+    e->rate_timer.disarm();
     --conn_count_;
     // Scheduled entries and epoll events of this batch may still point here: free it later.
     graveyard_.push_back(e->self);

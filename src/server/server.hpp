@@ -97,6 +97,7 @@ class server final : private http1::connection_owner {
     void request_finished(http1::connection& c) override;
     void on_closed(http1::connection& c) override;
     loop::timeout_list& list_for(timer_kind kind) noexcept;
+    uint64_t now_ms() const noexcept override { return loop_.now_ms(); }
     bool may_accept() const noexcept;
 
     server_config cfg_;
@@ -111,6 +112,7 @@ class server final : private http1::connection_owner {
     loop::timeout_list write_list_;
     loop::timeout_list linger_list_;
     loop::timeout_list shutdown_idle_list_;
+    loop::timeout_list rate_list_;
     std::vector<std::unique_ptr<listener_entry>> listeners_;
     std::list<conn_entry> conns_;
     std::vector<std::list<conn_entry>::iterator> graveyard_;

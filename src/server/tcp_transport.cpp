@@ -32,6 +32,13 @@ void tcp_transport::shutdown_write() {
     if (fd_ >= 0) ::shutdown(fd_, SHUT_WR);
 }
 
+void tcp_transport::abort() {
+    if (fd_ < 0) return;
+    const linger reset{1, 0};  // close() then drops the send queue and sends RST
+    setsockopt(fd_, SOL_SOCKET, SO_LINGER, &reset, sizeof reset);
+    close();
+}
+
 void tcp_transport::close() {
     if (fd_ >= 0) ::close(fd_);
     fd_ = -1;

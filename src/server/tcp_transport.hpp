@@ -18,6 +18,7 @@ class tcp_transport final : public http1::transport {
     ssize_t writev(const iovec* iov, int iovcnt, bool fin_next) override;
     void shutdown_write() override;
     void close() override;
+    void abort() override;
 
   private:
     int fd_;

@@ -83,6 +83,8 @@ struct harness final : http1::connection_owner {
     std::vector<http1::connection*> scheduled;
     timer_kind armed = timer_kind::none;
     timer_kind write_armed = timer_kind::none;
+    bool rate_armed = false;
+    uint64_t now = 1000;  // the owner's clock, in ms; tests move it
     size_t in_flight = 0;
     int arm_count = 0;
     size_t max_in_flight = SIZE_MAX;
@@ -91,9 +93,12 @@ struct harness final : http1::connection_owner {
     std::vector<std::shared_ptr<http::exchange>> exchanges;
     std::vector<std::string> bodies;  // per exchange, what the app has taken so far
 
-    explicit harness(uint64_t max_body = 0) {
+    explicit harness(uint64_t max_body = 0, uint64_t min_body_rate = 0,
+                     uint64_t min_response_rate = 0) {
         cfg.date_header = false;
         cfg.max_body = max_body;
+        cfg.min_body_rate = min_body_rate;
+        cfg.min_response_rate = min_response_rate;
         conn = std::make_unique<http1::connection>(t, *this, cfg, events, client, server);
     }
 
@@ -102,11 +107,28 @@ struct harness final : http1::connection_owner {
         c.scheduled = true;
     }
     void arm_timer(http1::connection&, timer_kind k) override {
+        if (k == timer_kind::rate) {
+            rate_armed = true;
+            return;
+        }
         (k == timer_kind::write ? write_armed : armed) = k;
         ++arm_count;
     }
     void disarm_timer(http1::connection&, timer_kind k) override {
+        if (k == timer_kind::rate) {
+            rate_armed = false;
+            return;
+        }
         (k == timer_kind::write ? write_armed : armed) = timer_kind::none;
+    }
+    uint64_t now_ms() const noexcept override { return now; }
+    // The owner's rate timer fires `ms` from now (its slot is no longer armed when it does).
+    void fire_rate_timer_after(uint64_t ms) {
+        now += ms;
+        ASSERT_TRUE(rate_armed);
+        rate_armed = false;
+        conn->on_timer(timer_kind::rate);
+        pump();
     }
     bool admit_request(http1::connection&) override {
         if (in_flight >= max_in_flight) return false;
@@ -598,6 +620,98 @@ TEST(Connection, ShutdownServesARequestStartedInTheGrace) {
     h.feed("P/1.1\r\nHost: a\r\n\r\nGET /3 HTTP/1.1\r\nHost: a\r\n\r\n");
     EXPECT_EQ(h.t.output, ok("GET /1 ") + ok("GET /2 ", "connection: close\r\n"));
     EXPECT_TRUE(h.t.shut || h.closed);
+}
+
+// ---- minimum data rates (issue 9): 240 bytes/s after a 5 s grace, as Kestrel's defaults
+
+TEST(Limits, SlowBodyBelowTheMinimumRateGets408AfterTheGrace) {
+    harness h(0, 240);
+    h.auto_respond = false;
+    h.feed("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 100000\r\n\r\nabc");
+    ASSERT_TRUE(h.rate_armed);
+    h.fire_rate_timer_after(1000);  // 3 bytes in 1 s, but inside the grace
+    EXPECT_FALSE(h.closed);
+    EXPECT_TRUE(h.rate_armed);
+    h.feed(std::string(900, 'x'));  // 903 bytes
+    h.fire_rate_timer_after(3000);  // 4 s: still inside the grace
+    EXPECT_EQ(h.t.output, "");
+    h.fire_rate_timer_after(1000);  // 5 s: 903 < 240 * 5
+    EXPECT_EQ(h.t.output, error_response(408, "Request Timeout"));
+    EXPECT_FALSE(h.exchanges[0]->connected());  // the app's receive() now says disconnect
+}
+
+TEST(Limits, BodyAtTheMinimumRateIsKeptAndStallsWithinTheAverageAreForgiven) {
+    harness h(0, 240);
+    h.auto_respond = false;
+    h.feed("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 100000\r\n\r\n");
+    h.feed(std::string(2400, 'x'));                // a burst, then a stall
+    h.fire_rate_timer_after(9000);                 // 2400 bytes in 9 s: 267 bytes/s on average
+    for (int second = 0; second < 20; ++second) {  // then exactly the minimum
+        h.feed(std::string(240, 'x'));
+        h.fire_rate_timer_after(1000);
+    }
+    EXPECT_EQ(h.t.output, "");
+    EXPECT_FALSE(h.closed);
+}
+
+// The clock stops while the app leaves the body untaken (backpressure) or a 100 Continue is
+// owed: the client is then waiting on us, not we on it.
+TEST(Limits, BodyRateClockStopsWhileTheAppIsNotReading) {
+    harness h(0, 240);
+    h.auto_respond = false;
+    h.feed("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 200000\r\n\r\n");
+    h.feed(std::string(h.cfg.body_high_water, 'x'));  // buffered up to the mark: paused
+    EXPECT_FALSE(h.rate_armed);
+    h.now += 60000;
+    h.exchanges[0]->body_taken();
+    h.pump();
+    ASSERT_TRUE(h.rate_armed);
+    h.fire_rate_timer_after(1000);
+    EXPECT_FALSE(h.closed);
+
+    harness c(0, 240);
+    c.auto_respond = false;
+    c.feed("POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n");
+    EXPECT_FALSE(c.rate_armed);
+    EXPECT_NE(c.armed, timer_kind::body);  // nor does the body deadline run before the 100
+}
+
+TEST(Limits, ReaderBelowTheMinimumResponseRateIsCutOff) {
+    harness h(0, 0, 240);
+    h.auto_respond = false;
+    h.t.write_budget = 1000;
+    h.feed("GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+    http::response_sink::head head{200, {}};
+    h.exchanges[0]->send(&head, std::string(100000, 'y'), false);
+    h.pump();
+    ASSERT_TRUE(h.conn->write_blocked());
+    ASSERT_TRUE(h.rate_armed);
+    h.fire_rate_timer_after(4000);
+    EXPECT_FALSE(h.closed);
+    h.t.write_budget = 100;  // the client takes 100 more bytes: 1100 in 5 s < 240 * 5
+    h.conn->on_writable();
+    h.fire_rate_timer_after(1000);
+    EXPECT_TRUE(h.closed);
+}
+
+TEST(Limits, ReaderAtTheMinimumResponseRateIsKept) {
+    harness h(0, 0, 240);
+    h.auto_respond = false;
+    h.t.write_budget = 0;
+    h.feed("GET / HTTP/1.1\r\nHost: a\r\n\r\n");
+    http::response_sink::head head{200, {}};
+    h.exchanges[0]->send(&head, std::string(20000, 'y'), false);
+    h.pump();
+    for (int second = 0; second < 30; ++second) {
+        h.t.write_budget = 300;
+        h.conn->on_writable();
+        h.fire_rate_timer_after(1000);
+    }
+    EXPECT_FALSE(h.closed);
+    h.t.write_budget = SIZE_MAX;
+    h.conn->on_writable();
+    h.pump();
+    EXPECT_FALSE(h.rate_armed);  // nothing left to measure once the client has it all
 }
 
 TEST(Limits, HeaderDeadlineIsNotExtendedByTrickling) {

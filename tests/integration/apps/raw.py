@@ -203,6 +203,13 @@ async def hang(scope: Scope, receive: Receive, send: Send) -> None:
         raise
 
 
+async def echo_recorded(scope: Scope, receive: Receive, send: Send) -> None:
+    """/echo that records how its body ended (a length, or "http.disconnect") under ?id=."""
+    body, messages = await read_body(receive)
+    record(query(scope).get("id", "echo"), messages[-1][0] if messages else None)
+    await respond(send, body, content_type=b"application/octet-stream")
+
+
 async def noread(scope: Scope, receive: Receive, send: Send) -> None:
     await respond(send, b"did not read")
 
@@ -411,6 +418,7 @@ async def error_unknown_type(scope: Scope, receive: Receive, send: Send) -> None
 ROUTES: dict[str, Handler] = {
     "/ok": ok,
     "/echo": echo,
+    "/echo-recorded": echo_recorded,
     "/chunks": chunks,
     "/stream": stream,
     "/head": head,
