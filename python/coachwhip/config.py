@@ -275,6 +275,28 @@ OPTIONS: tuple[Option, ...] = (
         ".sw.*, .py[cod]).",
         metavar="GLOB",
     ),
+    Option(
+        "health",
+        "bool",
+        False,
+        "Answer GET /-/health (200 while the worker's event loop runs) in the engine.",
+    ),
+    Option(
+        "readiness",
+        "bool",
+        False,
+        "Answer GET /-/ready in the engine: 503 until the app's startup completed and from the "
+        "start of a graceful shutdown, 200 in between.",
+    ),
+    Option(
+        "shutdown-delay",
+        "float",
+        0.0,
+        "On SIGTERM, keep serving this many seconds with /-/ready answering 503 before the "
+        "graceful shutdown (Kubernetes rolling updates).",
+        metavar="S",
+        minimum=0,
+    ),
     Option("server-header", "bool", True, "Send a 'server: coachwhip' header."),
     Option("date-header", "bool", True, "Send a 'date' header."),
 )
@@ -328,6 +350,9 @@ class Config:
     reload_dir: list[str] | None = None
     reload_include: list[str] | None = None
     reload_exclude: list[str] | None = None
+    health: bool = False
+    readiness: bool = False
+    shutdown_delay: float = 0.0
     server_header: bool = True
     date_header: bool = True
 

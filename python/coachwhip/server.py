@@ -130,30 +130,20 @@ class Worker:
         self.forced = asyncio.Event()
         self.signals = 0
         self.retire_asked = False
+        self.engine: Any = None  # the _core.Server, once serving
+        self.not_ready = False  # the supervisor said a shutdown is near (SIGUSR1)
         # --max-requests with jitter: each worker draws its own limit, so that workers started
         # together do not all retire together.
         jitter = random.randint(0, config.max_requests_jitter) if config.max_requests_jitter else 0
         self.max_requests = config.max_requests + jitter if config.max_requests else 0
 
-    async def serve(self) -> int:
+    def _engine(
+        self, loop: asyncio.AbstractEventLoop, lifespan: Lifespan | None, hold_requests: bool
+    ) -> Any:
         from coachwhip import _asgi, _core
 
         config = self.config
-        loop = asyncio.get_running_loop()
-        error_logger.info(
-            "Started coachwhip %s (pid %d, %s loop)", __version__, os.getpid(), _loop_name(loop)
-        )
-        _raise_open_files_limit(config.max_connections)
-        sock = open_listener(config)
-        self._install_signals(loop)
-        lifespan = Lifespan(self.app, config.lifespan) if config.lifespan != "off" else None
-        if lifespan is not None and not await lifespan.startup():
-            close_listener(sock, config)
-            raise StartupError(f"application startup failed: {lifespan.failure}")
-        if self.stopping.is_set() and self.supervisor is not None:
-            close_listener(sock, config)  # told to stop while starting: never report ready
-            return 0
-        server = _core.Server(
+        return _core.Server(
             self.app,
             loop,
             _asgi.report_failure,
@@ -179,9 +169,49 @@ class Worker:
             max_connections=config.max_connections,
             request_limit=self.max_requests if self.supervisor is not None else 0,
             on_request_limit=self._retire_for_max_requests,
+            health=config.health,
+            readiness=config.readiness,
+            hold_requests=hold_requests,
         )
-        server.add_listener(sock)
-        loop.add_reader(server.fileno(), server.on_readable)
+
+    async def serve(self) -> int:
+        config = self.config
+        loop = asyncio.get_running_loop()
+        error_logger.info(
+            "Started coachwhip %s (pid %d, %s loop)", __version__, os.getpid(), _loop_name(loop)
+        )
+        _raise_open_files_limit(config.max_connections)
+        sock = open_listener(config)
+        self._install_signals(loop)
+        lifespan = Lifespan(self.app, config.lifespan) if config.lifespan != "off" else None
+        # A single process accepts while the app starts, so /-/ready can answer 503 meanwhile;
+        # requests for the app are held until its startup completed. A worker under the
+        # supervisor accepts only once started: the workers already running serve meanwhile.
+        early = self.supervisor is None and lifespan is not None
+        server = self._engine(loop, lifespan, hold_requests=True) if early else None
+        if server is not None:
+            server.add_listener(sock)
+            loop.add_reader(server.fileno(), server.on_readable)
+        if lifespan is not None and not await lifespan.startup():
+            if server is not None:
+                loop.remove_reader(server.fileno())
+                server.stop_accepting()
+                server.close_all()
+            close_listener(sock, config)
+            raise StartupError(f"application startup failed: {lifespan.failure}")
+        if self.stopping.is_set() and self.supervisor is not None:
+            close_listener(sock, config)  # told to stop while starting: never report ready
+            return 0
+        if server is None:
+            server = self._engine(loop, lifespan, hold_requests=False)
+            server.add_listener(sock)
+            loop.add_reader(server.fileno(), server.on_readable)
+        else:
+            server.set_ready(True)
+            server.release_requests()
+        self.engine = server
+        if self.not_ready:
+            server.set_ready(False)
         if self.supervisor is None:
             error_logger.info("Listening on %s (Press CTRL+C to quit)", describe(sock))
         else:
@@ -197,7 +227,18 @@ class Worker:
         return status
 
     async def _drain(self, server: Any, sock: socket.socket) -> int:
-        """Graceful stop: refuse new connections, finish requests in flight, close the rest."""
+        """Graceful stop: refuse new connections, finish requests in flight, close the rest.
+
+        With --shutdown-delay, first keep serving (new connections too) for that long while
+        /-/ready answers 503, so that a load balancer or Kubernetes takes this instance out of
+        rotation before it stops accepting."""
+        server.set_ready(False)
+        delay = self.config.shutdown_delay
+        if delay > 0 and self.supervisor is None and not self.forced.is_set():
+            # (Under a supervisor, the supervisor waits instead: see Supervisor._begin_stop.)
+            error_logger.info("Not ready; shutting down in %gs (--shutdown-delay)", delay)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.forced.wait(), delay)
         error_logger.info("Shutting down")
         server.stop_accepting()
         close_listener(sock, self.config)  # new connections are refused from now on
@@ -244,9 +285,17 @@ class Worker:
                 signal.signal(ignored, signal.SIG_IGN)
             loop.add_signal_handler(signal.SIGTERM, self._on_signal, signal.SIGTERM)
             loop.add_signal_handler(signal.SIGQUIT, self._force)
+            loop.add_signal_handler(signal.SIGUSR1, self._mark_not_ready)
             return
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self._on_signal, sig)
+
+    def _mark_not_ready(self) -> None:
+        """--shutdown-delay under a supervisor: /-/ready answers 503 from now on; the
+        supervisor sends SIGTERM when the delay is over."""
+        self.not_ready = True
+        if self.engine is not None:
+            self.engine.set_ready(False)
 
     def _force(self) -> None:
         self.forced.set()

@@ -109,6 +109,7 @@ class Supervisor:
         self.changed: set[str] = set()
         self.slots: dict[int, socket.socket] = {}  # --reuse-port: a socket per worker slot
         self.steered_at: float | None = None  # when new connections were steered (SIGTTOU)
+        self.stop_at: float | None = None  # --shutdown-delay: when the graceful stop begins
 
     # ------------------------------------------------------------------ main loop
 
@@ -145,6 +146,9 @@ class Supervisor:
             while self.workers or not self.stopping:
                 self._wait(wake_r)
                 self._handle_signals()
+                if self.stop_at is not None and time.monotonic() >= self.stop_at:
+                    self.stop_at = None
+                    self._stop(graceful=True)
                 self._reap()
                 self._check_workers()
                 if not self.stopping:
@@ -461,11 +465,11 @@ class Supervisor:
         while self.pending_signals:
             sig = self.pending_signals.popleft()
             if sig in (signal.SIGTERM, signal.SIGINT):
-                if self.stopping and sig == signal.SIGINT:
+                if (self.stopping or self.stop_at is not None) and sig == signal.SIGINT:
                     error_logger.warning("Forced exit: stopping the workers now")
                     self._stop(graceful=False)
-                elif not self.stopping:
-                    self._stop(graceful=True)
+                elif not self.stopping and self.stop_at is None:
+                    self._begin_stop()
             elif sig == signal.SIGQUIT:
                 self._stop(graceful=False)
             elif sig == signal.SIGHUP and not self.stopping:
@@ -479,6 +483,19 @@ class Supervisor:
             elif sig == signal.SIGTTOU and not self.stopping:
                 self.target = max(1, self.target - 1)
                 error_logger.info("SIGTTOU: now %d workers", self.target)
+
+    def _begin_stop(self) -> None:
+        """SIGTERM/SIGINT. With --shutdown-delay, the workers first report not ready (/-/ready
+        503) and keep serving for that long; then the graceful stop."""
+        delay = self.config.shutdown_delay
+        if delay <= 0:
+            self._stop(graceful=True)
+            return
+        error_logger.info("Not ready; shutting down in %gs (--shutdown-delay)", delay)
+        self.stop_at = time.monotonic() + delay
+        for worker in self.workers:
+            if worker.ready and not worker.stopping:  # (its SIGUSR1 handler is installed)
+                self._signal(worker, signal.SIGUSR1)
 
     def _stop(self, graceful: bool) -> None:
         if not self.stopping:

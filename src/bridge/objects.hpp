@@ -13,6 +13,8 @@
 #pragma once
 
 #include <memory>
+#include <utility>
+#include <vector>
 
 #include "bridge/asgi/scope.hpp"
 #include "bridge/py.hpp"
@@ -30,6 +32,9 @@ struct server_object {
             cfg;
     std::unique_ptr<server::server> engine;
     std::unique_ptr<asgi::scope_builder> scopes;
+    // Requests that arrived before the app's startup completed (hold_requests), with their
+    // coalesced events; started by release_requests().
+    std::unique_ptr<std::vector<std::pair<std::shared_ptr<http::exchange>, uint8_t>>> held;
     PyObject* app;
     PyObject* loop;
     PyObject* report_failure;    // callable(exc): logs an app's exception (coachwhip._asgi)
@@ -52,6 +57,7 @@ struct server_object {
     bool run_scheduled_pending;
     bool bench_ceiling;       // benchmark only: answer every request from C++, never call the app
     bool warned_header_case;  // the mixed-case header notice was logged (once per server)
+    bool hold_requests;       // the app's startup has not completed: hold new requests
 };
 
 struct exchange_object {

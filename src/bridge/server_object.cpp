@@ -48,23 +48,39 @@ void answer_from_engine(http::exchange& ex) {
     ex.send(&h, "Hello, world!", false);
 }
 
+// While the app's startup runs, a request is held with its events, not started: the app may
+// not be called before lifespan.startup.complete (ASGI). Returns true if `ex` was held.
+bool hold(server_object* s, const std::shared_ptr<http::exchange>& ex, uint8_t ev) {
+    if (!s->hold_requests) return false;
+    for (auto& [held, events] : *s->held) {
+        if (held == ex) {
+            events |= ev;
+            return true;
+        }
+    }
+    if (!(ev & http::ev_request)) return false;
+    s->held->emplace_back(ex, ev);
+    return true;
+}
+
+void deliver_one(server_object* s, const std::shared_ptr<http::exchange>& ex, uint8_t ev) {
+    if ((ev & http::ev_request) && s->bench_ceiling) return answer_from_engine(*ex);
+    if (ev & http::ev_request) {
+        start_exchange(s, ex);
+        ev &= static_cast<uint8_t>(~http::ev_body);  // the body is seen on first receive()
+    }
+    auto* obj = static_cast<exchange_object*>(ex->app_handle);
+    if (obj && (ev & ~http::ev_request)) deliver_events(obj, ev);
+}
+
 void deliver_all(server_object* s) {
     // Delivering starts new apps, which take their first step at once (asgi::step_eagerly):
     // they can buffer output or ask for body, which only schedules engine work and never runs
     // it, so the queue is not refilled underneath us; loop anyway in case that changes.
     for (int round = 0; round < 4 && !s->engine->events().empty(); ++round) {
         for (auto& ex : s->engine->events().take()) {
-            uint8_t ev = ex->take_events();
-            if ((ev & http::ev_request) && s->bench_ceiling) {
-                answer_from_engine(*ex);
-                continue;
-            }
-            if (ev & http::ev_request) {
-                start_exchange(s, ex);
-                ev &= static_cast<uint8_t>(~http::ev_body);  // the body is seen on first receive()
-            }
-            auto* obj = static_cast<exchange_object*>(ex->app_handle);
-            if (obj && (ev & ~http::ev_request)) deliver_events(obj, ev);
+            const uint8_t ev = ex->take_events();
+            if (!hold(s, ex, ev)) deliver_one(s, ex, ev);
         }
     }
 }
@@ -119,6 +135,24 @@ PyObject* server_fileno(PyObject* self, PyObject*) {
 PyObject* server_stop_accepting(PyObject* self, PyObject*) {
     if (!engine_of(self)) return nullptr;
     reinterpret_cast<server_object*>(self)->engine->stop_accepting();
+    Py_RETURN_NONE;
+}
+
+PyObject* server_set_ready(PyObject* self, PyObject* arg) {
+    if (!engine_of(self)) return nullptr;
+    int ready = PyObject_IsTrue(arg);
+    if (ready < 0) return nullptr;
+    reinterpret_cast<server_object*>(self)->engine->set_ready(ready);
+    Py_RETURN_NONE;
+}
+
+// The app's startup completed: start the requests held until now, in arrival order.
+PyObject* server_release_requests(PyObject* self, PyObject*) {
+    if (!engine_of(self)) return nullptr;
+    auto* s = reinterpret_cast<server_object*>(self);
+    s->hold_requests = false;
+    for (auto& [ex, ev] : std::exchange(*s->held, {}))
+        deliver_one(s, ex, ev);
     Py_RETURN_NONE;
 }
 
@@ -199,6 +233,10 @@ int server_init(PyObject* self, PyObject* args, PyObject* kwds) {
                                    "min_request_body_rate",
                                    "min_response_rate",
                                    "min_rate_grace",
+                                   "health",
+                                   "readiness",
+                                   "metrics",
+                                   "hold_requests",
                                    nullptr};
     PyObject *app, *loop, *report_failure, *root_path = nullptr, *state = Py_None;
     PyObject *access_log = Py_None, *error_log = Py_None;
@@ -210,12 +248,14 @@ int server_init(PyObject* self, PyObject* args, PyObject* kwds) {
     PyObject* on_request_limit = Py_None;
     unsigned long long min_body_rate = 0, min_response_rate = 0;
     double min_rate_grace = 5.0;
+    int health = 0, readiness = 0, metrics = 0, hold_requests = 0;
     if (!PyArg_ParseTupleAndKeywords(
-            args, kwds, "OOO|$UOdppOOidddnnnKnnKOKKd", const_cast<char**>(kwlist), &app, &loop,
+            args, kwds, "OOO|$UOdppOOidddnnnKnnKOKKdpppp", const_cast<char**>(kwlist), &app, &loop,
             &report_failure, &root_path, &state, &keep_alive, &server_header, &date_header,
             &access_log, &error_log, &log_level, &header_timeout, &body_timeout, &write_timeout,
             &request_line, &request_fields, &header_size, &max_body, &concurrency, &max_connections,
-            &request_limit, &on_request_limit, &min_body_rate, &min_response_rate, &min_rate_grace))
+            &request_limit, &on_request_limit, &min_body_rate, &min_response_rate, &min_rate_grace,
+            &health, &readiness, &metrics, &hold_requests))
         return -1;
     if (request_line < 1 || request_fields < 1 || header_size < 1 || concurrency < 0 ||
         max_connections < 0 || keep_alive <= 0 || header_timeout <= 0 || body_timeout <= 0 ||
@@ -247,11 +287,16 @@ int server_init(PyObject* self, PyObject* args, PyObject* kwds) {
         c.conn.min_body_rate = min_body_rate;
         c.conn.min_response_rate = min_response_rate;
         c.conn.min_rate_grace_ms = ms(min_rate_grace);
+        c.health_endpoint = health;
+        c.ready_endpoint = readiness;
+        c.metrics_endpoint = metrics;
         c.conn.head_limits.max_request_line = static_cast<size_t>(request_line);
         c.conn.head_limits.max_headers = static_cast<size_t>(request_fields);
         c.conn.head_limits.max_head = static_cast<size_t>(header_size);
         s->engine = std::make_unique<server::server>(*s->cfg);
         s->scopes = std::make_unique<asgi::scope_builder>();
+        s->held =
+            std::make_unique<std::vector<std::pair<std::shared_ptr<http::exchange>, uint8_t>>>();
     } catch (const std::bad_alloc&) {
         PyErr_NoMemory();
         return -1;
@@ -268,6 +313,8 @@ int server_init(PyObject* self, PyObject* args, PyObject* kwds) {
     s->access_log = Py_NewRef(access_log);
     s->error_log = Py_NewRef(error_log);
     s->request_limit = request_limit;
+    s->hold_requests = hold_requests;
+    s->engine->set_ready(!hold_requests);
     s->on_request_limit = on_request_limit == Py_None ? nullptr : Py_NewRef(on_request_limit);
     s->create_task = PyObject_GetAttrString(loop, "create_task");
     s->get_task_factory = PyObject_GetAttrString(loop, "get_task_factory");
@@ -298,6 +345,7 @@ PyObject* server_new(PyTypeObject* type, PyObject* args, PyObject* kwds) {
     new (&s->cfg) std::unique_ptr<server::server_config>();
     new (&s->engine) std::unique_ptr<server::server>();
     new (&s->scopes) std::unique_ptr<asgi::scope_builder>();
+    new (&s->held) decltype(s->held)();
     return self;
 }
 
@@ -347,6 +395,7 @@ void server_dealloc(PyObject* self) {
     if (s->engine) core::set_log_sink(nullptr, nullptr, core::log_level::info);
     s->engine.~unique_ptr();  // closes every connection; exchanges still alive are detached
     s->scopes.~unique_ptr();
+    s->held.~unique_ptr();
     s->cfg.~unique_ptr();
     server_clear(self);
     PyTypeObject* type = Py_TYPE(self);
@@ -361,6 +410,9 @@ PyMethodDef server_methods[] = {
     {"on_readable", server_on_readable, METH_NOARGS, "Run one engine I/O phase (reader callback)."},
     {"run_scheduled", server_run_scheduled, METH_NOARGS, "Flush work the app side buffered."},
     {"stop_accepting", server_stop_accepting, METH_NOARGS, "Stop accepting new connections."},
+    {"set_ready", server_set_ready, METH_O, "set_ready(bool): what /-/ready answers (200/503)."},
+    {"release_requests", server_release_requests, METH_NOARGS,
+     "The app's startup completed: start the requests held until now (hold_requests=True)."},
     {"shutdown_connections", server_shutdown_connections, METH_NOARGS,
      "Close idle connections now and the others after their current response."},
     {"close_all", server_close_all, METH_NOARGS, "Close every connection now."},

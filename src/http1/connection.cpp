@@ -200,36 +200,82 @@ void connection::consume_input() {
 }
 
 void connection::try_parse_head() {
-    std::string_view data = in_.readable();
-    if (data.empty()) return;
-    set_read_timer(timer_kind::header);  // from the first byte; trickling does not extend it
-    // Re-parse only when it can change the answer: the first bytes (garbage is rejected at
-    // once), a newly completed line, or a head past its limits (414/431). So a client trickling
-    // one byte at a time costs O(lines x head size), not O(bytes x head size).
-    bool first = scanned_ == 0;
-    // A line end, or any control byte (a bare CR, NUL...), can change the answer: each such
-    // byte either ends the head with an error or is the CR of a CRLF, so the cost stays one
-    // parse per line, and garbage is rejected however TCP splits it.
-    // The last byte of the previous read is included: a CR there is decided by whatever byte
-    // comes next (LF or not).
-    bool new_line = has_control_byte(data.substr(scanned_ ? scanned_ - 1 : 0));
-    bool over = data.size() > cfg_.head_limits.max_head ||
-                (!std::memchr(data.data(), '\n', data.size()) &&
-                 data.size() > cfg_.head_limits.max_request_line);
-    scanned_ = data.size();
-    if (!first && !new_line && !over) return;
+    // Loops only after a request the engine answered itself (answer_internal): the next
+    // pipelined one is parsed here, not by recursion.
+    for (;;) {
+        std::string_view data = in_.readable();
+        if (data.empty()) return;
+        set_read_timer(timer_kind::header);  // from the first byte; trickling does not extend it
+        // Re-parse only when it can change the answer: the first bytes (garbage is rejected at
+        // once), a newly completed line, or a head past its limits (414/431). So a client trickling
+        // one byte at a time costs O(lines x head size), not O(bytes x head size).
+        bool first = scanned_ == 0;
+        // A line end, or any control byte (a bare CR, NUL...), can change the answer: each such
+        // byte either ends the head with an error or is the CR of a CRLF, so the cost stays one
+        // parse per line, and garbage is rejected however TCP splits it.
+        // The last byte of the previous read is included: a CR there is decided by whatever byte
+        // comes next (LF or not).
+        bool new_line = has_control_byte(data.substr(scanned_ ? scanned_ - 1 : 0));
+        bool over = data.size() > cfg_.head_limits.max_head ||
+                    (!std::memchr(data.data(), '\n', data.size()) &&
+                     data.size() > cfg_.head_limits.max_request_line);
+        scanned_ = data.size();
+        if (!first && !new_line && !over) return;
 
-    request_head head;
-    auto storage = header_storage(cfg_.head_limits.max_headers);
-    parse_result r = parse_request_head(data, head, storage, cfg_.head_limits);
-    if (r.status == parse_status::incomplete) {
-        if (peer_eof_) reject({400, "request ended before it was complete"});
-        return;
+        request_head head;
+        auto storage = header_storage(cfg_.head_limits.max_headers);
+        parse_result r = parse_request_head(data, head, storage, cfg_.head_limits);
+        if (r.status == parse_status::incomplete) {
+            if (peer_eof_) reject({400, "request ended before it was complete"});
+            return;
+        }
+        if (r.status == parse_status::error) return reject(r.error);
+        request_info info = analyze_request(head);
+        if (info.error) return reject(info.error);
+        if (!answer_internal(head, info, r.head_length))
+            return start_request(head, info, r.head_length);
+        if (state_ != state::read_head) return;
     }
-    if (r.status == parse_status::error) return reject(r.error);
-    request_info info = analyze_request(head);
-    if (info.error) return reject(info.error);
-    start_request(head, info, r.head_length);
+}
+
+// The internal endpoints: only GET and HEAD without a body, only "/-/..." targets (one compare
+// for every other request), and only what the owner enables.
+bool connection::answer_internal(const request_head& head, const request_info& info,
+                                 size_t head_len) {
+    const std::string_view t = head.target;
+    if (t.size() < 3 || t[1] != '-' || t[0] != '/' || t[2] != '/') return false;
+    const bool is_head = head.method == "HEAD";
+    if ((!is_head && head.method != "GET") || info.framing != body_framing::none) return false;
+    internal_reply reply;
+    if (!owner_.internal_response(t, reply)) return false;
+    const bool keep_alive =
+        info.keep_alive && !shutting_down_ && !(peer_eof_ && in_.size() == head_len);
+    const http::field fields[] = {{"content-type", reply.content_type},
+                                  {"cache-control", "no-store"}};
+    head_options opt;
+    opt.minor_version = head.minor_version;
+    opt.head_request = is_head;
+    opt.keep_alive = keep_alive;
+    opt.server_header = cfg_.server_header;
+    opt.date_header = cfg_.date_header;
+    opt.body_size = reply.body.size();
+    std::string bytes;
+    response_framing framing;
+    if (encode_response_head(bytes, reply.status, fields, opt, framing)) return false;
+    if (!is_head) bytes += reply.body;
+    out_.append(std::move(bytes));
+    in_.consume(head_len);
+    scanned_ = 0;
+    if (!keep_alive || !framing.keep_alive) {
+        keep_alive_ = false;
+        info_ = info;
+        close_when_written_ = !info.keep_alive && in_.empty() && (!read_ready_ || peer_eof_);
+        start_draining();
+        return true;
+    }
+    set_read_timer(timer_kind::keep_alive);
+    owner_.schedule(*this);  // flush the answer
+    return true;
 }
 
 void connection::start_request(const request_head& head, const request_info& info,

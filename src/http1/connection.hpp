@@ -85,6 +85,13 @@ struct rate_clock {
 
 class connection;
 
+// An answer the engine gives itself, without the app (the internal endpoints under /-/).
+struct internal_reply {
+    int status = 200;
+    std::string_view content_type = "text/plain; charset=utf-8";
+    std::string body;
+};
+
 // What the connection needs from whoever owns it (server::server, or a unit test).
 class connection_owner {
   public:
@@ -119,6 +126,13 @@ class connection_owner {
     virtual void request_finished(connection& c) = 0;
     // The connection is closed; the owner destroys it after the current I/O phase.
     virtual void on_closed(connection& c) = 0;
+    // A GET or HEAD without a body whose target starts with "/-/": true and `out` filled if the
+    // owner answers it itself (health, readiness, metrics); false hands it to the app as usual.
+    // Such answers take no concurrency slot and start no app.
+    virtual bool internal_response(std::string_view target, internal_reply& out) {
+        (void)target, (void)out;
+        return false;
+    }
 
   protected:
     ~connection_owner() = default;
@@ -179,6 +193,7 @@ class connection final : public http::response_sink {
     void consume_input();
     void try_parse_head();
     void start_request(const request_head& head, const request_info& info, size_t head_len);
+    bool answer_internal(const request_head& head, const request_info& info, size_t head_len);
     void decode_body();
     void finish_request();
     // The connection closes once the current response is out: the response or the client said

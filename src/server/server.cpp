@@ -275,6 +275,27 @@ bool server::admit_request(http1::connection&) {
 
 void server::request_finished(http1::connection&) { --in_flight_; }
 
+bool server::internal_response(std::string_view target, http1::internal_reply& out) {
+    const std::string_view path = target.substr(0, target.find('?'));
+    if (path == "/-/health" && cfg_.health_endpoint) {
+        // Answered from the engine on the worker's own thread, which also runs the app's event
+        // loop: a worker stuck in blocking code answers nothing at all, never 200.
+        out.body = "ok\n";
+        return true;
+    }
+    if (path == "/-/ready" && cfg_.ready_endpoint) {
+        out.status = ready_ ? 200 : 503;
+        out.body = ready_ ? "ready\n" : "not ready\n";
+        return true;
+    }
+    if (path == "/-/metrics" && cfg_.metrics_endpoint && metrics_fn_) {
+        out.content_type = "text/plain; version=0.0.4; charset=utf-8";
+        out.body = metrics_fn_(metrics_ctx_);
+        return true;
+    }
+    return false;
+}
+
 void server::on_closed(http1::connection& c) {
     auto* e = static_cast<conn_entry*>(c.owner_ctx);
     e->read_timer.disarm();

@@ -41,6 +41,12 @@ struct server_config {
     uint64_t shutdown_idle_ms = 1000;
     size_t max_connections = 0;  // 0: no limit; at the limit, stop accepting (kernel queues)
     size_t max_concurrency = 0;  // 0: no limit; requests in flight beyond it get 503
+    // Internal endpoints the engine answers without the app (GET/HEAD, off by default):
+    // /-/health 200 while this worker's loop runs; /-/ready 200 while ready (set_ready), 503
+    // otherwise; /-/metrics the Prometheus text from `metrics_text`.
+    bool health_endpoint = false;
+    bool ready_endpoint = false;
+    bool metrics_endpoint = false;
 };
 
 class server final : private http1::connection_owner {
@@ -59,6 +65,16 @@ class server final : private http1::connection_owner {
     void shutdown_connections();
     void close_all();
     size_t connection_count() const noexcept { return conn_count_; }
+    // Readiness as /-/ready reports it: false until the app's startup completed, false again from
+    // the moment a graceful stop begins. Starts true (a server made without a lifespan is ready).
+    void set_ready(bool ready) noexcept { ready_ = ready; }
+    bool ready() const noexcept { return ready_; }
+    // Renders /-/metrics (set by the owner; nullptr: /-/metrics is not answered).
+    using metrics_fn = std::string (*)(void* ctx);
+    void set_metrics_renderer(metrics_fn fn, void* ctx) noexcept {
+        metrics_fn_ = fn;
+        metrics_ctx_ = ctx;
+    }
     size_t requests_in_flight() const noexcept { return in_flight_; }
 
     void run_io();
@@ -96,6 +112,7 @@ class server final : private http1::connection_owner {
     bool admit_request(http1::connection& c) override;
     void request_finished(http1::connection& c) override;
     void on_closed(http1::connection& c) override;
+    bool internal_response(std::string_view target, http1::internal_reply& out) override;
     loop::timeout_list& list_for(timer_kind kind) noexcept;
     uint64_t now_ms() const noexcept override { return loop_.now_ms(); }
     bool may_accept() const noexcept;
@@ -121,6 +138,9 @@ class server final : private http1::connection_owner {
     size_t conn_count_ = 0;
     size_t in_flight_ = 0;
     bool in_io_ = false;
+    bool ready_ = true;
+    metrics_fn metrics_fn_ = nullptr;
+    void* metrics_ctx_ = nullptr;
     schedule_hook hook_ = nullptr;
     void* hook_ctx_ = nullptr;
 };

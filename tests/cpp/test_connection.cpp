@@ -137,6 +137,13 @@ struct harness final : http1::connection_owner {
     }
     void request_finished(http1::connection&) override { --in_flight; }
     void on_closed(http1::connection&) override { closed = true; }
+    int internal_answers = 0;
+    bool internal_response(std::string_view target, http1::internal_reply& out) override {
+        if (target != "/-/ping") return false;
+        ++internal_answers;
+        out.body = "pong";
+        return true;
+    }
 
     void feed(std::string_view bytes) {
         t.input.append(bytes);
@@ -620,6 +627,57 @@ TEST(Connection, ShutdownServesARequestStartedInTheGrace) {
     h.feed("P/1.1\r\nHost: a\r\n\r\nGET /3 HTTP/1.1\r\nHost: a\r\n\r\n");
     EXPECT_EQ(h.t.output, ok("GET /1 ") + ok("GET /2 ", "connection: close\r\n"));
     EXPECT_TRUE(h.t.shut || h.closed);
+}
+
+// ---- internal endpoints (/-/...): answered by the owner, in order with the app's responses
+
+std::string pong(std::string_view extra = "") {
+    return "HTTP/1.1 200 OK\r\nserver: coachwhip\r\ncontent-type: text/plain; "
+           "charset=utf-8\r\ncache-control: no-store\r\ncontent-length: 4\r\n" +
+           std::string(extra) + "\r\npong";
+}
+
+TEST(Internal, AnsweredWithoutTheAppAndInOrder) {
+    harness h;
+    h.feed(
+        "GET /-/ping HTTP/1.1\r\nHost: a\r\n\r\nGET /a HTTP/1.1\r\nHost: a\r\n\r\n"
+        "GET /-/ping HTTP/1.1\r\nHost: a\r\n\r\n");
+    EXPECT_EQ(h.t.output, pong() + ok("GET /a ") + pong());
+    EXPECT_EQ(h.exchanges.size(), 1u);
+    EXPECT_EQ(h.in_flight, 0u);
+    EXPECT_EQ(h.armed, timer_kind::keep_alive);
+    EXPECT_FALSE(h.closed);
+}
+
+TEST(Internal, ManyPipelinedProbesNeedNoRecursion) {
+    harness h;
+    std::string many;
+    for (int i = 0; i < 2000; ++i)
+        many += "GET /-/ping HTTP/1.1\r\nHost: a\r\n\r\n";
+    h.feed(many);
+    EXPECT_EQ(h.internal_answers, 2000);
+}
+
+TEST(Internal, OtherMethodsBodiesAndPathsGoToTheApp) {
+    harness h;
+    h.feed(
+        "POST /-/ping HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\n\r\nx"
+        "GET /-/other HTTP/1.1\r\nHost: a\r\n\r\n");
+    EXPECT_EQ(h.t.output, ok("POST /-/ping x") + ok("GET /-/other "));
+    EXPECT_EQ(h.internal_answers, 0);
+}
+
+TEST(Internal, HeadAndCloseAreHonoured) {
+    harness h;
+    h.feed(
+        "HEAD /-/ping HTTP/1.1\r\nHost: a\r\n\r\n"
+        "GET /-/ping HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
+        "GET /never HTTP/1.1\r\nHost: a\r\n\r\n");
+    std::string head_only = pong();
+    head_only.resize(head_only.size() - 4);
+    EXPECT_EQ(h.t.output, head_only + pong("connection: close\r\n"));
+    EXPECT_TRUE(h.t.shut || h.closed);
+    EXPECT_TRUE(h.exchanges.empty());
 }
 
 // ---- minimum data rates (issue 9): 240 bytes/s after a 5 s grace, as Kestrel's defaults
