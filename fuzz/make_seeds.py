@@ -9,6 +9,7 @@ The cases follow /work/shared/ATTACKS.md sections A-C plus valid requests of man
 
 from __future__ import annotations
 
+import ipaddress
 import pathlib
 import shutil
 
@@ -289,6 +290,210 @@ def write(target: str, name: str, data: bytes) -> None:
     (ROOT / target / name).write_bytes(data)
 
 
+# ---- PROXY protocol headers (fuzz_proxy_protocol) ----------------------------------------------
+# One control byte (see fuzz_proxy_protocol.cpp: bits 0-1 mode, bits 2-7 a tight max_header / 8),
+# then the bytes. Raw seeds are followed by the request that comes after the header.
+
+
+def crc32c(data: bytes) -> int:
+    """Bitwise CRC32c (Castagnoli, reflected 0x82F63B78): independent of the C++ table version."""
+    crc = 0xFFFFFFFF
+    for byte in data:
+        crc ^= byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ 0x82F63B78 if crc & 1 else crc >> 1
+    return crc ^ 0xFFFFFFFF
+
+
+PP2_SIG = b"\r\n\r\n\x00\r\nQUIT\n"
+
+
+def pp2_tlv(kind: int, value: bytes) -> bytes:
+    return bytes([kind]) + len(value).to_bytes(2, "big") + value
+
+
+def pp2(ver_cmd: int, fam: int, body: bytes) -> bytes:
+    return PP2_SIG + bytes([ver_cmd, fam]) + len(body).to_bytes(2, "big") + body
+
+
+def pp2_crc(fam: int, addr: bytes, tlvs: bytes) -> bytes:
+    """A PROXY v2 header with a PP2_TYPE_CRC32C TLV first and a valid checksum (§2.2.3)."""
+    header = pp2(0x21, fam, addr + pp2_tlv(0x03, bytes(4)) + tlvs)
+    at = 16 + len(addr) + 3
+    return header[:at] + crc32c(header).to_bytes(4, "big") + header[at + 4 :]
+
+
+def inet4(src: str, dst: str, sport: int, dport: int) -> bytes:
+    return (
+        bytes(int(x) for x in src.split("."))
+        + bytes(int(x) for x in dst.split("."))
+        + sport.to_bytes(2, "big")
+        + dport.to_bytes(2, "big")
+    )
+
+
+def inet6(src: str, dst: str, sport: int, dport: int) -> bytes:
+    return (
+        ipaddress.IPv6Address(src).packed
+        + ipaddress.IPv6Address(dst).packed
+        + sport.to_bytes(2, "big")
+        + dport.to_bytes(2, "big")
+    )
+
+
+V4 = inet4("192.0.2.1", "192.0.2.2", 56324, 443)
+SSL = (
+    bytes([0x07])
+    + bytes(4)
+    + pp2_tlv(0x21, b"TLSv1.3")
+    + pp2_tlv(0x22, b"client.example.com")
+    + pp2_tlv(0x23, b"TLS_AES_256_GCM_SHA384")
+    + pp2_tlv(0x24, b"RSA-SHA256")
+    + pp2_tlv(0x25, b"RSA2048")
+)
+PROXY_HEADERS = {
+    "v1-tcp4": b"PROXY TCP4 192.168.0.1 192.168.0.11 56324 443\r\n",
+    "v1-tcp4-max": b"PROXY TCP4 255.255.255.255 255.255.255.255 65535 65535\r\n",
+    "v1-tcp6": b"PROXY TCP6 2001:db8::1 2001:DB8:0:0:0:0:0:2 1234 443\r\n",
+    "v1-tcp6-mapped": b"PROXY TCP6 ::ffff:192.0.2.1 :: 0 0\r\n",
+    "v1-unknown": b"PROXY UNKNOWN\r\n",
+    "v1-unknown-junk": b"PROXY UNKNOWN ffff::1 ffff::2 65535 65535\r\n",
+    "v1-bad-port": b"PROXY TCP4 1.2.3.4 5.6.7.8 65536 80\r\n",
+    "v1-leading-zero": b"PROXY TCP4 01.2.3.4 5.6.7.8 1 80\r\n",
+    "v1-bare-lf": b"PROXY TCP4 1.2.3.4 5.6.7.8 1 80\n",
+    "v1-port-leading-zero": b"PROXY TCP4 1.2.3.4 5.6.7.8 080 443\r\n",
+    "v1-port-zero-zero": b"PROXY TCP4 1.2.3.4 5.6.7.8 1 00\r\n",
+    "v1-double-space": b"PROXY TCP4 1.2.3.4  5.6.7.8 1 2\r\n",
+    "v1-trailing-space": b"PROXY TCP4 1.2.3.4 5.6.7.8 1 2 \r\n",
+    "v1-family-mismatch": b"PROXY TCP6 1.2.3.4 ::1 1 2\r\n",
+    "v1-tcp6-bad": b"PROXY TCP6 1::2::3 [::1] 1 2\r\n",
+    "v1-cr-without-lf": b"PROXY TCP4 1.2.3.4 5.6.7.8 1 2\rX",
+    "v1-too-long": b"PROXY UNKNOWN " + b"x" * 100 + b"\r\n",
+    "v2-tcp4": pp2(0x21, 0x11, V4),
+    "v2-udp4": pp2(0x21, 0x12, V4),
+    "v2-tcp6": pp2(0x21, 0x21, inet6("2001:db8::1", "::ffff:10.0.0.1", 1, 65535)),
+    "v2-unix": pp2(
+        0x21, 0x31, b"/run/haproxy.sock".ljust(108, b"\0") + b"\0abstract".ljust(108, b"\0")
+    ),
+    "v2-local": pp2(0x20, 0x00, b""),
+    "v2-unspec": pp2(0x21, 0x00, b"whatever"),
+    "v2-tlvs": pp2(
+        0x21,
+        0x11,
+        V4
+        + pp2_tlv(0x01, b"h2")
+        + pp2_tlv(0x02, b"example.com")
+        + pp2_tlv(0x04, b"")
+        + pp2_tlv(0x05, b"id-1")
+        + pp2_tlv(0x20, SSL)
+        + pp2_tlv(0x30, b"blue")
+        + pp2_tlv(0xE0, b"gcp-psc1"),
+    ),
+    "v2-haproxy-ssl-crc": pp2_crc(
+        0x11,
+        inet4("203.0.113.7", "10.0.0.5", 51514, 443),
+        pp2_tlv(0x01, b"h2") + pp2_tlv(0x02, b"www.example.com") + pp2_tlv(0x20, SSL),
+    ),
+    "v2-aws-nlb-vpce": pp2(
+        0x21,
+        0x21,
+        inet6("2001:db8:85a3::8a2e:370:7334", "2600:1f18::10", 40001, 80)
+        + pp2_tlv(0xEA, b"\x01vpce-08d2bf15fac5001c9"),
+    ),
+    "v2-aws-nlb-crc": pp2_crc(
+        0x11,
+        inet4("198.51.100.23", "172.31.5.9", 33445, 8000),
+        pp2_tlv(0xEA, b"\x01vpce-0123456789abcdef0"),
+    ),
+    "v2-crc-mismatch": pp2(0x21, 0x11, V4 + pp2_tlv(0x03, bytes(4))),
+    "v2-tlv-overrun": pp2(0x21, 0x11, V4 + b"\x01\x00\x09h2"),
+    "v2-ssl-short": pp2(0x21, 0x11, V4 + pp2_tlv(0x20, b"\x01\0\0\0")),
+    "v2-duplicate-alpn": pp2(0x21, 0x11, V4 + pp2_tlv(0x01, b"h2") + pp2_tlv(0x01, b"h2")),
+    "v2-version-1": PP2_SIG + b"\x11\x11\x00\x0c" + V4,
+    "v2-oversized": PP2_SIG + b"\x21\x11\xff\xff" + V4,
+    "not-proxy-http": GET.encode(),
+    "not-proxy-tls": b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",
+}
+# Builder seeds: control byte 0x82 (valid v2 from the payload) and 0x83 (valid v1).
+PROXY_BUILDERS = {
+    "build-v2-tcp4-tlvs": bytes([0x82, 0x05])
+    + bytes(range(1, 13))
+    + bytes([6, 0, 3, 1, 0, 4, 2])
+    + b"abcd",
+    "build-v2-unix": bytes([0x82, 0x07, 5]) + b"/sock" + bytes([0]) + bytes([1, 4, 1, 0]),
+    "build-v2-tcp6-ssl-crc": bytes([0x82, 0x06])
+    + bytes(range(36))
+    + bytes([3, 4, 0, 7, 0, 0, 0, 0, 0, 0, 5])
+    + b"TLSv1.3"
+    + bytes([1, 1, 1, 1, 1, 1, 1, 0]),
+    "build-v2-local": bytes([0x82, 0x85]) + bytes(12),
+    "build-v1-tcp4": bytes([0x83, 0x00])
+    + bytes([192, 0, 2, 1, 192, 0, 2, 2, 0x1F, 0x90, 0x01, 0xBB]),
+    "build-v1-tcp6-upper": bytes([0x83, 0x09]) + bytes(range(32)) + b"\x00\x50\x00\x51",
+    "build-v1-unknown": bytes([0x83, 0x03, 10]) + b"junk bytes",
+    "build-v1-defect-port": bytes([0x83, 0x00]) + bytes([10, 0, 0, 1, 10, 0, 0, 2, 0, 80, 1, 0, 2]),
+    "build-v1-defect-lf": bytes([0x83, 0x01]) + bytes(range(32)) + bytes([0, 1, 0, 2, 6]),
+    "build-v2-defect-crc-flip": bytes([0x82, 0x05])
+    + bytes(range(1, 13))
+    + bytes([0, 3, 1, 0, 5, 1]),
+    "build-v2-defect-overrun": bytes([0x82, 0x06])
+    + bytes(range(36))
+    + bytes([1, 0, 2])
+    + b"h2"
+    + bytes([7]),
+}
+
+# ---- client address from proxy headers (fuzz_forwarded) ----------------------------------------
+# Lines: --forwarded-allow-ips, the peer, then header lines ('F' X-Forwarded-For,
+# 'P' X-Forwarded-Proto, 'W' Forwarded).
+
+FORWARDED = {
+    "xff-single": "127.0.0.1\n127.0.0.1\nF203.0.113.5\nPhttps\n",
+    "xff-chain": "127.0.0.1, 10.0.0.0/8\n10.0.0.1\nF198.51.100.1, 203.0.113.5, 10.0.0.2\n"
+    "Phttps, http, http\n",
+    "xff-lines": "127.0.0.1, 10.0.0.0/8\n10.0.0.1\nF198.51.100.1\nF203.0.113.5, 10.0.0.2\n"
+    "Phttp\nPHTTPS\n",
+    "xff-ipv6-ports": "::1, fd00::/8\n::1\nF[2001:db8::5]:4711, fd00::2, 192.0.2.1:8080\n",
+    "xff-all-trusted": "10.0.0.0/8\n10.0.0.1\nF10.0.0.3, 10.0.0.2\nPwss, http\n",
+    "xff-unknown": "127.0.0.1\n127.0.0.1\nF1.2.3.4, unknown\nPhttps\n",
+    "xff-junk": "127.0.0.1\n127.0.0.1\nFgarbage!!, 203.0.113.5, not-an-ip\n",
+    "xff-star": "*\n192.0.2.1\nF1.1.1.1, 2.2.2.2\n",
+    "xff-unix": "unix:\nunix\nF203.0.113.5, unix:\n",
+    "xff-many": "10.0.0.0/8\n10.0.0.1\nF" + "10.0.0.1, " * 100 + "\n",
+    "xff-mapped-peer": "10.0.0.0/8\n::ffff:10.0.0.1\nF203.0.113.5\n",
+    "xfp-only": "127.0.0.1\n127.0.0.1\nP https \nPftp\n",
+    "untrusted": "10.0.0.0/8\n192.0.2.1\nF1.2.3.4\nPhttps\nWfor=1.2.3.4\n",
+    "fwd-rfc7239": "127.0.0.1\n127.0.0.1\nWfor=192.0.2.60;proto=http;by=203.0.113.43\n",
+    "fwd-ipv6-quoted": "127.0.0.1\n127.0.0.1\n"
+    'WFor="[2001:db8:cafe::17]:4711";host="ex\\ample.com", for=_hidden\n',
+    "fwd-chain": "127.0.0.1, 10.0.0.0/8\n10.0.0.1\nWfor=198.51.100.1;proto=http, "
+    "for=203.0.113.5;proto=https;host=a.example, for=10.0.0.2\n",
+    "fwd-obfuscated-literal": "127.0.0.1, _edge, proxy1\n127.0.0.1\nWfor=192.0.2.1, for=_edge\n",
+    "fwd-unknown": "127.0.0.1\n127.0.0.1\nWfor=unknown;proto=https;host=example.com\n",
+    "fwd-unterminated": '127.0.0.1\n127.0.0.1\nWfor="1.2.3.4, for=203.0.113.5\n',
+    "fwd-empty-pairs": "127.0.0.1\n127.0.0.1\nW, ;for=203.0.113.5;;proto=https; ,\n",
+    "fwd-quoted-comma": '127.0.0.1\n127.0.0.1\nWext="a,b\\",c";for="203.0.113.5:_port"\n',
+    "precedence": "127.0.0.1\n127.0.0.1\nF203.0.113.5\nWfor=198.51.100.1;proto=https\nPhttp\n",
+    "bad-spec": "10.0.0.0/33\n127.0.0.1\nF1.2.3.4\n",
+    "spec-edge": " 0.0.0.0/0 , ::/0,192.0.2.1/32, 2001:db8::1/128, hostname \n"
+    "198.51.100.9\nF1.2.3.4\n",
+}
+
+
+def write_proxy_seeds() -> None:
+    for target in ("fuzz_proxy_protocol", "fuzz_forwarded"):
+        shutil.rmtree(ROOT / target, ignore_errors=True)
+        (ROOT / target).mkdir(parents=True)
+    for name, header in PROXY_HEADERS.items():
+        write("fuzz_proxy_protocol", name, bytes([0x80]) + header + GET.encode())
+    for name, payload in PROXY_BUILDERS.items():
+        write("fuzz_proxy_protocol", name, payload)
+    for name, text in FORWARDED.items():
+        write("fuzz_forwarded", name, text.encode("latin-1"))
+    for target in ("fuzz_proxy_protocol", "fuzz_forwarded"):
+        print(f"{target}: {len(list((ROOT / target).iterdir()))} seeds")
+
+
 def main() -> None:
     for target in ("fuzz_parser", "fuzz_chunked", "fuzz_connection"):
         shutil.rmtree(ROOT / target, ignore_errors=True)
@@ -307,6 +512,7 @@ def main() -> None:
         write("fuzz_connection", name, data)
     for target in ("fuzz_parser", "fuzz_chunked", "fuzz_connection"):
         print(f"{target}: {len(list((ROOT / target).iterdir()))} seeds")
+    write_proxy_seeds()
 
 
 if __name__ == "__main__":
