@@ -24,7 +24,8 @@
 //                  segment chosen by byte 2, and so does the minimum-rate timer; bit 7: the
 //                  same for the write timer
 // Minimum data rates (240 bytes/s each way after a 5 s grace) are on except in differential
-// runs; the owner's clock moves 700 ms per segment the client sends.
+// runs; the owner's clock moves 700 ms per segment the client sends. Proxy headers are on, with
+// every peer trusted.
 // Checks (ATTACKS.md A-D): no crash, UB or leak; the output is a well-framed sequence of
 // responses, each starting "HTTP/1.1 ", one per delivered request and in order; nothing after
 // an error response, a "connection: close" response or a close-delimited body; no request is
@@ -84,6 +85,11 @@ http1::connection_config make_config(const controls& c) {
     cfg.server_header = c.server_header();
     cfg.max_body = c.max_body();
     if (!c.differential()) cfg.min_body_rate = cfg.min_response_rate = 240;
+    // Proxy headers from a trusted peer: every request's X-Forwarded-*/Forwarded fields are
+    // resolved (the output bytes do not depend on them, so differential runs keep them too).
+    static const coachwhip::proxy::trusted_networks everyone =
+        coachwhip::proxy::parse_trusted_networks("*").networks;
+    cfg.forwarded_trust = &everyone;
     if (c.config == 0) return cfg;
     const uint8_t b = c.config;
     cfg.head_limits.max_request_line = size_t{16} << (b & 3);

@@ -78,6 +78,7 @@ struct exchange_object {
 
 bool init_exchange_type(PyObject* module);
 bool init_server_type(PyObject* module);
+bool init_metrics_type(PyObject* module);  // metrics_object.cpp
 
 // exchange._finish(result) and exchange._fail() for the runner (asgi/runner.hpp).
 PyObject* finish_exchange(PyObject* exchange, PyObject* result);

@@ -26,6 +26,9 @@ bool init_names() {
         {&n.v_http_1_1, "1.1"},
         {&n.v_http_1_0, "1.0"},
         {&n.v_scheme_http, "http"},
+        {&n.v_scheme_https, "https"},
+        {&n.v_scheme_ws, "ws"},
+        {&n.v_scheme_wss, "wss"},
         {&n.v_empty_str, ""},
     };
     for (auto& v : values)

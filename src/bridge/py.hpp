@@ -76,6 +76,9 @@ struct names {
     PyObject* v_http_1_1 = nullptr;         // "1.1"
     PyObject* v_http_1_0 = nullptr;         // "1.0"
     PyObject* v_scheme_http = nullptr;      // "http"
+    PyObject* v_scheme_https = nullptr;     // "https"
+    PyObject* v_scheme_ws = nullptr;        // "ws"
+    PyObject* v_scheme_wss = nullptr;       // "wss"
     PyObject* v_empty_bytes = nullptr;      // b""
     PyObject* v_empty_str = nullptr;        // ""
 };

@@ -115,16 +115,24 @@ PyObject* server_run_scheduled(PyObject* self, PyObject*) {
 
 // ---------------------------------------------------------------- control
 
-PyObject* server_add_listener(PyObject* self, PyObject* arg) {
+PyObject* add_listener(PyObject* self, PyObject* arg, bool internal) {
     if (!engine_of(self)) return nullptr;
     auto* s = reinterpret_cast<server_object*>(self);
     int fd = PyObject_AsFileDescriptor(arg);
     if (fd < 0) return nullptr;
-    core::error err = s->engine->add_listener(fd);
+    core::error err = s->engine->add_listener(fd, internal);
     if (err)
         return PyErr_Format(PyExc_OSError, "cannot listen on fd %d: %s", fd,
                             std::string(err.reason).c_str());
     Py_RETURN_NONE;
+}
+
+PyObject* server_add_listener(PyObject* self, PyObject* arg) {
+    return add_listener(self, arg, false);
+}
+
+PyObject* server_add_internal_listener(PyObject* self, PyObject* arg) {
+    return add_listener(self, arg, true);
 }
 
 PyObject* server_fileno(PyObject* self, PyObject*) {
@@ -237,6 +245,11 @@ int server_init(PyObject* self, PyObject* args, PyObject* kwds) {
                                    "readiness",
                                    "metrics",
                                    "hold_requests",
+                                   "forwarded_allow_ips",
+                                   "proxy_headers",
+                                   "proxy_protocol",
+                                   "metrics_fd",
+                                   "metrics_slot",
                                    nullptr};
     PyObject *app, *loop, *report_failure, *root_path = nullptr, *state = Py_None;
     PyObject *access_log = Py_None, *error_log = Py_None;
@@ -249,19 +262,41 @@ int server_init(PyObject* self, PyObject* args, PyObject* kwds) {
     unsigned long long min_body_rate = 0, min_response_rate = 0;
     double min_rate_grace = 5.0;
     int health = 0, readiness = 0, metrics = 0, hold_requests = 0;
+    PyObject* forwarded_allow_ips = Py_None;  // str: the peers trusted with proxy information
+    int proxy_headers = 0, proxy_protocol = 0;
+    int metrics_fd = -1;  // a supervisor's MetricsRegion fd: count into its slot metrics_slot
+    Py_ssize_t metrics_slot = 0;
     if (!PyArg_ParseTupleAndKeywords(
-            args, kwds, "OOO|$UOdppOOidddnnnKnnKOKKdpppp", const_cast<char**>(kwlist), &app, &loop,
-            &report_failure, &root_path, &state, &keep_alive, &server_header, &date_header,
+            args, kwds, "OOO|$UOdppOOidddnnnKnnKOKKdppppOppin", const_cast<char**>(kwlist), &app,
+            &loop, &report_failure, &root_path, &state, &keep_alive, &server_header, &date_header,
             &access_log, &error_log, &log_level, &header_timeout, &body_timeout, &write_timeout,
             &request_line, &request_fields, &header_size, &max_body, &concurrency, &max_connections,
             &request_limit, &on_request_limit, &min_body_rate, &min_response_rate, &min_rate_grace,
-            &health, &readiness, &metrics, &hold_requests))
+            &health, &readiness, &metrics, &hold_requests, &forwarded_allow_ips, &proxy_headers,
+            &proxy_protocol, &metrics_fd, &metrics_slot))
         return -1;
     if (request_line < 1 || request_fields < 1 || header_size < 1 || concurrency < 0 ||
         max_connections < 0 || keep_alive <= 0 || header_timeout <= 0 || body_timeout <= 0 ||
         write_timeout <= 0 || min_rate_grace <= 0) {
         PyErr_SetString(PyExc_ValueError, "limits and timeouts must be positive");
         return -1;
+    }
+    proxy::trusted_networks_result trust;
+    if (forwarded_allow_ips != Py_None) {
+        Py_ssize_t n = 0;
+        const char* spec = PyUnicode_Check(forwarded_allow_ips)
+                               ? PyUnicode_AsUTF8AndSize(forwarded_allow_ips, &n)
+                               : nullptr;
+        if (!spec) {
+            if (!PyErr_Occurred())
+                PyErr_SetString(PyExc_TypeError, "forwarded_allow_ips must be a str or None");
+            return -1;
+        }
+        trust = proxy::parse_trusted_networks({spec, static_cast<size_t>(n)});
+        if (!trust.error.empty()) {
+            PyErr_SetString(PyExc_ValueError, trust.error.c_str());
+            return -1;
+        }
     }
     if (state != Py_None && !PyDict_Check(state)) {
         PyErr_SetString(PyExc_TypeError, "state must be a dict or None");
@@ -290,6 +325,9 @@ int server_init(PyObject* self, PyObject* args, PyObject* kwds) {
         c.health_endpoint = health;
         c.ready_endpoint = readiness;
         c.metrics_endpoint = metrics;
+        c.proxy_headers = proxy_headers;
+        c.proxy_protocol = proxy_protocol;
+        c.forwarded_trust = std::move(trust.networks);
         c.conn.head_limits.max_request_line = static_cast<size_t>(request_line);
         c.conn.head_limits.max_headers = static_cast<size_t>(request_fields);
         c.conn.head_limits.max_head = static_cast<size_t>(header_size);
@@ -304,6 +342,15 @@ int server_init(PyObject* self, PyObject* args, PyObject* kwds) {
     if (core::error e = s->engine->init_error()) {
         PyErr_SetString(PyExc_OSError, std::string(e.reason).c_str());
         return -1;
+    }
+    if (metrics_fd >= 0) {
+        core::error e = metrics_slot < 0 ? core::error{500, "metrics slot out of range"}
+                                         : s->engine->use_shared_metrics(
+                                               metrics_fd, static_cast<size_t>(metrics_slot));
+        if (e) {
+            PyErr_SetString(PyExc_OSError, std::string(e.reason).c_str());
+            return -1;
+        }
     }
     s->app = Py_NewRef(app);
     s->loop = Py_NewRef(loop);
@@ -406,6 +453,8 @@ void server_dealloc(PyObject* self) {
 PyMethodDef server_methods[] = {
     {"add_listener", server_add_listener, METH_O,
      "add_listener(sock_or_fd): accept connections on a bound, listening socket."},
+    {"add_internal_listener", server_add_internal_listener, METH_O,
+     "add_internal_listener(sock_or_fd): serve only /-/ endpoints there (--metrics-bind)."},
     {"fileno", server_fileno, METH_NOARGS, "The engine's epoll fd, for loop.add_reader()."},
     {"on_readable", server_on_readable, METH_NOARGS, "Run one engine I/O phase (reader callback)."},
     {"run_scheduled", server_run_scheduled, METH_NOARGS, "Flush work the app side buffered."},

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "core/log.hpp"
+#include "proxy/proxy_protocol.hpp"
 
 namespace coachwhip::http1 {
 
@@ -31,16 +32,60 @@ std::span<header_field> header_storage(size_t n) {
 }  // namespace
 
 connection::connection(transport& t, connection_owner& owner, const connection_config& cfg,
-                       http::event_queue& events, const http::endpoint& client,
-                       const http::endpoint& server)
+                       http::event_queue& events, http::endpoint client, http::endpoint server)
     : t_(t),
       owner_(owner),
       cfg_(cfg),
       events_(events),
-      client_(client),
-      server_(server),
+      client_(std::move(client)),
+      server_(std::move(server)),
       in_(cfg.read_blocks) {
     set_read_timer(timer_kind::keep_alive);
+    if (cfg.forwarded_trust) forwarded_peer_ = trusts_peer(*cfg.forwarded_trust);
+    proxy_pending_ = cfg.proxy_protocol_from != nullptr;
+}
+
+bool connection::trusts_peer(const proxy::trusted_networks& trust) const noexcept {
+    const bool unix_peer = server_.known && server_.port < 0;  // AF_UNIX (see http::endpoint)
+    return unix_peer ? trust.contains_unix() : client_.known && trust.contains(client_.host);
+}
+
+// --proxy-protocol (HAProxy's spec, v1 and v2): the header's addresses replace the socket's,
+// and the proxy-header trust is judged again for the client it names. Returns true once the
+// header is consumed; false while it is incomplete, or after closing: an untrusted peer (its
+// bytes are not even parsed) or an invalid header (spec §2.1: abort at once, no HTTP answer).
+bool connection::consume_proxy_header() {
+    set_read_timer(timer_kind::header);  // the header counts toward the head's deadline
+    std::string_view why;
+    if (!trusts_peer(*cfg_.proxy_protocol_from)) {
+        why = "its address is not in --forwarded-allow-ips";
+    } else {
+        const proxy::proxy_result r = proxy::decode_proxy_header(in_.readable(), {});
+        if (r.status == proxy::proxy_status::incomplete && !peer_eof_) return false;
+        if (r.status == proxy::proxy_status::complete) {
+            const auto endpoint = [](const proxy::proxy_endpoint& e) {
+                return http::endpoint{std::string(e.host.view()), e.port, true};
+            };
+            const auto fam = r.source.family;
+            if (fam == proxy::address_family::inet || fam == proxy::address_family::inet6) {
+                client_ = endpoint(r.source);
+                server_ = endpoint(r.destination);
+            }
+            if (r.tlvs.ssl.present && (r.tlvs.ssl.client & 0x01)) scheme_ = "https";
+            if (cfg_.forwarded_trust) forwarded_peer_ = trusts_peer(*cfg_.forwarded_trust);
+            in_.consume(r.length);
+            scanned_ = 0;
+            proxy_pending_ = false;
+            return true;
+        }
+        why = r.status == proxy::proxy_status::error ? r.error : "the connection ended";
+    }
+    owner_.refused(*this, http::refusal::proxy_protocol);
+    if (core::log_enabled(core::log_level::debug))
+        core::log(core::log_level::debug, "closing a --proxy-protocol connection from " +
+                                              client_.host + ": " + std::string(why));
+    close_now();
+    return false;
 }
 
 // Arms the read slot for `kind`; keeps a running deadline when the kind is unchanged, so a
@@ -111,12 +156,14 @@ void connection::check_rates() {
     const uint64_t now = owner_.now_ms();
     const uint64_t grace = cfg_.min_rate_grace_ms;
     if (body_clock_.too_slow(body_received_, cfg_.min_body_rate, grace, now))
-        return reject({408, "request body slower than --min-request-body-rate"});
+        return reject({408, "request body slower than --min-request-body-rate"},
+                      http::refusal::body_rate);
     if (response_clock_.too_slow(response_taken_, cfg_.min_response_rate, grace, now)) {
         if (core::log_enabled(core::log_level::debug))
             core::log(core::log_level::debug,
                       "closing the connection of " + client_.host +
                           ": it reads the response slower than --min-response-rate");
+        owner_.refused(*this, http::refusal::response_rate);
         return close_now(true);
     }
     update_rate_clocks();  // arms the next check while a clock still runs
@@ -171,6 +218,7 @@ void connection::read_input() {
         } else if (n == 0) {
             read_ready_ = false;
             peer_eof_ = true;
+            if (proxy_pending_) return close_now();  // not even a PROXY header: no HTTP answer
             if (state_ == state::read_head && in_.empty()) return close_now();  // between requests
             if (state_ == state::read_head || (state_ == state::in_request && !body_done_)) {
                 // The request ends in the middle (RFC 9112 §8: incomplete). The client may have
@@ -203,6 +251,7 @@ void connection::try_parse_head() {
     // Loops only after a request the engine answered itself (answer_internal): the next
     // pipelined one is parsed here, not by recursion.
     for (;;) {
+        if (proxy_pending_ && (in_.empty() || !consume_proxy_header())) return;
         std::string_view data = in_.readable();
         if (data.empty()) return;
         set_read_timer(timer_kind::header);  // from the first byte; trickling does not extend it
@@ -238,6 +287,42 @@ void connection::try_parse_head() {
     }
 }
 
+// Proxy headers from a trusted peer: the client and scheme they name replace the socket's (the
+// rules are proxy::resolve_forwarded's). Runs only for a trusted peer, so an untrusted one's
+// headers cost nothing and change nothing; without any of the three fields it is one pass over
+// the field names, comparing lengths first.
+void connection::apply_forwarded(http::exchange& ex) {
+    static thread_local std::vector<std::string_view> xff, xfp, fwd;
+    xff.clear(), xfp.clear(), fwd.clear();
+    for (const http::field& f : ex.headers) {
+        switch (f.name.size()) {
+            case 9:
+                if (iequals(f.name, "forwarded")) fwd.push_back(f.value);
+                break;
+            case 15:
+                if (iequals(f.name, "x-forwarded-for")) xff.push_back(f.value);
+                break;
+            case 17:
+                if (iequals(f.name, "x-forwarded-proto")) xfp.push_back(f.value);
+                break;
+            default: break;
+        }
+    }
+    if (xff.empty() && xfp.empty() && fwd.empty()) return;
+    const proxy::peer_address peer{client_.host, server_.known && server_.port < 0};
+    const proxy::forwarded_result r =
+        proxy::resolve_forwarded(peer, {xff, xfp, fwd}, *cfg_.forwarded_trust);
+    if (r.client == proxy::client_source::header) {
+        ex.client = {std::string(r.host.view()), r.port, true};
+    } else if (r.client == proxy::client_source::unknown) {
+        ex.client = {};  // ASGI: client None (forwarded.hpp: never the proxy's own address)
+    }
+    if (!r.scheme.empty()) ex.scheme = r.scheme;
+    if (!r.problem.empty() && core::log_enabled(core::log_level::debug))
+        core::log(core::log_level::debug,
+                  "proxy headers from " + client_.host + " ignored: " + std::string(r.problem));
+}
+
 // The internal endpoints: only GET and HEAD without a body, only "/-/..." targets (one compare
 // for every other request), and only what the owner enables.
 bool connection::answer_internal(const request_head& head, const request_info& info,
@@ -247,7 +332,7 @@ bool connection::answer_internal(const request_head& head, const request_info& i
     const bool is_head = head.method == "HEAD";
     if ((!is_head && head.method != "GET") || info.framing != body_framing::none) return false;
     internal_reply reply;
-    if (!owner_.internal_response(t, reply)) return false;
+    if (!owner_.internal_response(*this, t, reply)) return false;
     const bool keep_alive =
         info.keep_alive && !shutting_down_ && !(peer_eof_ && in_.size() == head_len);
     const http::field fields[] = {{"content-type", reply.content_type},
@@ -281,6 +366,7 @@ bool connection::answer_internal(const request_head& head, const request_info& i
 void connection::start_request(const request_head& head, const request_info& info,
                                size_t head_len) {
     set_read_timer(timer_kind::none);
+    if (cfg_.internal_only) return reject({404, "this listener serves only /-/ endpoints"});
     if (cfg_.max_body && info.framing == body_framing::content_length &&
         info.content_length > cfg_.max_body)
         return reject({413, "request body larger than --limit-request-body"});
@@ -288,6 +374,7 @@ void connection::start_request(const request_head& head, const request_info& inf
         return reject({503, "too many requests in flight (--limit-concurrency)"});
     admitted_ = true;
     ex_ = std::make_shared<http::exchange>(events_, this);
+    request_started_ms_ = owner_.now_ms();
     http::exchange& ex = *ex_;
     // Copy the head out of the read buffer (a few hundred bytes) so the app side can keep views
     // into it while the buffer is reused for the body and the next request.
@@ -304,6 +391,8 @@ void connection::start_request(const request_head& head, const request_info& inf
         ex.headers.push_back({rebase(f.name), rebase(f.value)});
     ex.client = client_;
     ex.server = server_;
+    ex.scheme = scheme_;
+    if (forwarded_peer_) apply_forwarded(ex);
     in_.consume(head_len);
     scanned_ = 0;
 
@@ -411,7 +500,8 @@ void connection::finish_request() {
     out_.release();  // (only if everything was written; otherwise flush needs it)
 }
 
-void connection::reject(const core::error& err) {
+void connection::reject(const core::error& err, http::refusal why) {
+    owner_.refused(*this, why == http::refusal::count ? http::refusal_for_status(err.status) : why);
     if (core::log_enabled(core::log_level::debug)) {
         std::string msg = "rejected request from " + client_.host + ": " +
                           std::to_string(err.status) + " " + std::string(err.reason);
@@ -435,6 +525,7 @@ void connection::detach_exchange(bool notify) {
         owner_.request_finished(*this);
     }
     if (!ex_) return;
+    owner_.request_done(*this, *ex_, request_started_ms_);
     ex_->detach();
     if (notify) ex_->post(http::ev_disconnect);
     ex_.reset();
@@ -470,6 +561,7 @@ void connection::release_memory() noexcept {
 void connection::on_timer(timer_kind kind) {
     if (kind == timer_kind::write) {
         write_timer_ = false;
+        owner_.refused(*this, http::refusal::write_timeout);
         return close_now(true);  // the client stopped reading; a waiting send() raises
     }
     if (kind == timer_kind::rate) {
@@ -488,7 +580,8 @@ void connection::on_timer(timer_kind kind) {
             return;
         case timer_kind::body:
             if (state_ == state::in_request && !body_done_)
-                return reject({408, "no request body bytes within --timeout-request-body"});
+                return reject({408, "no request body bytes within --timeout-request-body"},
+                              http::refusal::body_timeout);
             return;
         default: return close_now();  // linger
     }

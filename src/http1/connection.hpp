@@ -8,7 +8,9 @@
 // GIL held; they only buffer and ask the owner to schedule `process()` for the next I/O phase,
 // so no socket I/O happens under the GIL.
 //
-// States (one request at a time; pipelined requests wait in the input buffer):
+// States (one request at a time; pipelined requests wait in the input buffer). With
+// --proxy-protocol, read_head first consumes the PROXY header (or closes: untrusted peer,
+// invalid header); the first request head follows it.
 //
 //   read_head --head parsed--> in_request --response done, body done, keep-alive--> read_head
 //       |                          |
@@ -31,11 +33,13 @@
 
 #include "core/buffer.hpp"
 #include "http/exchange.hpp"
+#include "http/refusal.hpp"
 #include "http1/chunked.hpp"
 #include "http1/message.hpp"
 #include "http1/parser.hpp"
 #include "http1/response.hpp"
 #include "http1/transport.hpp"
+#include "proxy/forwarded.hpp"
 
 namespace coachwhip::http1 {
 
@@ -60,6 +64,15 @@ struct connection_config {
     uint64_t min_body_rate = 0;
     uint64_t min_response_rate = 0;
     uint64_t min_rate_grace_ms = 5000;
+    // Proxy headers (--proxy-headers): the peers whose X-Forwarded-For/-Proto and Forwarded
+    // fields name the client and scheme (not owned; nullptr: proxy headers are off).
+    const proxy::trusted_networks* forwarded_trust = nullptr;
+    // --proxy-protocol: every connection must start with a PROXY header (v1 or v2), accepted
+    // only from these peers (not owned; nullptr: no PROXY header is expected).
+    const proxy::trusted_networks* proxy_protocol_from = nullptr;
+    // The listener serves only the internal endpoints (--metrics-bind): anything the owner
+    // does not answer itself gets 404, and no app ever runs.
+    bool internal_only = false;
 };
 
 // The time over which a data rate is measured: it runs only while the server waits on the client.
@@ -126,11 +139,18 @@ class connection_owner {
     virtual void request_finished(connection& c) = 0;
     // The connection is closed; the owner destroys it after the current I/O phase.
     virtual void on_closed(connection& c) = 0;
+    // A request was refused or a connection cut by a limit or timeout (for the metrics).
+    virtual void refused(connection& c, http::refusal why) { (void)c, (void)why; }
+    // The app's part of a request is over (answered, failed or abandoned): `ex` holds its
+    // method and final status (0: nothing was sent); `started_ms` is now_ms() at its head.
+    virtual void request_done(connection& c, const http::exchange& ex, uint64_t started_ms) {
+        (void)c, (void)ex, (void)started_ms;
+    }
     // A GET or HEAD without a body whose target starts with "/-/": true and `out` filled if the
     // owner answers it itself (health, readiness, metrics); false hands it to the app as usual.
     // Such answers take no concurrency slot and start no app.
-    virtual bool internal_response(std::string_view target, internal_reply& out) {
-        (void)target, (void)out;
+    virtual bool internal_response(connection& c, std::string_view target, internal_reply& out) {
+        (void)c, (void)target, (void)out;
         return false;
     }
 
@@ -143,8 +163,7 @@ class connection final : public http::response_sink {
     enum class state : uint8_t { read_head, in_request, draining, lingering, closed };
 
     connection(transport& t, connection_owner& owner, const connection_config& cfg,
-               http::event_queue& events, const http::endpoint& client,
-               const http::endpoint& server);
+               http::event_queue& events, http::endpoint client, http::endpoint server);
     ~connection();
     connection(const connection&) = delete;
     connection& operator=(const connection&) = delete;
@@ -176,6 +195,7 @@ class connection final : public http::response_sink {
     void release_memory() noexcept;
 
     state current_state() const noexcept { return state_; }
+    const connection_config& config() const noexcept { return cfg_; }
     bool idle() const noexcept { return state_ == state::read_head && in_.empty() && !ex_; }
     bool write_blocked() const noexcept { return write_blocked_; }
     bool scheduled = false;     // owner's bookkeeping: already in the schedule list
@@ -194,6 +214,9 @@ class connection final : public http::response_sink {
     void try_parse_head();
     void start_request(const request_head& head, const request_info& info, size_t head_len);
     bool answer_internal(const request_head& head, const request_info& info, size_t head_len);
+    void apply_forwarded(http::exchange& ex);
+    bool trusts_peer(const proxy::trusted_networks& trust) const noexcept;
+    bool consume_proxy_header();
     void decode_body();
     void finish_request();
     // The connection closes once the current response is out: the response or the client said
@@ -201,7 +224,8 @@ class connection final : public http::response_sink {
     bool closes_after_response() const noexcept {
         return !keep_alive_ || shutting_down_ || !body_done_;
     }
-    void reject(const core::error& err);
+    // Answers `err` and closes; `why` is reported to the owner (count: derived from the status).
+    void reject(const core::error& err, http::refusal why = http::refusal::count);
     void flush();
     void start_draining();
     void close_now(bool reset = false);  // reset: transport::abort(), see there
@@ -219,8 +243,10 @@ class connection final : public http::response_sink {
     connection_owner& owner_;
     const connection_config& cfg_;
     http::event_queue& events_;
-    const http::endpoint& client_;
-    const http::endpoint& server_;
+    // The peer and our end, as the socket (or, with --proxy-protocol, the PROXY header) says.
+    http::endpoint client_;
+    http::endpoint server_;
+    std::string_view scheme_ = "http";  // "https" when a PROXY v2 SSL TLV says the client used TLS
 
     state state_ = state::read_head;
     core::input_buffer in_;
@@ -240,8 +266,11 @@ class connection final : public http::response_sink {
     uint64_t body_received_ = 0;  // decoded request body bytes (for max_body and its rate)
     rate_clock body_clock_;       // reset per request; see connection_config::min_body_rate
     rate_clock response_clock_;
-    uint64_t response_taken_ = 0;  // bytes the client took while response_clock_ ran
-    bool rate_timer_ = false;      // the rate slot is armed
+    uint64_t response_taken_ = 0;      // bytes the client took while response_clock_ ran
+    uint64_t request_started_ms_ = 0;  // owner's clock at the current request's head
+    bool rate_timer_ = false;          // the rate slot is armed
+    bool forwarded_peer_ = false;      // the peer is a trusted proxy (see apply_forwarded)
+    bool proxy_pending_ = false;       // --proxy-protocol: the PROXY header is still to come
 
     // Current exchange (in_request).
     std::shared_ptr<http::exchange> ex_;

@@ -55,6 +55,7 @@ void listener::resume() {
                       std::string("accept() failed: ") + std::strerror(errno) +
                           " (raise the open-files limit with ulimit -n); pausing accepts");
             paused_ = true;
+            if (accept_failures) ++*accept_failures;
             return;
         }
         core::log(core::log_level::error, std::string("accept() failed: ") + std::strerror(errno));

@@ -31,6 +31,8 @@ class listener final : public loop::io_handler {
     void on_io(uint32_t events) override;
     void resume();  // try accepting again (after EMFILE back-off)
     bool paused() const noexcept { return paused_; }
+    // Counted each time accept() fails for want of descriptors or memory (optional).
+    uint64_t* accept_failures = nullptr;
 
   private:
     loop::event_loop& loop_;

@@ -7,7 +7,9 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 
+#include <unistd.h>
 #include <algorithm>
+
 #include <cerrno>
 #include <cstring>
 
@@ -51,12 +53,11 @@ bool is_wildcard(const sockaddr_storage& ss) {
 // One accepted connection: its socket, its addresses, the protocol state and its timer. Lives in
 // server::conns_ (a std::list, so addresses are stable) until it is reaped after closing.
 struct server::conn_entry final : loop::io_handler {
-    conn_entry(server& s, int fd, http::endpoint c, http::endpoint l)
+    conn_entry(server& s, const http1::connection_config& cfg, int fd, http::endpoint c,
+               http::endpoint l)
         : srv(s),
-          transport(fd),
-          client(std::move(c)),
-          local(std::move(l)),
-          conn(transport, s, s.cfg_.conn, s.events_, client, local),
+          transport(fd, s.m_),
+          conn(transport, s, cfg, s.events_, std::move(c), std::move(l)),
           read_timer(&on_read_timer, this),
           write_timer(&on_write_timer, this),
           rate_timer(&on_rate_timer, this) {}
@@ -91,8 +92,6 @@ struct server::conn_entry final : loop::io_handler {
 
     server& srv;
     tcp_transport transport;
-    http::endpoint client;
-    http::endpoint local;
     http1::connection conn;
     loop::timer read_timer;  // keep-alive, header, body or linger: one at a time
     loop::timer write_timer;
@@ -112,7 +111,16 @@ server::server(const server_config& cfg)
       shutdown_idle_list_(std::min(cfg.shutdown_idle_ms, cfg.keep_alive_ms)),
       // Minimum data rates: checked twice per grace period, at most once a second.
       rate_list_(std::clamp<uint64_t>(cfg.conn.min_rate_grace_ms / 2, 50, 1000)) {
+    if (!metrics::region::make_private(metrics_)) {
+        m_ = &metrics_.slot(0);
+        metrics::set(m_->pid, static_cast<uint64_t>(::getpid()));
+    }
     cfg_.conn.read_blocks = &read_blocks_;
+    cfg_.conn.forwarded_trust = cfg_.proxy_headers ? &cfg_.forwarded_trust : nullptr;
+    cfg_.conn.proxy_protocol_from = cfg_.proxy_protocol ? &cfg_.forwarded_trust : nullptr;
+    internal_conn_ = cfg_.conn;
+    internal_conn_.internal_only = true;
+    internal_conn_.proxy_protocol_from = nullptr;  // scrapers connect directly
     for (auto* list : {&keep_alive_list_, &header_list_, &body_list_, &write_list_, &linger_list_,
                        &shutdown_idle_list_, &rate_list_})
         loop_.add_list(list);
@@ -123,8 +131,10 @@ server::~server() {
     conns_.clear();  // closes sockets; exchanges still held by Python are detached
 }
 
-core::error server::add_listener(int fd) {
+core::error server::add_listener(int fd, bool internal) {
     auto le = std::make_unique<listener_entry>();
+    le->internal = internal;
+    has_internal_ = has_internal_ || internal;
     sockaddr_storage ss{};
     socklen_t len = sizeof ss;
     if (getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len) != 0)
@@ -137,6 +147,7 @@ core::error server::add_listener(int fd) {
         loop_, fd,
         [this, raw](int cfd, const sockaddr_storage& peer) { accept_one(*raw, cfd, peer); },
         [this] { return may_accept(); });
+    if (m_) le->l->accept_failures = &m_->connections_rejected;
     if (le->l->start() != 0) return {500, "cannot register the listening socket with epoll"};
     listeners_.push_back(std::move(le));
     return {};
@@ -155,12 +166,14 @@ void server::accept_one(listener_entry& le, int fd, const sockaddr_storage& peer
         }
     }
     http::endpoint client = le.family == AF_UNIX ? http::endpoint{} : to_endpoint(peer);
-    conns_.emplace_back(*this, fd, std::move(client), std::move(local));
+    conns_.emplace_back(*this, le.internal ? internal_conn_ : cfg_.conn, fd, std::move(client),
+                        std::move(local));
     conn_entry& e = conns_.back();
     e.self = std::prev(conns_.end());
     e.conn.owner_ctx = &e;
     ++conn_count_;
     arm_timer(e.conn, timer_kind::keep_alive);  // until the first request byte arrives
+    if (m_) metrics::add(m_->connections_accepted), metrics::add(m_->connections_open);
     if (loop_.add(fd, &e, EPOLLIN | EPOLLOUT | EPOLLRDHUP) != 0) e.conn.on_hangup();
 }
 
@@ -270,12 +283,18 @@ void server::disarm_timer(http1::connection& c, timer_kind kind) {
 bool server::admit_request(http1::connection&) {
     if (cfg_.max_concurrency && in_flight_ >= cfg_.max_concurrency) return false;
     ++in_flight_;
+    if (m_) metrics::add(m_->in_flight);
     return true;
 }
 
-void server::request_finished(http1::connection&) { --in_flight_; }
+void server::request_finished(http1::connection&) {
+    --in_flight_;
+    if (m_) metrics::sub(m_->in_flight);
+}
 
-bool server::internal_response(std::string_view target, http1::internal_reply& out) {
+bool server::internal_response(http1::connection& c, std::string_view target,
+                               http1::internal_reply& out) {
+    const bool internal = &c.config() == &internal_conn_;
     const std::string_view path = target.substr(0, target.find('?'));
     if (path == "/-/health" && cfg_.health_endpoint) {
         // Answered from the engine on the worker's own thread, which also runs the app's event
@@ -288,15 +307,50 @@ bool server::internal_response(std::string_view target, http1::internal_reply& o
         out.body = ready_ ? "ready\n" : "not ready\n";
         return true;
     }
-    if (path == "/-/metrics" && cfg_.metrics_endpoint && metrics_fn_) {
+    const bool metrics_here = internal || (cfg_.metrics_endpoint && !has_internal_);
+    if (path == "/-/metrics" && metrics_here && metrics_.valid()) {
         out.content_type = "text/plain; version=0.0.4; charset=utf-8";
-        out.body = metrics_fn_(metrics_ctx_);
+        out.body = metrics_.render();
         return true;
     }
     return false;
 }
 
+core::error server::use_shared_metrics(int fd, size_t slot) {
+    // Listeners and connections keep pointers into the block: switch before there are any.
+    if (!listeners_.empty() || !conns_.empty())
+        return {500, "use_shared_metrics() must come before the first listener"};
+    metrics::region shared;
+    if (core::error e = metrics::region::attach(fd, shared)) return e;
+    if (slot >= shared.slots()) return {500, "metrics slot out of range"};
+    metrics::block& to = shared.slot(slot);
+    metrics_ = std::move(shared);
+    m_ = &to;
+    metrics::set(m_->pid, static_cast<uint64_t>(::getpid()));
+    return {};
+}
+
+void server::refused(http1::connection&, http::refusal why) {
+    if (!m_) return;
+    metrics::add(m_->refused[static_cast<size_t>(why)]);
+    if (why == http::refusal::proxy_protocol) metrics::add(m_->connections_rejected);
+}
+
+void server::request_done(http1::connection&, const http::exchange& ex, uint64_t started) {
+    if (!m_) return;
+    const size_t cls = ex.status >= 100 && ex.status < 600 ? ex.status / 100 : 0;
+    metrics::add(m_->requests[metrics::method_of(ex.method)][cls]);
+    const uint64_t ms = loop_.now_ms() - started;
+    size_t bucket = 0;
+    while (bucket < metrics::k_buckets && ms > metrics::k_bucket_bounds[bucket] * 1000.0)
+        ++bucket;
+    if (bucket < metrics::k_buckets) metrics::add(m_->duration_buckets[bucket]);
+    metrics::add(m_->duration_count);
+    metrics::add(m_->duration_sum_us, ms * 1000);
+}
+
 void server::on_closed(http1::connection& c) {
+    if (m_) metrics::sub(m_->connections_open);
     auto* e = static_cast<conn_entry*>(c.owner_ctx);
     e->read_timer.disarm();
     e->write_timer.disarm();

@@ -25,7 +25,9 @@
 #include "http/exchange.hpp"
 #include "http1/connection.hpp"
 #include "loop/loop.hpp"
+#include "proxy/forwarded.hpp"
 #include "server/listener.hpp"
+#include "server/metrics.hpp"
 
 namespace coachwhip::server {
 
@@ -47,6 +49,11 @@ struct server_config {
     bool health_endpoint = false;
     bool ready_endpoint = false;
     bool metrics_endpoint = false;
+    // --forwarded-allow-ips: who may name the client and scheme, in X-Forwarded-* / Forwarded
+    // fields when proxy_headers is on, and in a PROXY header, which proxy_protocol requires.
+    bool proxy_headers = false;
+    bool proxy_protocol = false;
+    proxy::trusted_networks forwarded_trust;
 };
 
 class server final : private http1::connection_owner {
@@ -59,8 +66,10 @@ class server final : private http1::connection_owner {
     int fileno() const noexcept { return loop_.fileno(); }
     core::error init_error() const noexcept { return loop_.init_error(); }
 
-    // Starts accepting on a bound, listening, non-blocking socket (not owned).
-    core::error add_listener(int fd);
+    // Starts accepting on a bound, listening, non-blocking socket (not owned). An `internal`
+    // listener (--metrics-bind) answers /-/metrics (and /-/health, /-/ready when enabled) and
+    // 404 to everything else; the app's listeners then do not answer /-/metrics.
+    core::error add_listener(int fd, bool internal = false);
     void stop_accepting();
     void shutdown_connections();
     void close_all();
@@ -69,12 +78,11 @@ class server final : private http1::connection_owner {
     // the moment a graceful stop begins. Starts true (a server made without a lifespan is ready).
     void set_ready(bool ready) noexcept { ready_ = ready; }
     bool ready() const noexcept { return ready_; }
-    // Renders /-/metrics (set by the owner; nullptr: /-/metrics is not answered).
-    using metrics_fn = std::string (*)(void* ctx);
-    void set_metrics_renderer(metrics_fn fn, void* ctx) noexcept {
-        metrics_fn_ = fn;
-        metrics_ctx_ = ctx;
-    }
+    // Counting into a supervisor's shared metrics region (fd from metrics::region::create) in
+    // worker slot `slot`, instead of the private one every server starts with. Only before the
+    // first add_listener().
+    core::error use_shared_metrics(int fd, size_t slot);
+    const metrics::region& metrics_region() const noexcept { return metrics_; }
     size_t requests_in_flight() const noexcept { return in_flight_; }
 
     void run_io();
@@ -97,6 +105,7 @@ class server final : private http1::connection_owner {
         http::endpoint local;   // used for every connection when the address is not a wildcard
         bool wildcard = false;  // bound to 0.0.0.0 / :: — ask getsockname per connection
         int family = 0;
+        bool internal = false;  // see add_listener
     };
 
     void accept_one(listener_entry& le, int fd, const sockaddr_storage& peer);
@@ -112,12 +121,20 @@ class server final : private http1::connection_owner {
     bool admit_request(http1::connection& c) override;
     void request_finished(http1::connection& c) override;
     void on_closed(http1::connection& c) override;
-    bool internal_response(std::string_view target, http1::internal_reply& out) override;
+    bool internal_response(http1::connection& c, std::string_view target,
+                           http1::internal_reply& out) override;
+    void refused(http1::connection& c, http::refusal why) override;
+    void request_done(http1::connection& c, const http::exchange& ex, uint64_t started) override;
     loop::timeout_list& list_for(timer_kind kind) noexcept;
     uint64_t now_ms() const noexcept override { return loop_.now_ms(); }
     bool may_accept() const noexcept;
 
     server_config cfg_;
+    http1::connection_config internal_conn_;  // cfg_.conn for internal listeners
+    bool has_internal_ = false;
+    // The counters (declared before conns_: connections report to them as they close).
+    metrics::region metrics_;
+    metrics::block* m_ = nullptr;
     // Input-buffer blocks for the connections (declared before conns_, so it outlives them).
     // A connection holds one only from a read until what it read is parsed, so a few spares
     // serve any number of connections.
@@ -139,8 +156,6 @@ class server final : private http1::connection_owner {
     size_t in_flight_ = 0;
     bool in_io_ = false;
     bool ready_ = true;
-    metrics_fn metrics_fn_ = nullptr;
-    void* metrics_ctx_ = nullptr;
     schedule_hook hook_ = nullptr;
     void* hook_ctx_ = nullptr;
 };

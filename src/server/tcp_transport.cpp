@@ -11,7 +11,9 @@ tcp_transport::~tcp_transport() { close(); }
 
 ssize_t tcp_transport::read(char* buf, size_t len) {
     ssize_t n = ::recv(fd_, buf, len, 0);
-    return n >= 0 ? n : -errno;
+    if (n < 0) return -errno;
+    if (m_) metrics::add(m_->bytes_received, static_cast<uint64_t>(n));
+    return n;
 }
 
 ssize_t tcp_transport::writev(const iovec* iov, int iovcnt, bool fin_next) {
@@ -25,7 +27,9 @@ ssize_t tcp_transport::writev(const iovec* iov, int iovcnt, bool fin_next) {
     msg.msg_iov = const_cast<iovec*>(iov);
     msg.msg_iovlen = static_cast<size_t>(iovcnt);
     ssize_t n = ::sendmsg(fd_, &msg, MSG_NOSIGNAL | (fin_next ? MSG_MORE : 0));
-    return n >= 0 ? n : -errno;
+    if (n < 0) return -errno;
+    if (m_) metrics::add(m_->bytes_sent, static_cast<uint64_t>(n));
+    return n;
 }
 
 void tcp_transport::shutdown_write() {

@@ -3,12 +3,14 @@
 #pragma once
 
 #include "http1/transport.hpp"
+#include "server/metrics.hpp"
 
 namespace coachwhip::server {
 
 class tcp_transport final : public http1::transport {
   public:
-    explicit tcp_transport(int fd) noexcept : fd_(fd) {}
+    // `counters`: where bytes read and written are counted (the server's metrics block).
+    tcp_transport(int fd, metrics::block* counters) noexcept : fd_(fd), m_(counters) {}
     ~tcp_transport();
     tcp_transport(const tcp_transport&) = delete;
     tcp_transport& operator=(const tcp_transport&) = delete;
@@ -22,6 +24,7 @@ class tcp_transport final : public http1::transport {
 
   private:
     int fd_;
+    metrics::block* m_;
 };
 
 }  // namespace coachwhip::server

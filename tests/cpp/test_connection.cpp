@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "http1/connection.hpp"
+#include "proxy/forwarded.hpp"
 
 using namespace coachwhip;
 using timer_kind = http1::connection_owner::timer_kind;
@@ -138,7 +139,8 @@ struct harness final : http1::connection_owner {
     void request_finished(http1::connection&) override { --in_flight; }
     void on_closed(http1::connection&) override { closed = true; }
     int internal_answers = 0;
-    bool internal_response(std::string_view target, http1::internal_reply& out) override {
+    bool internal_response(http1::connection&, std::string_view target,
+                           http1::internal_reply& out) override {
         if (target != "/-/ping") return false;
         ++internal_answers;
         out.body = "pong";
@@ -627,6 +629,86 @@ TEST(Connection, ShutdownServesARequestStartedInTheGrace) {
     h.feed("P/1.1\r\nHost: a\r\n\r\nGET /3 HTTP/1.1\r\nHost: a\r\n\r\n");
     EXPECT_EQ(h.t.output, ok("GET /1 ") + ok("GET /2 ", "connection: close\r\n"));
     EXPECT_TRUE(h.t.shut || h.closed);
+}
+
+// ---- --proxy-protocol: the PROXY header comes first and names the client
+
+const proxy::trusted_networks& trust(std::string_view spec) {
+    static std::vector<std::unique_ptr<proxy::trusted_networks>> kept;
+    kept.push_back(
+        std::make_unique<proxy::trusted_networks>(proxy::parse_trusted_networks(spec).networks));
+    return *kept.back();
+}
+
+std::string v2_local() {
+    return std::string("\r\n\r\n\0\r\nQUIT\n", 12) + std::string("\x20\x00\x00\x00", 4);
+}
+
+TEST(ProxyProtocol, V1HeaderNamesTheClientAndServerSplitAtEveryByte) {
+    const std::string input =
+        "PROXY TCP4 203.0.113.1 192.0.2.1 56324 443\r\nGET /p HTTP/1.1\r\nHost: a\r\n\r\n";
+    for (size_t split = 0; split < input.size(); ++split) {
+        harness h;
+        h.cfg.proxy_protocol_from = &trust("127.0.0.1");
+        h.conn = std::make_unique<http1::connection>(h.t, h, h.cfg, h.events, h.client, h.server);
+        h.auto_respond = false;
+        if (split) h.feed(input.substr(0, split));
+        h.feed(input.substr(split));
+        ASSERT_EQ(h.exchanges.size(), 1u) << split;
+        EXPECT_EQ(h.exchanges[0]->client.host, "203.0.113.1");
+        EXPECT_EQ(h.exchanges[0]->client.port, 56324);
+        EXPECT_EQ(h.exchanges[0]->server.host, "192.0.2.1");
+        EXPECT_EQ(h.exchanges[0]->target, "/p");
+    }
+}
+
+TEST(ProxyProtocol, V2LocalKeepsTheSocketAddresses) {
+    harness h;
+    h.cfg.proxy_protocol_from = &trust("127.0.0.1");
+    h.conn = std::make_unique<http1::connection>(h.t, h, h.cfg, h.events, h.client, h.server);
+    h.feed(v2_local() + "GET /l HTTP/1.1\r\nHost: a\r\n\r\n");
+    EXPECT_EQ(h.t.output, ok("GET /l "));
+}
+
+TEST(ProxyProtocol, MissingInvalidOrUntrustedHeaderClosesWithoutAnswer) {
+    for (const auto& [input, allow] : std::vector<std::pair<std::string, std::string>>{
+             {"GET / HTTP/1.1\r\nHost: a\r\n\r\n", "127.0.0.1"},
+             {"PROXY TCP4 1.2.3.4 5.6.7.8 99999 1\r\nGET / HTTP/1.1\r\n\r\n", "127.0.0.1"},
+             {"PROXY TCP4 203.0.113.1 192.0.2.1 1 2\r\nGET / HTTP/1.1\r\n\r\n", "10.0.0.1"},
+         }) {
+        harness h;
+        h.cfg.proxy_protocol_from = &trust(allow);
+        h.conn = std::make_unique<http1::connection>(h.t, h, h.cfg, h.events, h.client, h.server);
+        h.feed(input);
+        EXPECT_TRUE(h.closed) << input;
+        EXPECT_EQ(h.t.output, "") << input;
+        EXPECT_TRUE(h.exchanges.empty()) << input;
+    }
+    harness cut;  // the connection ends inside the header: closed, no 400
+    cut.cfg.proxy_protocol_from = &trust("*");
+    cut.conn = std::make_unique<http1::connection>(cut.t, cut, cut.cfg, cut.events, cut.client,
+                                                   cut.server);
+    cut.feed("PROXY TCP4 1.2");
+    cut.end_input();
+    EXPECT_TRUE(cut.closed);
+    EXPECT_EQ(cut.t.output, "");
+}
+
+// ---- proxy headers: applied only for a trusted peer (the rules: tests/cpp/test_forwarded.cpp)
+
+TEST(ProxyHeaders, TrustedPeerNamesClientAndSchemeUntrustedDoesNot) {
+    for (const auto& [allow, expect_host] : std::vector<std::pair<std::string, std::string>>{
+             {"127.0.0.1", "198.51.100.7"}, {"10.0.0.0/8", "127.0.0.1"}}) {
+        harness h;
+        h.cfg.forwarded_trust = &trust(allow);
+        h.conn = std::make_unique<http1::connection>(h.t, h, h.cfg, h.events, h.client, h.server);
+        h.feed(
+            "GET / HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 198.51.100.7\r\n"
+            "x-forwarded-proto: https\r\n\r\n");
+        ASSERT_EQ(h.exchanges.size(), 1u);
+        EXPECT_EQ(h.exchanges[0]->client.host, expect_host);
+        EXPECT_EQ(h.exchanges[0]->scheme, expect_host == "127.0.0.1" ? "http" : "https");
+    }
 }
 
 // ---- internal endpoints (/-/...): answered by the owner, in order with the app's responses

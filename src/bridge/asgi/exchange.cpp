@@ -205,7 +205,9 @@ void write_access_log(exchange_object* obj) {
     std::string line;
     line.reserve(96 + ex.target.size());
     if (ex.client.known) {
-        line.append(ex.client.host);
+        // An IPv6 address gets brackets before its port, so the line stays parseable.
+        const bool v6 = ex.client.port >= 0 && ex.client.host.find(':') != std::string::npos;
+        line.append(v6 ? "[" : "").append(ex.client.host).append(v6 ? "]" : "");
         if (ex.client.port >= 0) line.append(":").append(std::to_string(ex.client.port));
     } else {
         line.append("-");

@@ -56,6 +56,15 @@ PyObject* scope_builder::host(const std::string& h) {
     return s;
 }
 
+// The scheme a trusted proxy named (http::exchange::scheme is one of these four): borrowed.
+PyObject* scope_builder::scheme(std::string_view s) {
+    const auto& n = py::N();
+    if (s == "https") return n.v_scheme_https;
+    if (s == "ws") return n.v_scheme_ws;
+    if (s == "wss") return n.v_scheme_wss;
+    return n.v_scheme_http;
+}
+
 PyObject* scope_builder::method(std::string_view m) {
     auto it = methods_.find(m);
     if (it != methods_.end()) return Py_NewRef(it->second);
@@ -203,6 +212,7 @@ PyObject* scope_builder::build(const http::exchange& ex) {
     bool ok = set_item(d, n.asgi, PyDict_Copy(asgi_)) == 0 &&
               (ex.http_version == "1.1" || PyDict_SetItem(d, n.http_version, n.v_http_1_0) == 0) &&
               set_item(d, n.method, method(ex.method)) == 0 && add_path(d, ex.target) &&
+              (ex.scheme == "http" || PyDict_SetItem(d, n.scheme, scheme(ex.scheme)) == 0) &&
               set_item(d, n.headers, headers(ex)) == 0 &&
               set_item(d, n.client, endpoint(&ex.client, false)) == 0 &&
               set_item(d, n.server, server_endpoint(ex.server, unix_server)) == 0 &&

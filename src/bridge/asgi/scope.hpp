@@ -48,6 +48,7 @@ class scope_builder {
 
     bool make_template();
     PyObject* method(std::string_view m);
+    static PyObject* scheme(std::string_view s);
     PyObject* header_name(std::string_view raw);
     PyObject* headers(const http::exchange& ex);
     PyObject* endpoint(const http::endpoint* ep, bool unix_server);
