@@ -47,6 +47,14 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option("uds", "str", None, "Bind to this Unix domain socket instead.", metavar="PATH"),
     Option(
+        "bind",
+        "list",
+        None,
+        "Listen here (repeatable; gunicorn's syntax): HOST:PORT, [IPv6]:PORT, unix:PATH or "
+        "fd://N. Replaces --host/--port.",
+        metavar="ADDRESS",
+    ),
+    Option(
         "fd",
         "int",
         None,
@@ -276,6 +284,28 @@ OPTIONS: tuple[Option, ...] = (
         metavar="GLOB",
     ),
     Option(
+        "proxy-headers",
+        "bool",
+        True,
+        "Take the client address and scheme from X-Forwarded-For/-Proto or Forwarded when the "
+        "peer is in --forwarded-allow-ips.",
+    ),
+    Option(
+        "forwarded-allow-ips",
+        "str",
+        "127.0.0.1",
+        "Peers trusted with proxy headers: IPs and CIDRs (IPv4, IPv6), 'unix:' for Unix-socket "
+        "peers, or '*' (env FORWARDED_ALLOW_IPS too).",
+        metavar="LIST",
+    ),
+    Option(
+        "proxy-protocol",
+        "bool",
+        False,
+        "Every connection starts with a PROXY protocol header (v1 or v2, as HAProxy send-proxy "
+        "and cloud load balancers send it), from a --forwarded-allow-ips peer; else it is closed.",
+    ),
+    Option(
         "health",
         "bool",
         False,
@@ -287,6 +317,19 @@ OPTIONS: tuple[Option, ...] = (
         False,
         "Answer GET /-/ready in the engine: 503 until the app's startup completed and from the "
         "start of a graceful shutdown, 200 in between.",
+    ),
+    Option(
+        "metrics",
+        "bool",
+        False,
+        "Answer GET /-/metrics (Prometheus text) in the engine, summed over all workers.",
+    ),
+    Option(
+        "metrics-bind",
+        "str",
+        None,
+        "Serve /-/metrics on this HOST:PORT only (implies --metrics), not on the app's port.",
+        metavar="HOST:PORT",
     ),
     Option(
         "shutdown-delay",
@@ -315,6 +358,7 @@ class Config:
     host: str = "127.0.0.1"
     port: int = 8000
     uds: str | None = None
+    bind: list[str] | None = None
     fd: int | None = None
     uds_mode: str = "666"
     backlog: int = 2048
@@ -350,8 +394,13 @@ class Config:
     reload_dir: list[str] | None = None
     reload_include: list[str] | None = None
     reload_exclude: list[str] | None = None
+    proxy_headers: bool = True
+    forwarded_allow_ips: str = "127.0.0.1"
+    proxy_protocol: bool = False
     health: bool = False
     readiness: bool = False
+    metrics: bool = False
+    metrics_bind: str | None = None
     shutdown_delay: float = 0.0
     server_header: bool = True
     date_header: bool = True
@@ -361,6 +410,24 @@ class Config:
             setattr(self, attr, check_value(opt, getattr(self, attr), f"--{opt.name}"))
         if self.uds is not None and self.fd is not None:
             raise ConfigError("--uds and --fd cannot be used together; choose one")
+        if self.bind:
+            if self.uds is not None or self.fd is not None:
+                raise ConfigError(
+                    "--bind names every address to listen on; put the "
+                    + ("--uds path in it as unix:PATH" if self.uds is not None else "fd as fd://N")
+                )
+            for spec in self.bind:
+                kind, value = bind_kind(spec)
+                if kind == "tcp":
+                    parse_host_port(value, "--bind")
+                elif kind == "fd" and not value.isdigit():
+                    raise ConfigError(f"--bind: fd://N needs a number, got {spec!r}")
+                elif kind == "unix" and not value:
+                    raise ConfigError(f"--bind: unix:PATH needs a path, got {spec!r}")
+            if self.reuse_port and (len(self.bind) > 1 or bind_kind(self.bind[0])[0] != "tcp"):
+                raise ConfigError(
+                    "--reuse-port works with one listener; give one --bind or drop --reuse-port"
+                )
         if self.reuse_port and (self.uds is not None or self.fd is not None):
             raise ConfigError(
                 "--reuse-port binds TCP sockets from --host/--port; it cannot be combined with "
@@ -373,6 +440,14 @@ class Config:
             raise ConfigError(
                 f"--uds-mode: expected an octal file mode like 660, got {self.uds_mode!r}"
             ) from None
+        from coachwhip import _core  # the engine's own parser judges the list
+
+        problem = _core.check_forwarded_allow_ips(self.forwarded_allow_ips, "--forwarded-allow-ips")
+        if problem:
+            raise ConfigError(problem)
+        if self.metrics_bind is not None:
+            parse_host_port(self.metrics_bind, "--metrics-bind")
+            self.metrics = True
         if self.limit_request_line > self.limit_request_header_size:
             raise ConfigError(
                 f"--limit-request-line ({self.limit_request_line}) cannot be larger than "
@@ -391,6 +466,10 @@ class Config:
         app_env = environ.get(ENV_PREFIX + "APP")
         if app_env:
             values["app"] = app_env
+        # uvicorn reads FORWARDED_ALLOW_IPS (and gunicorn does too); COACHWHIP_ wins over it.
+        allow_env = environ.get("FORWARDED_ALLOW_IPS")
+        if allow_env and not environ.get(ENV_PREFIX + "FORWARDED_ALLOW_IPS"):
+            values["forwarded_allow_ips"] = allow_env
         # WEB_CONCURRENCY is what PaaS platforms set, and what uvicorn and gunicorn read.
         web_concurrency = environ.get("WEB_CONCURRENCY")
         if web_concurrency and not environ.get(ENV_PREFIX + "WORKERS"):
@@ -406,6 +485,27 @@ class Config:
                 raise ConfigError(f"unknown setting {key!r}{suggest(key, OPTION_BY_ATTR)}")
             values[key] = value
         return cls(**values)
+
+
+def bind_kind(spec: str) -> tuple[str, str]:
+    """A --bind address: ("unix", PATH), ("fd", N) or ("tcp", HOST:PORT)."""
+    if spec.startswith("unix:"):
+        return "unix", spec[5:]
+    if spec.startswith("fd://"):
+        return "fd", spec[5:]
+    return "tcp", spec
+
+
+def parse_host_port(spec: str, option: str) -> tuple[str, int]:
+    """'HOST:PORT', '[IPv6]:PORT' or ':PORT' (every address) -> (host, port)."""
+    host, sep, port_text = spec.rpartition(":")
+    bracketed = host.startswith("[") and host.endswith("]")
+    if bracketed:
+        host = host[1:-1]
+    bare_ipv6 = ":" in host and not bracketed
+    if not sep or bare_ipv6 or not port_text.isdigit() or int(port_text) > 65535:
+        raise ConfigError(f"{option}: expected HOST:PORT, [IPv6]:PORT or :PORT, got {spec!r}")
+    return host or "0.0.0.0", int(port_text)
 
 
 def parse_text(opt: Option, raw: str, where: str) -> Any:

@@ -22,7 +22,13 @@ from coachwhip.config import Config
 from coachwhip.importer import import_app
 from coachwhip.lifespan import Lifespan
 from coachwhip.logs import error_logger
-from coachwhip.sockets import BindError, close_listener, describe, open_listener
+from coachwhip.sockets import (
+    BindError,
+    close_listener,
+    describe,
+    open_listeners,
+    open_metrics_listener,
+)
 
 FORCED_EXIT_STATUS = 130
 
@@ -172,7 +178,27 @@ class Worker:
             health=config.health,
             readiness=config.readiness,
             hold_requests=hold_requests,
+            forwarded_allow_ips=config.forwarded_allow_ips,
+            proxy_headers=config.proxy_headers,
+            proxy_protocol=config.proxy_protocol,
+            metrics=config.metrics and not config.metrics_bind,
+            **self._shared_metrics(),
         )
+
+    def _metrics_socket(self) -> socket.socket | None:
+        """--metrics-bind: the supervisor's socket (inherited), or one bound here."""
+        if self.config.metrics_bind is None:
+            return None
+        inherited = os.environ.get("COACHWHIP_WORKER_METRICS_SOCKET") if self.supervisor else None
+        if inherited:
+            return socket.socket(fileno=int(inherited))
+        return open_metrics_listener(self.config.metrics_bind, self.config.backlog)
+
+    def _shared_metrics(self) -> dict[str, int]:
+        """Under a supervisor with --metrics: the shared region's fd and this worker's slot."""
+        spec = os.environ.get("COACHWHIP_WORKER_METRICS", "") if self.supervisor else ""
+        fd, _, slot = spec.partition(":")
+        return {"metrics_fd": int(fd), "metrics_slot": int(slot)} if slot else {}
 
     async def serve(self) -> int:
         config = self.config
@@ -181,7 +207,7 @@ class Worker:
             "Started coachwhip %s (pid %d, %s loop)", __version__, os.getpid(), _loop_name(loop)
         )
         _raise_open_files_limit(config.max_connections)
-        sock = open_listener(config)
+        socks = open_listeners(config)
         self._install_signals(loop)
         lifespan = Lifespan(self.app, config.lifespan) if config.lifespan != "off" else None
         # A single process accepts while the app starts, so /-/ready can answer 503 meanwhile;
@@ -189,22 +215,31 @@ class Worker:
         # supervisor accepts only once started: the workers already running serve meanwhile.
         early = self.supervisor is None and lifespan is not None
         server = self._engine(loop, lifespan, hold_requests=True) if early else None
+        metrics_sock = self._metrics_socket()
         if server is not None:
-            server.add_listener(sock)
+            for sock in socks:
+                server.add_listener(sock)
+            if metrics_sock is not None:
+                server.add_internal_listener(metrics_sock)
             loop.add_reader(server.fileno(), server.on_readable)
         if lifespan is not None and not await lifespan.startup():
             if server is not None:
                 loop.remove_reader(server.fileno())
                 server.stop_accepting()
                 server.close_all()
-            close_listener(sock, config)
+            for sock in socks:
+                close_listener(sock, config)
             raise StartupError(f"application startup failed: {lifespan.failure}")
         if self.stopping.is_set() and self.supervisor is not None:
-            close_listener(sock, config)  # told to stop while starting: never report ready
+            for sock in socks:  # told to stop while starting: never report ready
+                close_listener(sock, config)
             return 0
         if server is None:
             server = self._engine(loop, lifespan, hold_requests=False)
-            server.add_listener(sock)
+            for sock in socks:
+                server.add_listener(sock)
+            if metrics_sock is not None:
+                server.add_internal_listener(metrics_sock)
             loop.add_reader(server.fileno(), server.on_readable)
         else:
             server.set_ready(True)
@@ -213,20 +248,23 @@ class Worker:
         if self.not_ready:
             server.set_ready(False)
         if self.supervisor is None:
-            error_logger.info("Listening on %s (Press CTRL+C to quit)", describe(sock))
+            where = ", ".join(describe(sock) for sock in socks)
+            error_logger.info("Listening on %s (Press CTRL+C to quit)", where)
         else:
             self.supervisor.send("READY")
             self._heartbeat(server)
         if not self.stopping.is_set():
             await self.stopping.wait()
-        status = await self._drain(server, sock)
+        status = await self._drain(server, socks)
         loop.remove_reader(server.fileno())
+        if metrics_sock is not None:
+            metrics_sock.close()
         if lifespan is not None and not self.forced.is_set():
             await lifespan.shutdown()
         error_logger.info("Finished server process [%d]", os.getpid())
         return status
 
-    async def _drain(self, server: Any, sock: socket.socket) -> int:
+    async def _drain(self, server: Any, socks: list[socket.socket]) -> int:
         """Graceful stop: refuse new connections, finish requests in flight, close the rest.
 
         With --shutdown-delay, first keep serving (new connections too) for that long while
@@ -241,7 +279,8 @@ class Worker:
                 await asyncio.wait_for(self.forced.wait(), delay)
         error_logger.info("Shutting down")
         server.stop_accepting()
-        close_listener(sock, self.config)  # new connections are refused from now on
+        for sock in socks:  # new connections are refused from now on
+            close_listener(sock, self.config)
         server.shutdown_connections()
         deadline = asyncio.get_running_loop().time() + self.config.timeout_graceful_shutdown
         while server.connection_count or server.active_requests:

@@ -22,7 +22,7 @@ import socket
 import stat
 import struct
 
-from coachwhip.config import Config
+from coachwhip.config import Config, bind_kind, parse_host_port
 
 
 class BindError(OSError):
@@ -33,23 +33,60 @@ SD_LISTEN_FDS_START = 3  # systemd passes activated sockets from fd 3 on
 DEFER_ACCEPT_S = 1  # the shortest the kernel offers: one SYN-ACK retransmission (~1 s)
 
 
-def open_listener(config: Config) -> socket.socket:
-    if config.fd is not None:
-        return _from_fd(config.fd)
-    activated = _systemd_socket()
-    if activated is not None:
+def open_listeners(config: Config) -> list[socket.socket]:
+    """Every listening socket: one per --bind, each systemd socket, or the one of
+    --host/--port, --uds or --fd. The first one is the primary (the one --reuse-port copies)."""
+    if config.bind:
+        opened: list[socket.socket] = []
+        try:
+            for spec in config.bind:
+                opened.append(open_bind(spec, config))
+        except BindError:
+            for sock in opened:
+                close_listener(sock, config)
+            raise
+        return opened
+    activated = _systemd_sockets() if config.fd is None else []
+    if activated:
         if config.reuse_port:
-            activated.close()
+            for sock in activated:
+                sock.close()
             raise BindError(
                 "--reuse-port cannot be used with systemd socket activation: systemd made the "
                 "socket (set ReusePort= in the .socket unit instead, and drop --reuse-port)"
             )
         return activated
+    return [open_listener(config)]
+
+
+def open_bind(spec: str, config: Config) -> socket.socket:
+    """One --bind address (gunicorn's syntax): HOST:PORT, [IPv6]:PORT, unix:PATH or fd://N."""
+    kind, value = bind_kind(spec)
+    if kind == "unix":
+        return _bind_unix(value, config.backlog, int(config.uds_mode, 8))
+    if kind == "fd":
+        return _from_fd(int(value))
+    host, port = parse_host_port(value, "--bind")
+    return _bind_tcp(host, port, config.backlog, config.reuse_port, config.defer_accept)
+
+
+def open_listener(config: Config) -> socket.socket:
+    if config.fd is not None:
+        return _from_fd(config.fd)
     if config.uds is not None:
         return _bind_unix(config.uds, config.backlog, int(config.uds_mode, 8))
     return _bind_tcp(
         config.host, config.port, config.backlog, config.reuse_port, config.defer_accept
     )
+
+
+def open_metrics_listener(spec: str, backlog: int) -> socket.socket:
+    """The --metrics-bind socket (plain TCP, no TCP_DEFER_ACCEPT: scrapers are few)."""
+    host, port = parse_host_port(spec, "--metrics-bind")  # (checked by Config already)
+    try:
+        return _bind_tcp(host, port, backlog, defer_accept=False)
+    except BindError as exc:
+        raise BindError(f"--metrics-bind: {exc}") from None
 
 
 def open_sibling(sock: socket.socket, backlog: int) -> socket.socket:
@@ -128,7 +165,8 @@ def describe(sock: socket.socket) -> str:
 def close_listener(sock: socket.socket, config: Config) -> None:
     path = sock.getsockname() if sock.family == socket.AF_UNIX else None
     sock.close()
-    if path and config.uds:
+    ours = {config.uds} | {v for k, v in map(bind_kind, config.bind or []) if k == "unix"}
+    if path and path in ours:
         with contextlib.suppress(OSError):
             os.unlink(path)
 
@@ -178,23 +216,21 @@ def _bind_unix(path: str, backlog: int, mode: int) -> socket.socket:
     return sock
 
 
-def _systemd_socket() -> socket.socket | None:
-    """The socket systemd passed (socket activation: LISTEN_FDS and LISTEN_PID), if any.
+def _systemd_sockets() -> list[socket.socket]:
+    """The sockets systemd passed (socket activation: LISTEN_FDS and LISTEN_PID), if any: one
+    per ListenStream= of the .socket unit, all served.
 
     The variables are removed once read, so that worker processes (or anything the app starts)
-    do not take the socket for their own.
+    do not take the sockets for their own.
     """
     pid, count = os.environ.get("LISTEN_PID"), os.environ.get("LISTEN_FDS")
     if not pid or not count or pid != str(os.getpid()):
-        return None
+        return []
     for name in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
         os.environ.pop(name, None)
-    if count != "1":
-        raise BindError(
-            f"systemd passed LISTEN_FDS={count} sockets; coachwhip serves exactly one "
-            "(use one ListenStream= in the .socket unit)"
-        )
-    return _from_fd(SD_LISTEN_FDS_START)
+    if not count.isdigit() or not 1 <= int(count) <= 64:
+        raise BindError(f"systemd passed LISTEN_FDS={count!r}; expected 1 to 64 sockets")
+    return [_from_fd(SD_LISTEN_FDS_START + i) for i in range(int(count))]
 
 
 def _from_fd(fd: int) -> socket.socket:

@@ -40,23 +40,27 @@ import subprocess
 import sys
 import time
 from collections import deque
+from typing import Any
 
 from coachwhip import __version__
-from coachwhip.config import Config
+from coachwhip.config import Config, bind_kind
 from coachwhip.logs import error_logger
 from coachwhip.reload import FileWatcher, WatchError
 from coachwhip.server import FORCED_EXIT_STATUS, _raise_open_files_limit
 from coachwhip.sockets import (
     BindError,
     accept_queue_length,
+    close_listener,
     describe,
-    open_listener,
+    open_listeners,
+    open_metrics_listener,
     open_sibling,
     steer_reuseport,
     unsteer_reuseport,
 )
 
 TICK_S = 0.1
+METRICS_SLOTS = 256  # worker processes alive at once, replacements included
 # SIGTTOU with --reuse-port: after new connections are steered away from the slot that closes,
 # its worker keeps accepting at least this long (handshakes begun before the switch complete
 # into its queue within a round trip), and at most STEER_MAX_S while its queue is not empty.
@@ -80,6 +84,8 @@ class WorkerProcess:
     stopping: bool = False  # we told it to stop (SIGTERM/SIGQUIT/SIGKILL)
     kill_at: float | None = None  # SIGKILL if still alive then
     replace_reason: str | None = None  # it should be replaced (new one first)
+    killed: bool = False  # we sent SIGKILL (stuck, or not stopping in time)
+    metrics_slot: int | None = None  # its block in the shared metrics region
     fail_reason: str | None = None  # what it said when its startup failed
 
     @property
@@ -108,8 +114,18 @@ class Supervisor:
         self.reload_at: float | None = None  # debounce: reload when this time has come
         self.changed: set[str] = set()
         self.slots: dict[int, socket.socket] = {}  # --reuse-port: a socket per worker slot
+        self.extra_socks: list[socket.socket] = []  # listeners beyond the first
         self.steered_at: float | None = None  # when new connections were steered (SIGTTOU)
         self.stop_at: float | None = None  # --shutdown-delay: when the graceful stop begins
+        self.scale_pending = 0  # SIGTTIN workers not started yet (for the start reason)
+        # --metrics: every worker counts into its own slot of this shared memory; any worker's
+        # /-/metrics renders them all (see src/server/metrics.hpp).
+        self.metrics: Any = None
+        self.metrics_sock: socket.socket | None = None  # --metrics-bind, shared by the workers
+        if config.metrics:
+            from coachwhip import _core
+
+            self.metrics = _core.MetricsRegion(METRICS_SLOTS)
 
     # ------------------------------------------------------------------ main loop
 
@@ -117,12 +133,21 @@ class Supervisor:
         error_logger.info("Started coachwhip %s supervisor (pid %d)", __version__, os.getpid())
         _raise_open_files_limit(self.config.max_connections)
         try:
-            self.sock = open_listener(self.config)
+            socks = open_listeners(self.config)
         except BindError as exc:
             error_logger.error("%s", exc)
             return 1
-        self.address = describe(self.sock)
+        # The first listener is the one --reuse-port gives each slot a copy of; the others
+        # (several --bind, several systemd sockets) are shared by every worker.
+        self.sock, self.extra_socks = socks[0], socks[1:]
+        self.address = ", ".join(describe(sock) for sock in socks)
         self.slots[0] = self.sock
+        if self.config.metrics_bind is not None:
+            try:
+                self.metrics_sock = open_metrics_listener(self.config.metrics_bind, 128)
+            except BindError as exc:
+                error_logger.error("%s", exc)
+                return 1
         wake_r, wake_w = os.pipe()
         os.set_blocking(wake_r, False)
         os.set_blocking(wake_w, False)
@@ -157,9 +182,14 @@ class Supervisor:
         finally:
             self._restore_signals(previous)
             self._close_slots(0)
-            if self.config.uds:
-                with contextlib.suppress(OSError):
-                    os.unlink(self.config.uds)
+            for sock in self.extra_socks:
+                close_listener(sock, self.config)
+            if self.metrics_sock is not None:
+                self.metrics_sock.close()
+            for path in [self.config.uds, *self._bound_paths()]:
+                if path:
+                    with contextlib.suppress(OSError):
+                        os.unlink(path)
             if self.watcher is not None:
                 self.watcher.close()
             for fd in (wake_r, wake_w):
@@ -184,24 +214,39 @@ class Supervisor:
 
     # ------------------------------------------------------------------ workers
 
-    def _spawn(self, why: str, slot: int) -> WorkerProcess:
+    def _spawn(self, why: str, slot: int, reason: str) -> WorkerProcess:
         sock = self._slot_socket(slot)
         settings = dataclasses.asdict(self.config)
-        settings.update(fd=sock.fileno(), uds=None, workers=1, reuse_port=False)
+        settings.update(fd=sock.fileno(), uds=None, bind=None, workers=1, reuse_port=False)
+        if self.extra_socks:  # several listeners: the worker gets them all, as fds
+            fds = [sock.fileno(), *(s.fileno() for s in self.extra_socks)]
+            settings.update(fd=None, bind=[f"fd://{fd}" for fd in fds])
         read_end, write_end = os.pipe()
         os.set_blocking(read_end, False)
         env = dict(os.environ)
         env["COACHWHIP_WORKER_CONFIG"] = json.dumps(settings)
         env["COACHWHIP_WORKER_PIPE"] = str(write_end)
+        pass_fds = [sock.fileno(), write_end, *(s.fileno() for s in self.extra_socks)]
+        metrics_slot = None
+        if self.metrics is not None:
+            used = {w.metrics_slot for w in self.workers}
+            metrics_slot = min(set(range(METRICS_SLOTS)) - used, default=None)
+            if metrics_slot is not None:
+                env["COACHWHIP_WORKER_METRICS"] = f"{self.metrics.fd}:{metrics_slot}"
+                pass_fds.append(self.metrics.fd)
+            self.metrics.count_start(_core_reason("start", reason))
+        if self.metrics_sock is not None:
+            env["COACHWHIP_WORKER_METRICS_SOCKET"] = str(self.metrics_sock.fileno())
+            pass_fds.append(self.metrics_sock.fileno())
         proc = subprocess.Popen(
             [sys.executable, "-m", "coachwhip._worker"],
-            pass_fds=(sock.fileno(), write_end),
+            pass_fds=pass_fds,
             env=env,
             stdin=subprocess.DEVNULL,
         )
         os.close(write_end)
         now = time.monotonic()
-        worker = WorkerProcess(proc, read_end, slot, now, now)
+        worker = WorkerProcess(proc, read_end, slot, now, now, metrics_slot=metrics_slot)
         self.selector.register(read_end, selectors.EVENT_READ, worker)
         self.workers.append(worker)
         error_logger.info("Started worker [%d] (%s)", worker.pid, why)
@@ -215,6 +260,10 @@ class Supervisor:
                 error_logger.error("--reuse-port: %s; this worker shares the first socket", exc)
                 return self.sock
         return self.slots[slot]
+
+    def _bound_paths(self) -> list[str]:
+        """The Unix socket files --bind unix:PATH made (removed when the server stops)."""
+        return [value for kind, value in map(bind_kind, self.config.bind or []) if kind == "unix"]
 
     def _free_slot(self) -> int:
         """The lowest slot no running worker serves (a stopping one may still: it leaves)."""
@@ -286,10 +335,23 @@ class Supervisor:
                 self.selector.unregister(worker.pipe)
             os.close(worker.pipe)
             self._on_exit(worker, worker.proc.returncode)
+            if self.metrics is not None and worker.metrics_slot is not None:
+                self.metrics.fold(worker.metrics_slot)  # its counts stay, its slot is free
             if not self.stopping:  # SIGTTOU: the slot of a retired extra worker goes too
                 self._close_slots(max(1, self.target))
 
     def _on_exit(self, worker: WorkerProcess, code: int) -> None:
+        if self.metrics is not None:
+            kind = (
+                "killed"
+                if worker.killed
+                else "graceful"
+                if worker.stopping
+                else "crashed"
+                if worker.ready
+                else "failed_start"
+            )
+            self.metrics.count_exit(_core_reason("exit", kind))
         how = f"signal {-code}" if code < 0 else f"status {code}"
         if worker in self.rolling:
             self.rolling.remove(worker)
@@ -335,6 +397,7 @@ class Supervisor:
         for worker in self.workers:
             if worker.kill_at is not None and now >= worker.kill_at:
                 error_logger.warning("Worker [%d] did not stop in time; killing it", worker.pid)
+                worker.killed = True
                 self._signal(worker, signal.SIGKILL)
                 worker.kill_at = None
             elif worker.ready and not worker.stopping and now - worker.last_beat > limit:
@@ -346,6 +409,7 @@ class Supervisor:
                     limit,
                 )
                 worker.stopping = True
+                worker.killed = True
                 self._signal(worker, signal.SIGKILL)
         if self.config.workers_max_rss and now >= self.next_rss_check:
             self.next_rss_check = now + 1.0
@@ -382,9 +446,13 @@ class Supervisor:
         now = time.monotonic()
         if self.rolling and self.replacement is None:
             old = self.rolling[0]
-            self.replacement = self._spawn(f"replacing [{old.pid}]", old.slot)
+            self.replacement = self._spawn(f"replacing [{old.pid}]", old.slot, "replace")
         elif len(live) - (self.replacement is not None) < self.target and now >= self.next_spawn_at:
-            self._spawn(f"to reach {self.target} workers", self._free_slot())
+            reason = "initial" if not self.announced else "respawn"
+            if self.scale_pending:
+                self.scale_pending -= 1
+                reason = "scale"
+            self._spawn(f"to reach {self.target} workers", self._free_slot(), reason)
         elif len(live) > self.target and not self.rolling and self.replacement is None:
             # The oldest goes; with --reuse-port the one in the highest slot, whose socket
             # then closes (the others keep theirs).
@@ -479,6 +547,7 @@ class Supervisor:
                     self._request_replacement(worker, "SIGHUP")
             elif sig == signal.SIGTTIN and not self.stopping:
                 self.target += 1
+                self.scale_pending += 1
                 error_logger.info("SIGTTIN: now %d workers", self.target)
             elif sig == signal.SIGTTOU and not self.stopping:
                 self.target = max(1, self.target - 1)
@@ -515,6 +584,14 @@ class Supervisor:
                 worker.stopping = True
                 worker.kill_at = time.monotonic() + 2.0
                 self._signal(worker, signal.SIGQUIT)
+
+
+def _core_reason(kind: str, name: str) -> int:
+    """The index of a worker start or exit reason in the engine's metrics tables."""
+    from coachwhip import _core
+
+    table = _core.WORKER_START_REASONS if kind == "start" else _core.WORKER_EXIT_REASONS
+    return table.index(name)
 
 
 def _rss_mib(pid: int) -> float:
