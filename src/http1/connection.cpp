@@ -288,9 +288,9 @@ void connection::try_parse_head() {
 }
 
 // Proxy headers from a trusted peer: the client and scheme they name replace the socket's (the
-// rules are proxy::resolve_forwarded's). Runs only for a trusted peer, so an untrusted one's
-// headers cost nothing and change nothing; without any of the three fields it is one pass over
-// the field names, comparing lengths first.
+// rules are proxy::resolve_forwarded's). Runs only for a trusted peer whose request has one of
+// the three fields (request_info::forwarded, noted by the pass analyze_request makes anyway),
+// so a request without them costs nothing, and an untrusted peer's headers change nothing.
 void connection::apply_forwarded(http::exchange& ex) {
     static thread_local std::vector<std::string_view> xff, xfp, fwd;
     xff.clear(), xfp.clear(), fwd.clear();
@@ -392,7 +392,7 @@ void connection::start_request(const request_head& head, const request_info& inf
     ex.client = client_;
     ex.server = server_;
     ex.scheme = scheme_;
-    if (forwarded_peer_) apply_forwarded(ex);
+    if (forwarded_peer_ && info.forwarded) apply_forwarded(ex);
     in_.consume(head_len);
     scanned_ = 0;
 

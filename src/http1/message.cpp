@@ -166,24 +166,40 @@ struct field_scan {
     std::string_view content_length, transfer_encoding, host;
     int content_length_count = 0, transfer_encoding_count = 0, host_count = 0;
     bool has_upgrade = false;
+    bool has_connection = false, has_expect = false;  // their checks read the fields again
+    bool has_forwarded = false;  // X-Forwarded-For, X-Forwarded-Proto or Forwarded
 };
 
 // Names are compared whole and case-insensitively (RFC 9110 §5.1), so "Transfer_Encoding" or
 // "Content_Length" are unknown fields, never the dashed ones.
+// One pass over the fields; the name's length picks the one comparison worth making, so most
+// fields (User-Agent, Accept, ...) cost a switch and nothing more.
 field_scan scan_fields(std::span<const header_field> headers) {
     field_scan scan;
     for (const header_field& f : headers) {
-        if (iequals(f.name, "content-length")) {
-            scan.content_length = f.value;
-            ++scan.content_length_count;
-        } else if (iequals(f.name, "transfer-encoding")) {
-            scan.transfer_encoding = f.value;
-            ++scan.transfer_encoding_count;
-        } else if (iequals(f.name, "host")) {
-            scan.host = f.value;
-            ++scan.host_count;
-        } else if (iequals(f.name, "upgrade") && !f.value.empty()) {
-            scan.has_upgrade = true;
+        const std::string_view n = f.name;
+        switch (n.size()) {
+            case 4:
+                if (iequals(n, "host")) scan.host = f.value, ++scan.host_count;
+                break;
+            case 6: scan.has_expect |= iequals(n, "expect"); break;
+            case 7: scan.has_upgrade |= iequals(n, "upgrade") && !f.value.empty(); break;
+            case 9: scan.has_forwarded |= iequals(n, "forwarded"); break;
+            case 10: scan.has_connection |= iequals(n, "connection"); break;
+            case 14:
+                if (iequals(n, "content-length"))
+                    scan.content_length = f.value, ++scan.content_length_count;
+                break;
+            case 15: scan.has_forwarded |= iequals(n, "x-forwarded-for"); break;
+            case 17:
+                if (iequals(n, "transfer-encoding")) {
+                    scan.transfer_encoding = f.value;
+                    ++scan.transfer_encoding_count;
+                } else {
+                    scan.has_forwarded |= iequals(n, "x-forwarded-proto");
+                }
+                break;
+            default: break;
         }
     }
     return scan;
@@ -276,7 +292,7 @@ bool check_target(const request_head& head, const field_scan& scan, request_info
 
 bool check_connection(const request_head& head, const field_scan& scan, request_info& info) {
     bool close = false, keep_alive = false, upgrade = false;
-    for (const header_field& f : head.headers) {
+    for (const header_field& f : scan.has_connection ? head.headers : std::span<header_field>{}) {
         if (!iequals(f.name, "connection")) continue;
         // RFC 9110 §7.6.1: Connection = #connection-option, connection-option = token. Empty
         // list elements are ignored (§5.6.1); anything else that is not a token is an error.
@@ -372,9 +388,9 @@ bool check_method(const request_head& head, request_info& info) {
     return true;
 }
 
-bool check_expect(const request_head& head, request_info& info) {
+bool check_expect(const request_head& head, const field_scan& scan, request_info& info) {
     bool unknown = false, cont = false;
-    for (const header_field& f : head.headers) {
+    for (const header_field& f : scan.has_expect ? head.headers : std::span<header_field>{}) {
         if (!iequals(f.name, "expect")) continue;
         for_each_element(f.value, [&](std::string_view e) {
             cont |= iequals(e, "100-continue");
@@ -403,8 +419,11 @@ request_info analyze_request(const request_head& head) noexcept {
     const field_scan scan = scan_fields(head.headers);
     if (check_request_line(head, info) && check_host(head, scan, info) &&
         check_target(head, scan, info) && check_connection(head, scan, info) &&
-        check_framing(head, scan, info) && check_method(head, info) && check_expect(head, info))
+        check_framing(head, scan, info) && check_method(head, info) &&
+        check_expect(head, scan, info)) {
+        info.forwarded = scan.has_forwarded;
         return info;
+    }
     info.framing = body_framing::none;
     return info;
 }

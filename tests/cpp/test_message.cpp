@@ -187,6 +187,25 @@ TEST(message, host_is_the_field_value) {
     EXPECT_EQ(analyze_request(head).host, "Example.com:81");
 }
 
+// The proxy-header fields are noted (by exact name, any case), so the connection resolves them
+// only when there is something to resolve.
+TEST(message, notes_proxy_header_fields) {
+    const std::pair<const char*, bool> cases[] = {
+        {"X-Forwarded-For: 1.2.3.4", true}, {"x-forwarded-proto: https", true},
+        {"FORWARDED: for=1.2.3.4", true},   {"X-Forwarded-Host: a", false},
+        {"X-Forwarded-For-X: 1", false},    {"X_Forwarded_For: 1.2.3.4", false},
+        {"Forwardedx: 1", false},           {"User-Agent: curl", false},
+    };
+    for (const auto& [field, expected] : cases) {
+        exact_buffer buf(std::string("GET / HTTP/1.1\r\nHost: a\r\n") + field + "\r\n\r\n");
+        header_field storage[4];
+        request_head head;
+        ASSERT_EQ(parse_request_head(buf.view(), head, storage, limits{}).status,
+                  parse_status::complete);
+        EXPECT_EQ(analyze_request(head).forwarded, expected) << field;
+    }
+}
+
 // analyze_request does not assume our parser built the head.
 TEST(message, rechecks_method_and_target) {
     request_head head;
