@@ -440,11 +440,7 @@ class Config:
             raise ConfigError(
                 f"--uds-mode: expected an octal file mode like 660, got {self.uds_mode!r}"
             ) from None
-        from coachwhip import _core  # the engine's own parser judges the list
-
-        problem = _core.check_forwarded_allow_ips(self.forwarded_allow_ips, "--forwarded-allow-ips")
-        if problem:
-            raise ConfigError(problem)
+        check_allow_ips(self.forwarded_allow_ips, "--forwarded-allow-ips")
         if self.metrics_bind is not None:
             parse_host_port(self.metrics_bind, "--metrics-bind")
             self.metrics = True
@@ -467,9 +463,10 @@ class Config:
         if app_env:
             values["app"] = app_env
         # uvicorn reads FORWARDED_ALLOW_IPS (and gunicorn does too); COACHWHIP_ wins over it.
-        allow_env = environ.get("FORWARDED_ALLOW_IPS")
-        if allow_env and not environ.get(ENV_PREFIX + "FORWARDED_ALLOW_IPS"):
-            values["forwarded_allow_ips"] = allow_env
+        allow_source = ENV_PREFIX + "FORWARDED_ALLOW_IPS"
+        if environ.get("FORWARDED_ALLOW_IPS") and not environ.get(allow_source):
+            allow_source = "FORWARDED_ALLOW_IPS"
+            values["forwarded_allow_ips"] = environ["FORWARDED_ALLOW_IPS"]
         # WEB_CONCURRENCY is what PaaS platforms set, and what uvicorn and gunicorn read.
         web_concurrency = environ.get("WEB_CONCURRENCY")
         if web_concurrency and not environ.get(ENV_PREFIX + "WORKERS"):
@@ -484,7 +481,19 @@ class Config:
             if key != "app" and key not in OPTION_BY_ATTR:
                 raise ConfigError(f"unknown setting {key!r}{suggest(key, OPTION_BY_ATTR)}")
             values[key] = value
+        allow = values.get("forwarded_allow_ips")
+        if "forwarded_allow_ips" not in explicit and isinstance(allow, str):
+            check_allow_ips(allow, f"{allow_source}={allow!r}")  # name the variable it came from
         return cls(**values)
+
+
+def check_allow_ips(value: str, where: str) -> None:
+    """The engine's own parser judges a --forwarded-allow-ips list; `where` names its source."""
+    from coachwhip import _core
+
+    problem = _core.check_forwarded_allow_ips(value, where)
+    if problem:
+        raise ConfigError(problem)
 
 
 def bind_kind(spec: str) -> tuple[str, str]:

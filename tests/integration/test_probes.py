@@ -133,3 +133,19 @@ def test_shutdown_delay_turns_ready_503_and_keeps_serving(
     assert turned < 1.0
     assert server.wait_exit(15) == 0
     assert time.monotonic() - signalled >= 1.5
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--shutdown-delay", "-1"), "--shutdown-delay: must be at least 0"),
+        (("--shutdown-delay", "soon"), "expected a number of seconds"),
+        (("--health", "--readiness", "--metrics-bind", "nowhere"), "--metrics-bind: expected"),
+    ],
+)
+def test_bad_probe_settings_are_usage_errors(
+    serve: Serve, args: tuple[str, ...], message: str
+) -> None:
+    server = serve("apps.probes:app", *args, ready=None)
+    assert server.wait_exit(10) == 2
+    assert any(message in line for line in server.lines), server.lines[-3:]

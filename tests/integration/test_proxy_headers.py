@@ -273,3 +273,10 @@ def test_raw_connection_still_works_without_any_header(serve: Serve) -> None:
         conn.send(request("GET", "/scope"))
         scope = json.loads(conn.read_response().body)
     assert scope["client"][0] == "127.0.0.1" and scope["scheme"] == "http"
+
+
+@pytest.mark.parametrize("variable", ["FORWARDED_ALLOW_IPS", "COACHWHIP_FORWARDED_ALLOW_IPS"])
+def test_bad_allow_list_in_a_variable_names_the_variable(serve: Serve, variable: str) -> None:
+    server = serve("apps.raw:app", env={variable: "10.0.0.1/8"}, ready=None)
+    assert server.wait_exit(10) == 2
+    assert any(f"{variable}='10.0.0.1/8'" in line for line in server.lines), server.lines[-3:]
