@@ -43,6 +43,14 @@ class Scenario:
     body_size: int = 0
     lua: str | None = None
     close: bool = False
+    # Flags added for this scenario only, by server name prefix ("coachwhip" also matches
+    # "coachwhip-w2"), e.g. to turn on what the scenario measures.
+    server_args: tuple[tuple[str, tuple[str, ...]], ...] = ()
+
+    def args_for(self, server: str) -> tuple[str, ...]:
+        return tuple(
+            a for prefix, args in self.server_args if server.startswith(prefix) for a in args
+        )
 
 
 SCENARIOS: tuple[Scenario, ...] = (
@@ -83,6 +91,23 @@ SCENARIOS: tuple[Scenario, ...] = (
         "/",
         _is_hello,
         close=True,
+    ),
+    # Scenario 1 as it runs behind a load balancer: every request carries X-Forwarded-For and
+    # X-Forwarded-Proto from a trusted peer, and coachwhip counts into /-/metrics. uvicorn
+    # applies the same proxy headers (its default --proxy-headers, same trust); granian and
+    # hypercorn pass the headers through unread.
+    Scenario(
+        "proxied",
+        "GET, 13-byte text, proxy headers resolved, metrics on",
+        "7. hello behind a proxy",
+        "apps.hello:app",
+        "/",
+        _is_hello,
+        lua="proxied.lua",
+        server_args=(
+            ("coachwhip", ("--metrics", "--forwarded-allow-ips", "127.0.0.1,10.0.0.0/8")),
+            ("uvicorn", ("--proxy-headers", "--forwarded-allow-ips", "127.0.0.1,10.0.0.0/8")),
+        ),
     ),
 )
 

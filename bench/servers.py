@@ -226,13 +226,19 @@ class Server:
     logging to `log_path`."""
 
     def __init__(
-        self, spec: ServerSpec, app: str, bin_dir: Path, log_path: Path, cpus: str = str(SERVER_CPU)
+        self,
+        spec: ServerSpec,
+        app: str,
+        bin_dir: Path,
+        log_path: Path,
+        cpus: str = str(SERVER_CPU),
+        extra: tuple[str, ...] = (),
     ) -> None:
         self.spec = spec
         self.app = app
         self.port = free_port()
         self.log_path = log_path
-        self.argv = ["taskset", "-c", cpus, *spec.argv(bin_dir, app, self.port)]
+        self.argv = ["taskset", "-c", cpus, *spec.argv(bin_dir, app, self.port), *extra]
         env = {k: v for k, v in os.environ.items() if not k.startswith(("COACHWHIP_", "GRANIAN_"))}
         env.update(spec.env, PYTHONPATH=str(BENCH_DIR), PYTHONUNBUFFERED="1")
         env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"

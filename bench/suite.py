@@ -69,10 +69,24 @@ class Results:
         self.failures.append(message)
 
 
-def _start(plan: Plan, names: list[str], app: str, tag: str, results: Results) -> list[Server]:
+def _start(
+    plan: Plan,
+    names: list[str],
+    app: str,
+    tag: str,
+    results: Results,
+    scenario: Scenario | None = None,
+) -> list[Server]:
     """Start the servers together, then wait for each; the ones that fail are recorded."""
     started = [
-        Server(SPECS[n], app, plan.bin_dir, plan.log_dir / f"{tag}-{n}.log", plan.server_cpus)
+        Server(
+            SPECS[n],
+            app,
+            plan.bin_dir,
+            plan.log_dir / f"{tag}-{n}.log",
+            plan.server_cpus,
+            extra=scenario.args_for(n) if scenario else (),
+        )
         for n in names
     ]
     ready = []
@@ -176,7 +190,7 @@ def _verdict(server: Server, scenario: Scenario, result: load.WrkResult) -> str 
 def run_scenario(plan: Plan, scenario: Scenario, results: Results) -> None:
     names = plan.servers_for(scenario)
     print(f"\n== {scenario.key}: {scenario.title} ({', '.join(names)})", flush=True)
-    servers = _start(plan, names, scenario.app, scenario.key, results)
+    servers = _start(plan, names, scenario.app, scenario.key, results, scenario)
     script = load.write_script(scenario, plan.log_dir)
     try:
         for server in list(servers):
