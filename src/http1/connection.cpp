@@ -354,6 +354,7 @@ bool connection::answer_internal(const request_head& head, const request_info& i
     if (!keep_alive || !framing.keep_alive) {
         keep_alive_ = false;
         info_ = info;
+        info_.host = {};  // a view into the input buffer, consumed above
         close_when_written_ = !info.keep_alive && in_.empty() && (!read_ready_ || peer_eof_);
         start_draining();
         return true;
