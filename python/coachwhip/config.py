@@ -6,6 +6,7 @@ Precedence: built-in default < environment variable < command-line flag (or run(
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -488,12 +489,26 @@ class Config:
 
 
 def check_allow_ips(value: str, where: str) -> None:
-    """The engine's own parser judges a --forwarded-allow-ips list; `where` names its source."""
-    from coachwhip import _core
-
-    problem = _core.check_forwarded_allow_ips(value, where)
-    if problem:
-        raise ConfigError(problem)
+    """Checks a --forwarded-allow-ips list as the engine will read it (src/proxy/forwarded.hpp):
+    `*`, `unix:`, IPv4/IPv6 addresses and CIDRs without host bits, or literals (no '/' or ':',
+    not only digits and dots). `where` names the source in the message. Done here, in plain
+    Python, so that the configuration never loads the engine (and the engine refuses the same
+    values again, should the two ever disagree)."""
+    for item in (part.strip() for part in value.split(",")):
+        if not item or item in ("*", "unix:"):
+            continue
+        if "/" not in item and ":" not in item and not all(c.isdigit() or c == "." for c in item):
+            continue  # a literal, matched as text
+        prefix = item.partition("/")[2]
+        try:
+            if "%" in item or "[" in item or (prefix and (prefix[0] == "0" and prefix != "0")):
+                raise ValueError(item)  # zones, brackets, "/08": refused by the engine too
+            if "/" in item:
+                ipaddress.ip_network(item, strict=True)
+            else:
+                ipaddress.ip_address(item)
+        except ValueError:
+            raise ConfigError(f"{where}: {item!r} is not an IP address or CIDR") from None
 
 
 def bind_kind(spec: str) -> tuple[str, str]:

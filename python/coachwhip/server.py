@@ -18,7 +18,7 @@ import socket
 from typing import Any, Protocol
 
 from coachwhip import __version__, logs
-from coachwhip.config import Config
+from coachwhip.config import Config, ConfigError
 from coachwhip.importer import import_app
 from coachwhip.lifespan import Lifespan
 from coachwhip.logs import error_logger
@@ -144,6 +144,14 @@ class Worker:
         self.max_requests = config.max_requests + jitter if config.max_requests else 0
 
     def _engine(
+        self, loop: asyncio.AbstractEventLoop, lifespan: Lifespan | None, hold_requests: bool
+    ) -> Any:
+        try:
+            return self._new_server(loop, lifespan, hold_requests)
+        except ValueError as exc:  # a setting the engine refuses: a usage error, not a crash
+            raise ConfigError(str(exc)) from None
+
+    def _new_server(
         self, loop: asyncio.AbstractEventLoop, lifespan: Lifespan | None, hold_requests: bool
     ) -> Any:
         from coachwhip import _asgi, _core

@@ -6,6 +6,8 @@ import importlib.metadata
 import json
 import re
 import socket
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -418,3 +420,17 @@ def test_run_with_an_app_object_and_keyword_options() -> None:
         assert server.stop() == 0
     finally:
         server.kill()
+
+
+def test_configuration_never_loads_the_engine() -> None:
+    """Config and the CLI parser stay pure Python: the sanitizer run imports them in the test
+    process, where an ASan-built engine cannot load (it needs its runtime preloaded)."""
+    code = (
+        "import sys\n"
+        "from coachwhip.cli import build_parser\n"
+        "from coachwhip.config import Config\n"
+        "Config(forwarded_allow_ips='10.0.0.0/8, ::1, unix:', metrics_bind=':9100')\n"
+        "build_parser().parse_args(['--bind', '127.0.0.1:0', 'main:app'])\n"
+        "assert 'coachwhip._core' not in sys.modules, 'the engine was loaded'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=30)
