@@ -65,22 +65,23 @@ def test_pipelined_probes_and_requests_keep_their_order(serve: Serve) -> None:
 
 def test_probes_bypass_the_concurrency_limit(serve: Serve) -> None:
     server = serve("apps.probes:app", *PROBES, "--limit-concurrency", "1")
-    slow = threading.Thread(target=lambda: get(server, "/sleep?s=1.5", timeout=10))
-    slow.start()
-    poll(lambda: get(server, "/other").status_code == 503, 5, what="the slot to be taken")
-    assert get(server, "/-/health").status_code == 200
-    assert get(server, "/-/ready").status_code == 200
-    slow.join()
+    with RawConnection(server.host, server.port, timeout=10) as held:
+        held.send(request("GET", "/sleep?s=2"))  # takes the only slot for 2 s
+        poll(lambda: get(server, "/other").status_code == 503, 5, what="the slot to be taken")
+        assert get(server, "/-/health").status_code == 200
+        assert get(server, "/-/ready").status_code == 200
+        assert held.read_response().body.startswith(b"app /sleep")
 
 
-def test_a_worker_stuck_in_blocking_code_never_answers_health(serve: Serve) -> None:
+def test_a_worker_stuck_in_blocking_code_never_answers_health(serve: Serve, tmp_path: Path) -> None:
     server = serve("apps.probes:app", *PROBES)
-    blocker = threading.Thread(target=lambda: get(server, "/block?s=2", timeout=10))
-    blocker.start()
-    time.sleep(0.2)  # let the blocking request reach the app (pacing, not readiness)
-    with pytest.raises(httpx.TimeoutException):
-        get(server, "/-/health", timeout=0.5)
-    blocker.join()
+    mark = tmp_path / "blocking"
+    with RawConnection(server.host, server.port, timeout=10) as held:
+        held.send(request("GET", f"/block?s=2&mark={mark}"))
+        poll(mark.exists, 5, what="the app to block its event loop")
+        with pytest.raises(httpx.TimeoutException):
+            get(server, "/-/health", timeout=0.5)
+        assert held.read_response().status == 200
     assert get(server, "/-/health").status_code == 200
 
 

@@ -25,8 +25,11 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         await receive()
         await send({"type": "lifespan.shutdown.complete"})
         return
-    seconds = float(parse_qs(scope["query_string"].decode()).get("s", ["1"])[0])
+    query = parse_qs(scope["query_string"].decode())
+    seconds = float(query.get("s", ["1"])[0])
     if scope["path"] == "/block":
+        if "mark" in query:  # tells the test the event loop is about to block
+            Path(query["mark"][0]).touch()
         time.sleep(seconds)
     elif scope["path"] == "/sleep":
         await asyncio.sleep(seconds)
