@@ -27,15 +27,30 @@ BENCH_DIR = Path(__file__).resolve().parent
 CONNECTIONS = 16
 
 
-def wait_port(port: int, timeout: float = 600.0) -> None:
+def wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 600.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"the server exited (status {proc.returncode}) before listening")
         try:
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
             return
         except OSError:
             time.sleep(0.2)  # valgrind starts slowly: polling the port
     raise SystemExit("the server did not start listening under valgrind")
+
+
+def wait_dump(out_dir: Path, timeout: float = 120.0) -> int:
+    """The instruction total of the first dump, once the server has written it whole (its
+    `totals:` line comes last)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for dump in glob.glob(f"{out_dir}/callgrind.out.*.1"):
+            match = re.search(r"^totals: (\d+)", Path(dump).read_text(), re.M)
+            if match:
+                return int(match.group(1))
+        time.sleep(0.1)  # polling for the dump file
+    raise SystemExit("callgrind wrote no dump")
 
 
 def send(port: int, requests: int, headers: list[str]) -> None:
@@ -85,22 +100,16 @@ def main() -> None:
     ]
     env = {**os.environ, "PYTHONPATH": str(BENCH_DIR)}
     proc = subprocess.Popen(argv, cwd=BENCH_DIR, env=env, stderr=subprocess.DEVNULL)
-    time.sleep(0.5)
-    if proc.poll() is not None:
-        raise SystemExit(f"the server exited at once: {' '.join(argv)}")
     try:
-        wait_port(port)
+        wait_port(port, proc)
         send(port, 1008, args.header)
         subprocess.run(["callgrind_control", "-z", str(proc.pid)], check=True, capture_output=True)
         send(port, args.requests, args.header)
         subprocess.run(["callgrind_control", "-d", str(proc.pid)], check=True, capture_output=True)
-        time.sleep(1)  # the dump is written by the process itself: let it finish
+        total = wait_dump(out_dir)
     finally:
         proc.terminate()
         proc.wait(60)
-    dumps = sorted(glob.glob(f"{out_dir}/callgrind.out.*.1"))
-    totals = [re.search(r"^totals: (\d+)", Path(d).read_text(), re.M) for d in dumps]
-    total = int(totals[-1].group(1)) if totals and totals[-1] else 0
     print(f"{total / args.requests:.0f} instructions per request ({' '.join(args.flags)})")
 
 

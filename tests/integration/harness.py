@@ -530,6 +530,25 @@ class RawConnection:
         return taken
 
 
+def send_from(source: str, address: tuple[str, int], data: bytes, timeout: float = 5.0) -> bytes:
+    """Sends `data` on a new connection made from the local address `source` (loopback has many:
+    127.0.0.2, 127.0.0.3, ... tell clients and proxies apart) and returns everything received
+    until the peer closes (or resets) it."""
+    family = socket.AF_INET6 if ":" in source else socket.AF_INET
+    received = b""
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        sock.bind((source, 0))
+        sock.connect(address)
+        sock.sendall(data)
+        try:
+            while chunk := sock.recv(65536):
+                received += chunk
+        except ConnectionResetError:
+            pass
+    return received
+
+
 def request(
     method: str,
     target: str,

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import signal
 import socket
-import threading
 import time
 from pathlib import Path
 
@@ -91,20 +90,31 @@ def test_ready_is_503_while_the_app_starts_and_requests_wait(serve: Serve, tmp_p
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     server = serve(
-        "apps.probes:app", *PROBES, env={"COACHWHIP_TEST_GATE": str(gate)}, port=port, ready=None
+        "apps.probes:app",
+        *PROBES,
+        "--metrics",
+        env={"COACHWHIP_TEST_GATE": str(gate)},
+        port=port,
+        ready=None,
     )
     server.host, server.port = "127.0.0.1", port
     ready = poll(lambda: _try_get(server, "/-/ready"), 15, what="the engine to answer")
     assert ready.status_code == 503 and ready.text == "not ready\n"
     assert _try_get(server, "/-/health").status_code == 200
-    answers: list[httpx.Response] = []
-    early = threading.Thread(target=lambda: answers.append(get(server, "/early", timeout=20)))
-    early.start()
-    time.sleep(0.3)  # the request is in, held (pacing, not readiness)
-    assert not answers, "an app request was served before the app's startup completed"
-    gate.touch()
-    early.join(20)
-    assert answers and answers[0].text.startswith("app /early")
+    with RawConnection(server.host, server.port, timeout=20) as early:
+        early.send(request("GET", "/early"))
+        # The engine has taken the request (it counts as in flight) and holds it for the app.
+        poll(
+            lambda: "\ncoachwhip_requests_in_flight 1\n" in get(server, "/-/metrics").text,
+            10,
+            what="the early request to be held",
+        )
+        early.sock.setblocking(False)
+        with pytest.raises(BlockingIOError):  # nothing answered while the app starts
+            early.sock.recv(1)
+        early.sock.settimeout(20)
+        gate.touch()
+        assert early.read_response().body.startswith(b"app /early")
     assert get(server, "/-/ready").status_code == 200
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 from conftest import Serve
-from harness import RawConnection, ServerProcess, request
+from harness import RawConnection, ServerProcess, request, send_from
 from proxies import HAPROXY_DEFAULTS, haproxy, nginx
 
 pytestmark = pytest.mark.timeout(60)
@@ -31,15 +31,8 @@ def scope_from(
     port: int | None = None,
 ) -> dict[str, Any]:
     """GET /scope from the source address `source` with extra header lines; the app's view."""
-    family = socket.AF_INET6 if ":" in source else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as sock:
-        sock.settimeout(5)
-        sock.bind((source, 0))
-        sock.connect((host or server.host, port or server.port))
-        sock.sendall(request("GET", "/scope", headers=[*headers, "Connection: close"]))
-        data = b""
-        while chunk := sock.recv(65536):
-            data += chunk
+    get = request("GET", "/scope", headers=[*headers, "Connection: close"])
+    data = send_from(source, (host or server.host, port or server.port), get)
     head, _, body = data.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200 "), head[:80]
     result = json.loads(body)

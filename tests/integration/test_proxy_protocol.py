@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from conftest import Serve
-from harness import ServerProcess, request
+from harness import ServerProcess, request, send_from
 from proxies import HAPROXY_DEFAULTS, haproxy
 
 pytestmark = pytest.mark.timeout(60)
@@ -38,18 +38,7 @@ def exchange(
 ) -> bytes:
     """Sends `data` from `source` on a new connection to the server (or `to`); returns
     everything until the close."""
-    with socket.socket() as sock:
-        sock.settimeout(5)
-        sock.bind((source, 0))
-        sock.connect(to or (server.host, server.port))
-        sock.sendall(data)
-        received = b""
-        try:
-            while chunk := sock.recv(65536):
-                received += chunk
-        except ConnectionResetError:
-            pass
-    return received
+    return send_from(source, to or (server.host, server.port), data)
 
 
 def scope_of(answer: bytes) -> dict[str, Any]:

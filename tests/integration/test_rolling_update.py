@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import signal
 import socket
-import time
 from pathlib import Path
 
 import httpx
@@ -74,9 +73,14 @@ def test_rolling_update_behind_haproxy_loses_no_request(
                 old = instances[i]
                 old.send_signal(signal.SIGTERM)
                 assert old.wait_exit(20) == 0
-                instances[i] = serve("apps.workers:app", *INSTANCE_ARGS, port=port)
+                new = instances[i] = serve("apps.workers:app", *INSTANCE_ARGS, port=port)
                 poll(lambda p=port: ready(p), 10, what=f"instance {i} ready again")
-                time.sleep(0.5)  # HAProxy's next check (inter 200ms) puts it back: pacing
+                # HAProxy's next check puts it back: the new process answers through HAProxy.
+                poll(
+                    lambda pid=str(new.pid): httpx.get(front.url + "/ok").text == pid,
+                    10,
+                    what=f"HAProxy to send traffic to instance {i} again",
+                )
                 load.wait_for(load.result.ok + 200)
             result = load.stop()
         log = front.describe()
