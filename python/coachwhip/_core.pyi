@@ -25,6 +25,28 @@ class Runner:
 WORKER_START_REASONS: tuple[str, ...]
 WORKER_EXIT_REASONS: tuple[str, ...]
 
+class TlsContext:
+    """The --ssl-* settings, loaded and checked; ValueError names the file that is wrong."""
+
+    def __init__(
+        self,
+        certfile: str,
+        *,
+        keyfile: str | None = None,
+        password: str | None = None,
+        ca_certs: str | None = None,
+        cert_reqs: int = 0,
+        ciphers: str | None = None,
+        min_version: str | None = None,
+        ticket_secret: bytes | None = None,
+    ) -> None: ...
+    @property
+    def description(self) -> str: ...
+    @property
+    def warnings(self) -> tuple[str, ...]: ...
+    @property
+    def server_cert(self) -> str: ...
+
 class MetricsRegion:
     def __init__(self, slots: int) -> None: ...
     @property
@@ -74,6 +96,8 @@ class Server:
         proxy_protocol: bool = False,
         metrics_fd: int = -1,
         metrics_slot: int = 0,
+        tls: TlsContext | None = None,
+        timeout_tls_handshake: float = 5.0,
     ) -> None: ...
     def add_listener(self, sock: Any) -> None: ...
     def fileno(self) -> int: ...

@@ -13,6 +13,8 @@ from typing import Any
 
 ENV_PREFIX = "COACHWHIP_"
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
+DEFAULT_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
+_SSL_DEPENDENT = ("ssl_keyfile", "ssl_keyfile_password", "ssl_ca_certs")
 
 
 class ConfigError(ValueError):
@@ -307,6 +309,61 @@ OPTIONS: tuple[Option, ...] = (
         "and cloud load balancers send it), from a --forwarded-allow-ips peer; else it is closed.",
     ),
     Option(
+        "ssl-certfile",
+        "str",
+        None,
+        "Serve HTTPS with this certificate chain (PEM, leaf first).",
+        metavar="PATH",
+    ),
+    Option(
+        "ssl-keyfile",
+        "str",
+        None,
+        "The certificate's private key (PEM, RSA or ECDSA); omit it when the certfile holds it.",
+        metavar="PATH",
+    ),
+    Option(
+        "ssl-keyfile-password", "str", None, "Password of an encrypted key.", metavar="PASSWORD"
+    ),
+    Option(
+        "ssl-ca-certs",
+        "str",
+        None,
+        "CA certificates (PEM) that client certificates are verified against.",
+        metavar="PATH",
+    ),
+    Option(
+        "ssl-cert-reqs",
+        "int",
+        0,
+        "Client certificates: 0 not asked for, 1 optional (the app sees the verification "
+        "error), 2 required.",
+        metavar="{0,1,2}",
+        minimum=0,
+    ),
+    Option(
+        "ssl-ciphers",
+        "str",
+        DEFAULT_CIPHERS,
+        "TLS 1.2 cipher suites in OpenSSL's syntax (TLS 1.3 suites are always on).",
+        metavar="LIST",
+    ),
+    Option(
+        "ssl-min-version",
+        "choice",
+        "1.2",
+        "Oldest TLS version accepted (1.0 and 1.1 never are).",
+        choices=("1.2", "1.3"),
+    ),
+    Option(
+        "timeout-tls-handshake",
+        "float",
+        5.0,
+        "Close a connection whose TLS handshake is not complete within this many seconds.",
+        metavar="S",
+        minimum=0.001,
+    ),
+    Option(
         "health",
         "bool",
         False,
@@ -398,6 +455,14 @@ class Config:
     proxy_headers: bool = True
     forwarded_allow_ips: str = "127.0.0.1"
     proxy_protocol: bool = False
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+    ssl_keyfile_password: str | None = None
+    ssl_ca_certs: str | None = None
+    ssl_cert_reqs: int = 0
+    ssl_ciphers: str = DEFAULT_CIPHERS
+    ssl_min_version: str = "1.2"
+    timeout_tls_handshake: float = 5.0
     health: bool = False
     readiness: bool = False
     metrics: bool = False
@@ -445,11 +510,42 @@ class Config:
         if self.metrics_bind is not None:
             parse_host_port(self.metrics_bind, "--metrics-bind")
             self.metrics = True
+        self._check_tls()
         if self.limit_request_line > self.limit_request_header_size:
             raise ConfigError(
                 f"--limit-request-line ({self.limit_request_line}) cannot be larger than "
                 f"--limit-request-header-size ({self.limit_request_header_size})"
             )
+
+    def _check_tls(self) -> None:
+        """What can be said without reading the files (the engine checks those)."""
+        if self.ssl_cert_reqs > 2:
+            raise ConfigError(
+                f"--ssl-cert-reqs {self.ssl_cert_reqs}: use 0 (none), 1 (optional) or 2 (required)"
+            )
+        if self.ssl_certfile is None:
+            given = [a for a in _SSL_DEPENDENT if getattr(self, a) is not None]
+            if self.ssl_cert_reqs:
+                given.append("ssl_cert_reqs")
+            if given:
+                flag = "--" + given[0].replace("_", "-")
+                raise ConfigError(f"{flag} needs --ssl-certfile: TLS is on only with a certificate")
+            return
+        if self.ssl_cert_reqs and self.ssl_ca_certs is None:
+            raise ConfigError(
+                f"--ssl-cert-reqs {self.ssl_cert_reqs} needs --ssl-ca-certs: the CA certificates "
+                "client certificates are checked against"
+            )
+        if self.proxy_protocol:
+            raise ConfigError(
+                "--proxy-protocol with --ssl-certfile is not supported yet: let the proxy "
+                "terminate TLS (and send the PROXY header to a plain-HTTP port)"
+            )
+
+    @property
+    def scheme(self) -> str:
+        """How clients reach the app's listeners: "https" with TLS."""
+        return "https" if self.ssl_certfile is not None else "http"
 
     def needs_supervisor(self) -> bool:
         """True when a supervisor process must run the workers."""

@@ -17,7 +17,7 @@ import signal
 import socket
 from typing import Any, Protocol
 
-from coachwhip import __version__, logs
+from coachwhip import __version__, logs, tls
 from coachwhip.config import Config, ConfigError
 from coachwhip.importer import import_app
 from coachwhip.lifespan import Lifespan
@@ -137,6 +137,7 @@ class Worker:
         self.signals = 0
         self.retire_asked = False
         self.engine: Any = None  # the _core.Server, once serving
+        self.tls: Any = None  # the _core.TlsContext with --ssl-certfile
         self.not_ready = False  # the supervisor said a shutdown is near (SIGUSR1)
         # --max-requests with jitter: each worker draws its own limit, so that workers started
         # together do not all retire together.
@@ -190,6 +191,8 @@ class Worker:
             proxy_headers=config.proxy_headers,
             proxy_protocol=config.proxy_protocol,
             metrics=config.metrics and not config.metrics_bind,
+            tls=self.tls,
+            timeout_tls_handshake=config.timeout_tls_handshake,
             **self._shared_metrics(),
         )
 
@@ -215,6 +218,11 @@ class Worker:
             "Started coachwhip %s (pid %d, %s loop)", __version__, os.getpid(), _loop_name(loop)
         )
         _raise_open_files_limit(config.max_connections)
+        # Under a supervisor, which checked the files and logged the certificate already, the
+        # ticket secret comes from it: every worker resumes the others' sessions.
+        self.tls = tls.load(config, tls.inherited_secret() if self.supervisor else None)
+        if self.tls is not None and self.supervisor is None:
+            tls.announce(self.tls)
         socks = open_listeners(config)
         self._install_signals(loop)
         lifespan = Lifespan(self.app, config.lifespan) if config.lifespan != "off" else None
@@ -256,7 +264,7 @@ class Worker:
         if self.not_ready:
             server.set_ready(False)
         if self.supervisor is None:
-            where = ", ".join(describe(sock) for sock in socks)
+            where = ", ".join(describe(sock, config.scheme) for sock in socks)
             error_logger.info("Listening on %s (Press CTRL+C to quit)", where)
         else:
             self.supervisor.send("READY")

@@ -42,8 +42,8 @@ import time
 from collections import deque
 from typing import Any
 
-from coachwhip import __version__
-from coachwhip.config import Config, bind_kind
+from coachwhip import __version__, tls
+from coachwhip.config import Config, ConfigError, bind_kind
 from coachwhip.logs import error_logger
 from coachwhip.reload import FileWatcher, WatchError
 from coachwhip.server import FORCED_EXIT_STATUS, _raise_open_files_limit
@@ -126,6 +126,12 @@ class Supervisor:
             from coachwhip import _core
 
             self.metrics = _core.MetricsRegion(METRICS_SLOTS)
+        # TLS: the files are checked here, before any worker starts (and again on SIGHUP), and
+        # every worker gets the same session-ticket secret (src/tls/context.hpp).
+        self.tls_secret_fd: int | None = None
+        if config.ssl_certfile is not None:
+            tls.announce(tls.load(config))
+            self.tls_secret_fd = tls.make_secret_fd()
 
     # ------------------------------------------------------------------ main loop
 
@@ -140,7 +146,7 @@ class Supervisor:
         # The first listener is the one --reuse-port gives each slot a copy of; the others
         # (several --bind, several systemd sockets) are shared by every worker.
         self.sock, self.extra_socks = socks[0], socks[1:]
-        self.address = ", ".join(describe(sock) for sock in socks)
+        self.address = ", ".join(describe(sock, self.config.scheme) for sock in socks)
         self.slots[0] = self.sock
         if self.config.metrics_bind is not None:
             try:
@@ -194,6 +200,8 @@ class Supervisor:
                 self.watcher.close()
             for fd in (wake_r, wake_w):
                 os.close(fd)
+            if self.tls_secret_fd is not None:
+                os.close(self.tls_secret_fd)
         error_logger.info("Finished supervisor process [%d]", os.getpid())
         return self.status
 
@@ -238,6 +246,9 @@ class Supervisor:
         if self.metrics_sock is not None:
             env["COACHWHIP_WORKER_METRICS_SOCKET"] = str(self.metrics_sock.fileno())
             pass_fds.append(self.metrics_sock.fileno())
+        if self.tls_secret_fd is not None:
+            env[tls.SECRET_ENV] = str(self.tls_secret_fd)
+            pass_fds.append(self.tls_secret_fd)
         proc = subprocess.Popen(
             [sys.executable, "-m", "coachwhip._worker"],
             pass_fds=pass_fds,
@@ -541,6 +552,8 @@ class Supervisor:
             elif sig == signal.SIGQUIT:
                 self._stop(graceful=False)
             elif sig == signal.SIGHUP and not self.stopping:
+                if not self._tls_reloadable():
+                    continue
                 olds = [w for w in self.workers if not w.stopping and w.replace_reason is None]
                 error_logger.info("SIGHUP: rolling restart of %d worker(s)", len(olds))
                 for worker in olds:
@@ -552,6 +565,18 @@ class Supervisor:
             elif sig == signal.SIGTTOU and not self.stopping:
                 self.target = max(1, self.target - 1)
                 error_logger.info("SIGTTOU: now %d workers", self.target)
+
+    def _tls_reloadable(self) -> bool:
+        """SIGHUP with TLS: the new workers will load the certificate files again. Check them
+        first; if they are broken, the running workers keep serving the old certificate."""
+        if self.config.ssl_certfile is None:
+            return True
+        try:
+            tls.announce(tls.load(self.config))
+        except ConfigError as exc:
+            error_logger.error("SIGHUP ignored, the workers keep serving: %s", exc)
+            return False
+        return True
 
     def _begin_stop(self) -> None:
         """SIGTERM/SIGINT. With --shutdown-delay, the workers first report not ready (/-/ready

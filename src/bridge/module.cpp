@@ -8,7 +8,8 @@ namespace {
 
 int module_exec(PyObject* m) {
     if (!py::init_names() || !asgi::init_ready_type(m) || !asgi::init_runner_type(m) ||
-        !init_exchange_type(m) || !init_server_type(m) || !init_metrics_type(m))
+        !init_exchange_type(m) || !init_server_type(m) || !init_metrics_type(m) ||
+        !init_tls_type(m))
         return -1;
     if (PyModule_AddObjectRef(m, "ClientDisconnected", client_disconnected_error) < 0) return -1;
     return PyModule_AddStringConstant(m, "ENGINE", "coachwhip http1 (epoll)");

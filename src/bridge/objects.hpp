@@ -79,6 +79,10 @@ struct exchange_object {
 bool init_exchange_type(PyObject* module);
 bool init_server_type(PyObject* module);
 bool init_metrics_type(PyObject* module);  // metrics_object.cpp
+bool init_tls_type(PyObject* module);      // tls_object.cpp
+// Server(tls=...): the context of a TlsContext into `out` (None: left empty); false with an
+// exception set for anything else.
+bool tls_context_of(PyObject* obj, std::shared_ptr<const tls::context>& out);
 
 // exchange._finish(result) and exchange._fail() for the runner (asgi/runner.hpp).
 PyObject* finish_exchange(PyObject* exchange, PyObject* result);

@@ -61,7 +61,9 @@ struct names {
     X(type) X(asgi) X(version) X(spec_version) X(http_version) X(method) X(scheme) X(path)  \
     X(raw_path) X(query_string) X(root_path) X(headers) X(client) X(server) X(state)        \
     X(body) X(more_body) X(status) X(trailers) X(http) X(message) X(set_result)              \
-    X(set_exception) X(cancelled) X(cancel) X(done) X(receive) X(send) X(context)
+    X(set_exception) X(cancelled) X(cancel) X(done) X(receive) X(send) X(context)             \
+    X(extensions) X(tls) X(server_cert) X(client_cert_chain) X(client_cert_name)              \
+    X(client_cert_error) X(tls_version) X(cipher_suite) X(server_name)
 // clang-format on
 #define COACHWHIP_DECLARE(n) PyObject* n = nullptr;
     COACHWHIP_NAMES(COACHWHIP_DECLARE)

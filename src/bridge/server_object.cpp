@@ -250,6 +250,8 @@ int server_init(PyObject* self, PyObject* args, PyObject* kwds) {
                                    "proxy_protocol",
                                    "metrics_fd",
                                    "metrics_slot",
+                                   "tls",
+                                   "timeout_tls_handshake",
                                    nullptr};
     PyObject *app, *loop, *report_failure, *root_path = nullptr, *state = Py_None;
     PyObject *access_log = Py_None, *error_log = Py_None;
@@ -266,18 +268,22 @@ int server_init(PyObject* self, PyObject* args, PyObject* kwds) {
     int proxy_headers = 0, proxy_protocol = 0;
     int metrics_fd = -1;  // a supervisor's MetricsRegion fd: count into its slot metrics_slot
     Py_ssize_t metrics_slot = 0;
+    PyObject* tls = Py_None;  // a TlsContext: TLS on the app's listeners
+    double tls_handshake_timeout = 5.0;
     if (!PyArg_ParseTupleAndKeywords(
-            args, kwds, "OOO|$UOdppOOidddnnnKnnKOKKdppppOppin", const_cast<char**>(kwlist), &app,
+            args, kwds, "OOO|$UOdppOOidddnnnKnnKOKKdppppOppinOd", const_cast<char**>(kwlist), &app,
             &loop, &report_failure, &root_path, &state, &keep_alive, &server_header, &date_header,
             &access_log, &error_log, &log_level, &header_timeout, &body_timeout, &write_timeout,
             &request_line, &request_fields, &header_size, &max_body, &concurrency, &max_connections,
             &request_limit, &on_request_limit, &min_body_rate, &min_response_rate, &min_rate_grace,
             &health, &readiness, &metrics, &hold_requests, &forwarded_allow_ips, &proxy_headers,
-            &proxy_protocol, &metrics_fd, &metrics_slot))
+            &proxy_protocol, &metrics_fd, &metrics_slot, &tls, &tls_handshake_timeout))
         return -1;
+    std::shared_ptr<const tls::context> tls_ctx;
+    if (!tls_context_of(tls, tls_ctx)) return -1;
     if (request_line < 1 || request_fields < 1 || header_size < 1 || concurrency < 0 ||
         max_connections < 0 || keep_alive <= 0 || header_timeout <= 0 || body_timeout <= 0 ||
-        write_timeout <= 0 || min_rate_grace <= 0) {
+        write_timeout <= 0 || min_rate_grace <= 0 || tls_handshake_timeout <= 0) {
         PyErr_SetString(PyExc_ValueError, "limits and timeouts must be positive");
         return -1;
     }
@@ -328,6 +334,8 @@ int server_init(PyObject* self, PyObject* args, PyObject* kwds) {
         c.proxy_headers = proxy_headers;
         c.proxy_protocol = proxy_protocol;
         c.forwarded_trust = std::move(trust.networks);
+        c.tls = std::move(tls_ctx);
+        c.tls_handshake_ms = ms(tls_handshake_timeout);
         c.conn.head_limits.max_request_line = static_cast<size_t>(request_line);
         c.conn.head_limits.max_headers = static_cast<size_t>(request_fields);
         c.conn.head_limits.max_head = static_cast<size_t>(header_size);

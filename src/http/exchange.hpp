@@ -30,6 +30,8 @@
 #include <utility>
 #include <vector>
 
+#include "tls/info.hpp"
+
 namespace coachwhip::http {
 
 struct field {
@@ -114,6 +116,7 @@ class exchange : public std::enable_shared_from_this<exchange> {
     // access line) after the connection is gone.
     endpoint client;
     endpoint server;
+    std::shared_ptr<const tls::info> tls;  // set on TLS connections only
     bool expect_continue = false;
     bool has_body = false;       // the request announced a body (CL > 0 or chunked)
     bool client_closed = false;  // the client half-closed: it will send nothing more

@@ -20,6 +20,9 @@ enum class refusal : uint8_t {
     concurrency,       // 503: --limit-concurrency
     not_implemented,   // 501: CONNECT, transfer codings; 505: HTTP version; 417: expectation
     proxy_protocol,    // closed: --proxy-protocol header missing, invalid or untrusted
+    tls_handshake,     // closed: the TLS handshake failed (alert, garbage, old version, no cert)
+    tls_timeout,       // closed: --timeout-tls-handshake
+    tls_plain_http,    // 400: plain HTTP sent to a TLS port
     count
 };
 

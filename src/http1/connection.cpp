@@ -393,6 +393,7 @@ void connection::start_request(const request_head& head, const request_info& inf
     ex.client = client_;
     ex.server = server_;
     ex.scheme = scheme_;
+    ex.tls = tls_;
     if (forwarded_peer_ && info.forwarded) apply_forwarded(ex);
     in_.consume(head_len);
     scanned_ = 0;

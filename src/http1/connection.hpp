@@ -188,6 +188,13 @@ class connection final : public http::response_sink {
     // shutdown_idle timer to start a request; if none starts, it closes then.
     void begin_shutdown();
 
+    // The connection runs over TLS (the owner calls this once the handshake is done, before
+    // the first read): the scheme is https and every request carries `info`.
+    void set_tls(std::shared_ptr<const tls::info> info) noexcept {
+        tls_ = std::move(info);
+        scheme_ = "https";
+    }
+
     // A closed connection frees its buffers here rather than when the owner destroys it after
     // the I/O phase: a batch of 256 resets would otherwise hold 256 read buffers (4 MiB) at
     // once. Call only on a closed connection and from outside its own methods (views into the
@@ -196,6 +203,7 @@ class connection final : public http::response_sink {
 
     state current_state() const noexcept { return state_; }
     const connection_config& config() const noexcept { return cfg_; }
+    const http::endpoint& client() const noexcept { return client_; }
     bool idle() const noexcept { return state_ == state::read_head && in_.empty() && !ex_; }
     bool write_blocked() const noexcept { return write_blocked_; }
     bool scheduled = false;     // owner's bookkeeping: already in the schedule list
@@ -246,7 +254,9 @@ class connection final : public http::response_sink {
     // The peer and our end, as the socket (or, with --proxy-protocol, the PROXY header) says.
     http::endpoint client_;
     http::endpoint server_;
-    std::string_view scheme_ = "http";  // "https" when a PROXY v2 SSL TLV says the client used TLS
+    // "https" over TLS, or when a PROXY v2 SSL TLV says the client used TLS
+    std::string_view scheme_ = "http";
+    std::shared_ptr<const tls::info> tls_;
 
     state state_ = state::read_head;
     core::input_buffer in_;

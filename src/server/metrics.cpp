@@ -11,14 +11,14 @@
 namespace coachwhip::server::metrics {
 namespace {
 
-constexpr uint64_t k_magic = 0x31726d7063777763ull;  // "cwwcpmr1": layout version 1
+constexpr uint64_t k_magic = 0x32726d7063777763ull;  // "cwwcpmr2": layout version 2
 constexpr std::string_view k_method_names[] = {"GET",    "HEAD",  "POST",    "PUT",
                                                "DELETE", "PATCH", "OPTIONS", "other"};
 constexpr std::string_view k_class_names[] = {"none", "1xx", "2xx", "3xx", "4xx", "5xx"};
 constexpr std::string_view k_refusal_names[] = {
-    "bad_request",      "header_timeout", "body_timeout",    "body_rate",
-    "response_rate",    "write_timeout",  "body_too_large",  "line_too_long",
-    "header_too_large", "concurrency",    "not_implemented", "proxy_protocol"};
+    "bad_request",     "header_timeout", "body_timeout",  "body_rate",        "response_rate",
+    "write_timeout",   "body_too_large", "line_too_long", "header_too_large", "concurrency",
+    "not_implemented", "proxy_protocol", "tls_handshake", "tls_timeout",      "tls_plain_http"};
 static_assert(std::size(k_refusal_names) == k_refusals);
 
 uint64_t load(const uint64_t& word) noexcept {
@@ -239,6 +239,10 @@ std::string region::render() const {
     by_reason(out, "coachwhip_refused_total",
               "Requests refused or connections cut by a limit or timeout, by reason.",
               k_refusal_names, total.refused);
+    family(out, "coachwhip_tls_handshakes_total", "counter",
+           "TLS handshakes completed, by whether the session was resumed from a ticket.");
+    line(out, "coachwhip_tls_handshakes_total", "session=\"full\"", total.tls_handshakes[0]);
+    line(out, "coachwhip_tls_handshakes_total", "session=\"resumed\"", total.tls_handshakes[1]);
     uint64_t starts[k_start_n], exits[k_exit_n];
     for (size_t r = 0; r < k_start_n; ++r)
         starts[r] = load(h->worker_starts[r]);

@@ -64,6 +64,7 @@ struct block {
     uint64_t bytes_received;
     uint64_t bytes_sent;
     uint64_t refused[k_refusals];
+    uint64_t tls_handshakes[2];  // completed: [0] full, [1] resumed from a ticket
 };
 
 struct header {

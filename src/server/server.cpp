@@ -13,7 +13,9 @@
 #include <cerrno>
 #include <cstring>
 
+#include "core/log.hpp"
 #include "server/tcp_transport.hpp"
+#include "tls/transport.hpp"
 
 namespace coachwhip::server {
 
@@ -50,21 +52,39 @@ bool is_wildcard(const sockaddr_storage& ss) {
 
 }  // namespace
 
-// One accepted connection: its socket, its addresses, the protocol state and its timer. Lives in
-// server::conns_ (a std::list, so addresses are stable) until it is reaped after closing.
+// One accepted connection: its socket, TLS above it when the listener has TLS, its addresses,
+// the protocol state and its timers. Lives in server::conns_ (a std::list, so addresses are
+// stable) until it is reaped after closing.
+//
+// Over TLS the handshake comes first: until it is done, readiness drives tls::transport
+// (handshake()) and the read slot holds the handshake deadline; the HTTP connection sees
+// nothing. Once it is done, the connection gets the keep-alive timer and the TLS facts, and
+// reads whatever came along with the client's Finished message.
 struct server::conn_entry final : loop::io_handler {
     conn_entry(server& s, const http1::connection_config& cfg, int fd, http::endpoint c,
-               http::endpoint l)
+               http::endpoint l, const tls::context* tls_ctx)
         : srv(s),
           transport(fd, s.m_),
-          conn(transport, s, cfg, s.events_, std::move(c), std::move(l)),
+          tls(tls_ctx ? std::make_unique<tls::transport>(*tls_ctx, transport) : nullptr),
+          conn(tls ? static_cast<http1::transport&>(*tls) : transport, s, cfg, s.events_,
+               std::move(c), std::move(l)),
           read_timer(&on_read_timer, this),
           write_timer(&on_write_timer, this),
           rate_timer(&on_rate_timer, this) {}
 
     void on_io(uint32_t ev) override {
-        if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
-            conn.on_readable(!(ev & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)));
+        if (tls) {
+            if (tls->handshaking()) {
+                if (!handshake()) return conn.release_memory();
+                ev |= EPOLLIN;  // the first request may already sit decrypted in the TLS layer
+            }
+            // TLS may need the other direction than the one the protocol waits on.
+            if ((ev & EPOLLOUT) && tls->read_wants_write()) ev |= EPOLLIN;
+            if ((ev & EPOLLIN) && tls->write_wants_read() && conn.write_blocked()) ev |= EPOLLOUT;
+        }
+        // A short read drains an edge-triggered socket, but not a TLS layer that holds records.
+        const bool drains = !tls && !(ev & (EPOLLRDHUP | EPOLLHUP | EPOLLERR));
+        if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) conn.on_readable(drains);
         // HUP/ERR: reset, or both directions shut. Nothing more can be written, so close now,
         // even while reading is paused (else the fd and buffers stay until the app finishes).
         if ((ev & (EPOLLHUP | EPOLLERR)) &&
@@ -74,9 +94,45 @@ struct server::conn_entry final : loop::io_handler {
             conn.on_writable();
         conn.release_memory();  // no-op unless it closed; the entry itself is reaped later
     }
+    // Drives the TLS handshake; true once it is done and the connection may read.
+    bool handshake() {
+        switch (tls->handshake()) {
+            case tls::transport::handshake_result::again: return false;
+            case tls::transport::handshake_result::done: srv.tls_established(*this); return true;
+            case tls::transport::handshake_result::plain_http:
+                answer_plain_http();
+                srv.tls_refused(*this, http::refusal::tls_plain_http, "plain HTTP on a TLS port");
+                return false;
+            case tls::transport::handshake_result::failed:
+                srv.tls_refused(*this, http::refusal::tls_handshake, tls->failure());
+                return false;
+        }
+        return false;
+    }
+    // Plain HTTP on the TLS port: a 400 in plain HTTP (as nginx answers), then FIN. The rest of
+    // the request is read and dropped first (bounded), so that closing does not reset the
+    // connection under the answer.
+    void answer_plain_http() {
+        static constexpr std::string_view body = "The plain HTTP request was sent to HTTPS port\n";
+        static const std::string reply =
+            "HTTP/1.1 400 Bad Request\r\n"
+            "content-type: text/plain; charset=utf-8\r\n"
+            "content-length: " +
+            std::to_string(body.size()) + "\r\nconnection: close\r\n\r\n" + std::string(body);
+        char sink[4096];
+        for (int i = 0; i < 16 && transport.read(sink, sizeof sink) > 0; ++i) {
+        }
+        const iovec iov{const_cast<char*>(reply.data()), reply.size()};
+        transport.writev(&iov, 1, true);
+        transport.shutdown_write();
+    }
     static void on_read_timer(void* ctx) {
         auto* e = static_cast<conn_entry*>(ctx);
-        e->conn.on_timer(e->read_kind);
+        if (e->tls && e->tls->handshaking()) {
+            e->srv.tls_refused(*e, http::refusal::tls_timeout, "no TLS handshake in time");
+        } else {
+            e->conn.on_timer(e->read_kind);
+        }
         e->conn.release_memory();
     }
     static void on_write_timer(void* ctx) {
@@ -92,8 +148,9 @@ struct server::conn_entry final : loop::io_handler {
 
     server& srv;
     tcp_transport transport;
+    std::unique_ptr<tls::transport> tls;  // between the socket and the protocol, when TLS is on
     http1::connection conn;
-    loop::timer read_timer;  // keep-alive, header, body or linger: one at a time
+    loop::timer read_timer;  // TLS handshake, keep-alive, header, body or linger: one at a time
     loop::timer write_timer;
     loop::timer rate_timer;  // minimum data rates
     timer_kind read_kind = timer_kind::none;
@@ -110,7 +167,8 @@ server::server(const server_config& cfg)
       linger_list_(cfg.linger_ms),
       shutdown_idle_list_(std::min(cfg.shutdown_idle_ms, cfg.keep_alive_ms)),
       // Minimum data rates: checked twice per grace period, at most once a second.
-      rate_list_(std::clamp<uint64_t>(cfg.conn.min_rate_grace_ms / 2, 50, 1000)) {
+      rate_list_(std::clamp<uint64_t>(cfg.conn.min_rate_grace_ms / 2, 50, 1000)),
+      tls_handshake_list_(cfg.tls_handshake_ms) {
     if (!metrics::region::make_private(metrics_)) {
         m_ = &metrics_.slot(0);
         metrics::set(m_->pid, static_cast<uint64_t>(::getpid()));
@@ -122,7 +180,7 @@ server::server(const server_config& cfg)
     internal_conn_.internal_only = true;
     internal_conn_.proxy_protocol_from = nullptr;  // scrapers connect directly
     for (auto* list : {&keep_alive_list_, &header_list_, &body_list_, &write_list_, &linger_list_,
-                       &shutdown_idle_list_, &rate_list_})
+                       &shutdown_idle_list_, &rate_list_, &tls_handshake_list_})
         loop_.add_list(list);
 }
 
@@ -166,15 +224,38 @@ void server::accept_one(listener_entry& le, int fd, const sockaddr_storage& peer
         }
     }
     http::endpoint client = le.family == AF_UNIX ? http::endpoint{} : to_endpoint(peer);
+    const tls::context* tls_ctx = le.internal ? nullptr : cfg_.tls.get();
     conns_.emplace_back(*this, le.internal ? internal_conn_ : cfg_.conn, fd, std::move(client),
-                        std::move(local));
+                        std::move(local), tls_ctx);
     conn_entry& e = conns_.back();
     e.self = std::prev(conns_.end());
     e.conn.owner_ctx = &e;
     ++conn_count_;
-    arm_timer(e.conn, timer_kind::keep_alive);  // until the first request byte arrives
+    if (tls_ctx) {
+        e.read_kind = timer_kind::none;
+        loop_.arm(e.read_timer, tls_handshake_list_);  // see conn_entry::on_read_timer
+    } else {
+        arm_timer(e.conn, timer_kind::keep_alive);  // until the first request byte arrives
+    }
     if (m_) metrics::add(m_->connections_accepted), metrics::add(m_->connections_open);
     if (loop_.add(fd, &e, EPOLLIN | EPOLLOUT | EPOLLRDHUP) != 0) e.conn.on_hangup();
+}
+
+void server::tls_established(conn_entry& e) {
+    std::shared_ptr<const tls::info> info = e.tls->connection_info();
+    if (m_) metrics::add(m_->tls_handshakes[info->resumed ? 1 : 0]);
+    e.conn.set_tls(std::move(info));
+    e.read_timer.disarm();
+    arm_timer(e.conn, timer_kind::keep_alive);
+    if (shutting_down_) e.conn.begin_shutdown();
+}
+
+void server::tls_refused(conn_entry& e, http::refusal why, std::string_view detail) {
+    refused(e.conn, why);
+    if (core::log_enabled(core::log_level::debug))
+        core::log(core::log_level::debug, "TLS connection from " + e.conn.client().host +
+                                              " closed: " + std::string(detail));
+    e.conn.on_hangup();
 }
 
 void server::stop_accepting() {
@@ -187,8 +268,13 @@ void server::shutdown_connections() {
     // schedule hook, which calls Python, is not called from here with the GIL released.
     const bool outer = !in_io_;
     if (outer) enter_io(), loop_.update_now();
-    for (auto& e : conns_)
+    shutting_down_ = true;
+    for (auto& e : conns_) {
+        // A TLS handshake under way finishes first (bounded by its deadline): its client is
+        // about to send a request, which the connection then gets the usual chance to start.
+        if (e.tls && e.tls->handshaking()) continue;
         e.conn.begin_shutdown();
+    }
     if (outer) leave_io();
 }
 

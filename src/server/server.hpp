@@ -28,6 +28,7 @@
 #include "proxy/forwarded.hpp"
 #include "server/listener.hpp"
 #include "server/metrics.hpp"
+#include "tls/context.hpp"
 
 namespace coachwhip::server {
 
@@ -54,6 +55,10 @@ struct server_config {
     bool proxy_headers = false;
     bool proxy_protocol = false;
     proxy::trusted_networks forwarded_trust;
+    // TLS on the app's listeners (not on an internal one); nullptr: plain TCP. A connection's
+    // handshake must be over within tls_handshake_ms of its accept.
+    std::shared_ptr<const tls::context> tls;
+    uint64_t tls_handshake_ms = 5000;
 };
 
 class server final : private http1::connection_owner {
@@ -109,6 +114,8 @@ class server final : private http1::connection_owner {
     };
 
     void accept_one(listener_entry& le, int fd, const sockaddr_storage& peer);
+    void tls_established(conn_entry& e);
+    void tls_refused(conn_entry& e, http::refusal why, std::string_view detail);
     void process_scheduled();
     void reap();
     void enter_io();
@@ -147,6 +154,7 @@ class server final : private http1::connection_owner {
     loop::timeout_list linger_list_;
     loop::timeout_list shutdown_idle_list_;
     loop::timeout_list rate_list_;
+    loop::timeout_list tls_handshake_list_;
     std::vector<std::unique_ptr<listener_entry>> listeners_;
     std::list<conn_entry> conns_;
     std::vector<std::list<conn_entry>::iterator> graveyard_;
@@ -156,6 +164,7 @@ class server final : private http1::connection_owner {
     size_t in_flight_ = 0;
     bool in_io_ = false;
     bool ready_ = true;
+    bool shutting_down_ = false;  // shutdown_connections() ran: new TLS connections follow it
     schedule_hook hook_ = nullptr;
     void* hook_ctx_ = nullptr;
 };

@@ -166,6 +166,41 @@ PyObject* scope_builder::server_endpoint(const http::endpoint& ep, bool unix_ser
     return Py_NewRef(server_tuple_);
 }
 
+// {"tls": the ASGI TLS extension}: present on TLS connections only, as the extension requires.
+// `server_name` (the SNI the client sent) is ours; the extension has no key for it.
+PyObject* scope_builder::extensions(const tls::info& t) {
+    const auto& n = py::N();
+    auto str = [](const std::string& s) {
+        return PyUnicode_DecodeUTF8(s.data(), static_cast<Py_ssize_t>(s.size()), "replace");
+    };
+    auto optional = [&](const std::optional<std::string>& s) {
+        return s ? str(*s) : Py_NewRef(Py_None);
+    };
+    py::ref chain(PyList_New(static_cast<Py_ssize_t>(t.client_cert_chain.size())));
+    if (!chain) return nullptr;
+    for (size_t i = 0; i < t.client_cert_chain.size(); ++i) {
+        PyObject* pem = str(t.client_cert_chain[i]);
+        if (!pem) return nullptr;
+        PyList_SET_ITEM(chain.get(), static_cast<Py_ssize_t>(i), pem);
+    }
+    py::ref tls(PyDict_New());
+    if (!tls) return nullptr;
+    PyObject* d = tls.get();
+    const bool ok =
+        set_item(d, n.server_cert, t.server_cert ? str(*t.server_cert) : Py_NewRef(Py_None)) == 0 &&
+        PyDict_SetItem(d, n.client_cert_chain, chain.get()) == 0 &&
+        set_item(d, n.client_cert_name, optional(t.client_cert_name)) == 0 &&
+        set_item(d, n.client_cert_error, optional(t.client_cert_error)) == 0 &&
+        set_item(d, n.tls_version, PyLong_FromLong(t.version)) == 0 &&
+        set_item(d, n.cipher_suite, PyLong_FromLong(t.cipher_suite)) == 0 &&
+        set_item(d, n.server_name,
+                 t.server_name.empty() ? Py_NewRef(Py_None) : str(t.server_name)) == 0;
+    if (!ok) return nullptr;
+    PyObject* ext = PyDict_New();
+    if (ext && PyDict_SetItem(ext, n.tls, d) < 0) Py_CLEAR(ext);
+    return ext;
+}
+
 bool scope_builder::make_template() {
     const auto& n = py::N();
     Py_XSETREF(asgi_, PyDict_New());
@@ -216,7 +251,8 @@ PyObject* scope_builder::build(const http::exchange& ex) {
               set_item(d, n.headers, headers(ex)) == 0 &&
               set_item(d, n.client, endpoint(&ex.client, false)) == 0 &&
               set_item(d, n.server, server_endpoint(ex.server, unix_server)) == 0 &&
-              (!state_ || set_item(d, n.state, PyDict_Copy(state_)) == 0);
+              (!state_ || set_item(d, n.state, PyDict_Copy(state_)) == 0) &&
+              (!ex.tls || set_item(d, n.extensions, extensions(*ex.tls)) == 0);
     return ok ? scope.release() : nullptr;
 }
 

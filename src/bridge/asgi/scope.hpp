@@ -47,6 +47,7 @@ class scope_builder {
     using cache = std::unordered_map<std::string, PyObject*, text_hash, std::equal_to<>>;
 
     bool make_template();
+    static PyObject* extensions(const tls::info& t);
     PyObject* method(std::string_view m);
     static PyObject* scheme(std::string_view s);
     PyObject* header_name(std::string_view raw);

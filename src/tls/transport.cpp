@@ -1,0 +1,168 @@
+#include "tls/transport.hpp"
+
+#include <openssl/err.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <climits>
+#include <cstring>
+
+namespace coachwhip::tls {
+
+namespace {
+
+// One TLS record's worth of plaintext: smaller writes are gathered into one record (a response
+// head and a small body go out as one record, one system call).
+constexpr size_t k_record = 16 * 1024;
+
+std::string last_reason() {
+    const unsigned long code = ERR_peek_last_error();
+    const char* reason = code ? ERR_reason_error_string(code) : nullptr;
+    ERR_clear_error();
+    return reason ? reason : "";
+}
+
+}  // namespace
+
+BIO_METHOD* transport::bio_method() {
+    // Made once and never changed after: shared by every connection of the process.
+    static BIO_METHOD* const method = [] {
+        BIO_METHOD* m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "coachwhip");
+        BIO_meth_set_read(m, bio_read);
+        BIO_meth_set_write(m, bio_write);
+        BIO_meth_set_ctrl(m, bio_ctrl);
+        return m;
+    }();
+    return method;
+}
+
+transport::transport(const context& ctx, http1::transport& lower) : ctx_(ctx), lower_(lower) {
+    ssl_ = SSL_new(ctx.native());
+    BIO* bio = BIO_new(bio_method());
+    BIO_set_data(bio, this);
+    BIO_set_init(bio, 1);
+    SSL_set_bio(ssl_, bio, bio);  // the SSL owns the BIO (one reference for both directions)
+    SSL_set_accept_state(ssl_);
+}
+
+transport::~transport() { SSL_free(ssl_); }
+
+int transport::bio_read(BIO* b, char* buf, int len) {
+    auto* self = static_cast<transport*>(BIO_get_data(b));
+    BIO_clear_retry_flags(b);
+    const ssize_t n = self->lower_.read(buf, static_cast<size_t>(len));
+    if (n > 0 && self->first_read_) {
+        self->first_read_ = false;
+        // A TLS connection starts with a handshake record (0x16); an HTTP request with a method
+        // in capitals. Tell the owner, who answers in plain HTTP, as nginx does.
+        if (buf[0] >= 'A' && buf[0] <= 'Z') {
+            self->plain_http_ = true;
+            return -1;
+        }
+    }
+    if (n >= 0) return static_cast<int>(n);
+    if (n == -EAGAIN || n == -EWOULDBLOCK || n == -EINTR) {
+        BIO_set_retry_read(b);
+    } else {
+        self->lower_errno_ = static_cast<int>(-n);
+    }
+    return -1;
+}
+
+int transport::bio_write(BIO* b, const char* buf, int len) {
+    auto* self = static_cast<transport*>(BIO_get_data(b));
+    BIO_clear_retry_flags(b);
+    const iovec iov{const_cast<char*>(buf), static_cast<size_t>(len)};
+    const ssize_t n = self->lower_.writev(&iov, 1, false);
+    if (n >= 0) return static_cast<int>(n);
+    if (n == -EAGAIN || n == -EWOULDBLOCK || n == -EINTR) {
+        BIO_set_retry_write(b);
+    } else {
+        self->lower_errno_ = static_cast<int>(-n);
+    }
+    return -1;
+}
+
+long transport::bio_ctrl(BIO*, int cmd, long, void*) {
+    return cmd == BIO_CTRL_FLUSH ? 1 : 0;  // writes are not buffered here: nothing to flush
+}
+
+transport::handshake_result transport::handshake() {
+    if (established_) return handshake_result::done;
+    ERR_clear_error();
+    const int r = SSL_do_handshake(ssl_);
+    if (r == 1) {
+        established_ = true;
+        return handshake_result::done;
+    }
+    const int err = SSL_get_error(ssl_, r);
+    if (plain_http_) return handshake_result::plain_http;
+    if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) return handshake_result::again;
+    failure_ = last_reason();
+    if (failure_.empty())
+        failure_ = lower_errno_ ? std::strerror(lower_errno_) : "the client closed the connection";
+    return handshake_result::failed;
+}
+
+ssize_t transport::read(char* buf, size_t len) {
+    read_wants_write_ = false;
+    if (!established_) {
+        const handshake_result h = handshake();
+        if (h == handshake_result::again) return -EAGAIN;
+        if (h != handshake_result::done) return -ECONNRESET;
+    }
+    ERR_clear_error();
+    const int n = SSL_read(ssl_, buf, static_cast<int>(std::min<size_t>(len, INT_MAX)));
+    if (n > 0) return n;
+    switch (SSL_get_error(ssl_, n)) {
+        case SSL_ERROR_ZERO_RETURN: return 0;  // close_notify, or EOF (IGNORE_UNEXPECTED_EOF)
+        case SSL_ERROR_WANT_READ: return -EAGAIN;
+        case SSL_ERROR_WANT_WRITE: read_wants_write_ = true; return -EAGAIN;
+        case SSL_ERROR_SYSCALL: ERR_clear_error(); return lower_errno_ ? -lower_errno_ : 0;
+        default: ERR_clear_error(); return -EPROTO;  // a bad record or an alert
+    }
+}
+
+ssize_t transport::writev(const iovec* iov, int iovcnt, bool) {
+    write_wants_read_ = false;
+    if (!established_) return -EAGAIN;  // the protocol answers only after reading a request
+    size_t total = 0;
+    for (int i = 0; i < iovcnt; ++i)
+        total += iov[i].iov_len;
+    if (total == 0) return 0;
+    // Offer one record's worth at least, and never less than a retry must (see the header).
+    const size_t want = std::max(std::min(total, k_record), pending_);
+    const char* data = static_cast<const char*>(iov[0].iov_base);
+    size_t len = iov[0].iov_len;
+    if (len < want) {
+        gather_.clear();
+        for (int i = 0; i < iovcnt && gather_.size() < want; ++i)
+            gather_.append(static_cast<const char*>(iov[i].iov_base),
+                           std::min(iov[i].iov_len, want - gather_.size()));
+        data = gather_.data();
+        len = gather_.size();
+    }
+    ERR_clear_error();
+    const int n = SSL_write(ssl_, data, static_cast<int>(std::min<size_t>(len, INT_MAX)));
+    if (n > 0) {
+        pending_ = 0;
+        return n;
+    }
+    switch (SSL_get_error(ssl_, n)) {
+        case SSL_ERROR_WANT_WRITE: pending_ = len; return -EAGAIN;
+        case SSL_ERROR_WANT_READ: pending_ = len, write_wants_read_ = true; return -EAGAIN;
+        case SSL_ERROR_SYSCALL: ERR_clear_error(); return lower_errno_ ? -lower_errno_ : -EPIPE;
+        default: ERR_clear_error(); return -EPROTO;
+    }
+}
+
+void transport::shutdown_write() {
+    if (established_) {
+        ERR_clear_error();
+        SSL_shutdown(ssl_);  // our close_notify; the client's is not waited for
+        ERR_clear_error();
+    }
+    lower_.shutdown_write();
+}
+
+}  // namespace coachwhip::tls

@@ -1,0 +1,85 @@
+// coachwhip::tls::transport — TLS as a layer between a byte-stream transport (the socket) and the
+// protocol above it: an http1::transport over another http1::transport.
+//
+// The protocol above reads and writes plaintext through the same non-blocking contract as over
+// TCP (see http1/transport.hpp) and never learns that TLS is there. Records go to and come from
+// the lower transport through a BIO of our own, so TLS runs over a socket in the server and over
+// an in-memory pipe in the unit tests and fuzzers alike.
+//
+// States:
+//
+//   handshaking --handshake() done--> established --shutdown_write()--> close_notify sent
+//        |  `--first bytes are plain HTTP--> plain_http (the owner answers 400 and closes)
+//        `--alert, garbage, EOF--> failed (the owner closes)
+//
+// The owner drives the handshake with handshake() on every readiness event until it is done,
+// then hands the connection to the protocol. A read or write made while still handshaking
+// drives the handshake too (it returns -EAGAIN until it is done).
+//
+// Readiness: TLS may need the other direction. A read can need to write (a post-handshake
+// message to answer while our output is blocked) and report -EAGAIN with read_wants_write():
+// the owner calls read again when the socket becomes writable; write_wants_read() likewise.
+// SSL holds decrypted bytes the socket no longer shows: a short read does not mean the socket
+// is drained, so the protocol must read until -EAGAIN.
+//
+// Write retries (OpenSSL's rule): after -EAGAIN, the next writev must offer at least the bytes
+// it offered before, starting with the same ones; the http1 output queue does exactly that.
+#pragma once
+
+#include <openssl/ssl.h>
+
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "http1/transport.hpp"
+#include "tls/context.hpp"
+
+namespace coachwhip::tls {
+
+class transport final : public http1::transport {
+  public:
+    enum class handshake_result { done, again, failed, plain_http };
+
+    // `lower` (not owned) must outlive this transport; `ctx` too.
+    transport(const context& ctx, http1::transport& lower);
+    ~transport();
+    transport(const transport&) = delete;
+    transport& operator=(const transport&) = delete;
+
+    handshake_result handshake();
+    bool handshaking() const noexcept { return !established_; }
+    // Why the handshake failed (for the debug log), once handshake() said failed.
+    const std::string& failure() const noexcept { return failure_; }
+    bool read_wants_write() const noexcept { return read_wants_write_; }
+    bool write_wants_read() const noexcept { return write_wants_read_; }
+    // What the app is told about this connection (after the handshake).
+    std::shared_ptr<const info> connection_info() const { return ctx_.connection_info(ssl_); }
+
+    ssize_t read(char* buf, size_t len) override;
+    ssize_t writev(const iovec* iov, int iovcnt, bool fin_next) override;
+    void shutdown_write() override;
+    void close() override { lower_.close(); }
+    void abort() override { lower_.abort(); }
+
+  private:
+    static int bio_read(BIO* b, char* buf, int len);
+    static int bio_write(BIO* b, const char* buf, int len);
+    static long bio_ctrl(BIO* b, int cmd, long num, void* ptr);
+    static BIO_METHOD* bio_method();
+
+    const context& ctx_;
+    http1::transport& lower_;
+    SSL* ssl_ = nullptr;
+    std::string failure_;
+    std::string gather_;   // small iovecs gathered into one record
+    size_t pending_ = 0;   // bytes the last SSL_write that would block was offered
+    int lower_errno_ = 0;  // the lower transport's last error, for the log
+    bool established_ = false;
+    bool first_read_ = true;
+    bool plain_http_ = false;
+    bool read_wants_write_ = false;
+    bool write_wants_read_ = false;
+};
+
+}  // namespace coachwhip::tls
