@@ -214,15 +214,16 @@ class Worker:
     async def serve(self) -> int:
         config = self.config
         loop = asyncio.get_running_loop()
+        # Under a supervisor, which checked the files and logged the certificate already, the
+        # ticket secret comes from it: every worker resumes the others' sessions. Loaded first:
+        # a mistake in the files is one line on stderr, and nothing else.
+        self.tls = tls.load(config, tls.inherited_secret() if self.supervisor else None)
         error_logger.info(
             "Started coachwhip %s (pid %d, %s loop)", __version__, os.getpid(), _loop_name(loop)
         )
-        _raise_open_files_limit(config.max_connections)
-        # Under a supervisor, which checked the files and logged the certificate already, the
-        # ticket secret comes from it: every worker resumes the others' sessions.
-        self.tls = tls.load(config, tls.inherited_secret() if self.supervisor else None)
         if self.tls is not None and self.supervisor is None:
             tls.announce(self.tls)
+        _raise_open_files_limit(config.max_connections)
         socks = open_listeners(config)
         self._install_signals(loop)
         lifespan = Lifespan(self.app, config.lifespan) if config.lifespan != "off" else None

@@ -13,6 +13,7 @@
 #include <cerrno>
 #include <cstring>
 #include <ctime>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -39,6 +40,11 @@ std::string openssl_reason() {
 // Reads a whole (small) PEM file; false with `error` naming `flag` and the path.
 bool read_file(const std::string& flag, const std::string& path, std::string& out,
                std::string& error) {
+    std::error_code ec;
+    if (std::filesystem::is_directory(path, ec)) {
+        error = flag + " " + path + ": cannot read the file: it is a directory";
+        return false;
+    }
     std::ifstream in(path, std::ios::binary);
     if (!in) {
         error = flag + " " + path + ": cannot read the file (" + std::strerror(errno) + ")";
@@ -47,7 +53,7 @@ bool read_file(const std::string& flag, const std::string& path, std::string& ou
     std::ostringstream ss;
     ss << in.rdbuf();
     if (in.bad()) {
-        error = flag + " " + path + ": cannot read the file (is it a directory?)";
+        error = flag + " " + path + ": cannot read the file";
         return false;
     }
     out = ss.str();

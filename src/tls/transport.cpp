@@ -129,40 +129,75 @@ ssize_t transport::writev(const iovec* iov, int iovcnt, bool) {
     size_t total = 0;
     for (int i = 0; i < iovcnt; ++i)
         total += iov[i].iov_len;
-    if (total == 0) return 0;
-    // Offer one record's worth at least, and never less than a retry must (see the header).
-    const size_t want = std::max(std::min(total, k_record), pending_);
-    const char* data = static_cast<const char*>(iov[0].iov_base);
-    size_t len = iov[0].iov_len;
-    if (len < want) {
-        gather_.clear();
-        for (int i = 0; i < iovcnt && gather_.size() < want; ++i)
-            gather_.append(static_cast<const char*>(iov[i].iov_base),
-                           std::min(iov[i].iov_len, want - gather_.size()));
-        data = gather_.data();
-        len = gather_.size();
-    }
-    ERR_clear_error();
-    const int n = SSL_write(ssl_, data, static_cast<int>(std::min<size_t>(len, INT_MAX)));
-    if (n > 0) {
+    // SSL_write takes one buffer and, in partial-write mode, returns after each record: loop
+    // until everything offered is written or the socket is full. (Returning after one record
+    // would look like a full socket to the caller, who would then wait for an EPOLLOUT that
+    // never comes.)
+    size_t done = 0;
+    int i = 0;       // the cursor: iov[i], `off` bytes in
+    size_t off = 0;  // (iovecs of length 0 are skipped as the cursor advances)
+    while (done < total) {
+        while (off == iov[i].iov_len)
+            ++i, off = 0;
+        // Offer one record's worth at least, and never less than a retry must (see the header).
+        const size_t want = std::max(std::min(total - done, k_record), pending_);
+        const char* data = static_cast<const char*>(iov[i].iov_base) + off;
+        size_t len = iov[i].iov_len - off;
+        if (len < want) {
+            // One scratch buffer per thread, not per connection: an idle connection keeps no
+            // 16 KiB around, and SSL_write has copied the bytes into a record when it returns
+            // (a retry may come from another buffer: SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER).
+            thread_local std::string gather;
+            gather.assign(data, len);
+            for (int j = i + 1; j < iovcnt && gather.size() < want; ++j)
+                gather.append(static_cast<const char*>(iov[j].iov_base),
+                              std::min(iov[j].iov_len, want - gather.size()));
+            data = gather.data();
+            len = gather.size();
+        }
+        ERR_clear_error();
+        const int n = SSL_write(ssl_, data, static_cast<int>(std::min<size_t>(len, INT_MAX)));
+        if (n <= 0) {
+            switch (SSL_get_error(ssl_, n)) {
+                case SSL_ERROR_WANT_WRITE: pending_ = len; break;
+                case SSL_ERROR_WANT_READ: pending_ = len, write_wants_read_ = true; break;
+                case SSL_ERROR_SYSCALL:
+                    ERR_clear_error();
+                    return done           ? static_cast<ssize_t>(done)
+                           : lower_errno_ ? -lower_errno_
+                                          : -EPIPE;
+                default: ERR_clear_error(); return done ? static_cast<ssize_t>(done) : -EPROTO;
+            }
+            return done ? static_cast<ssize_t>(done) : -EAGAIN;
+        }
         pending_ = 0;
-        return n;
+        done += static_cast<size_t>(n);
+        // Advance the cursor by n bytes.
+        for (size_t skip = static_cast<size_t>(n); skip > 0;) {
+            const size_t step = std::min(skip, iov[i].iov_len - off);
+            off += step, skip -= step;
+            if (off == iov[i].iov_len && skip > 0) ++i, off = 0;
+        }
     }
-    switch (SSL_get_error(ssl_, n)) {
-        case SSL_ERROR_WANT_WRITE: pending_ = len; return -EAGAIN;
-        case SSL_ERROR_WANT_READ: pending_ = len, write_wants_read_ = true; return -EAGAIN;
-        case SSL_ERROR_SYSCALL: ERR_clear_error(); return lower_errno_ ? -lower_errno_ : -EPIPE;
-        default: ERR_clear_error(); return -EPROTO;
-    }
+    return static_cast<ssize_t>(done);
+}
+
+void transport::send_close_notify() {
+    if (!established_ || (SSL_get_shutdown(ssl_) & SSL_SENT_SHUTDOWN)) return;
+    ERR_clear_error();
+    SSL_shutdown(ssl_);  // non-blocking, best effort; the client's close_notify is not waited for
+    ERR_clear_error();
 }
 
 void transport::shutdown_write() {
-    if (established_) {
-        ERR_clear_error();
-        SSL_shutdown(ssl_);  // our close_notify; the client's is not waited for
-        ERR_clear_error();
-    }
+    send_close_notify();
     lower_.shutdown_write();
+}
+
+void transport::close() {
+    // RFC 8446 §6.1: close_notify before closing, so the client can tell the end from a cut.
+    send_close_notify();
+    lower_.close();
 }
 
 }  // namespace coachwhip::tls

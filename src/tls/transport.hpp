@@ -59,20 +59,20 @@ class transport final : public http1::transport {
     ssize_t read(char* buf, size_t len) override;
     ssize_t writev(const iovec* iov, int iovcnt, bool fin_next) override;
     void shutdown_write() override;
-    void close() override { lower_.close(); }
-    void abort() override { lower_.abort(); }
+    void close() override;
+    void abort() override { lower_.abort(); }  // a reset: no close_notify
 
   private:
     static int bio_read(BIO* b, char* buf, int len);
     static int bio_write(BIO* b, const char* buf, int len);
     static long bio_ctrl(BIO* b, int cmd, long num, void* ptr);
     static BIO_METHOD* bio_method();
+    void send_close_notify();
 
     const context& ctx_;
     http1::transport& lower_;
     SSL* ssl_ = nullptr;
     std::string failure_;
-    std::string gather_;   // small iovecs gathered into one record
     size_t pending_ = 0;   // bytes the last SSL_write that would block was offered
     int lower_errno_ = 0;  // the lower transport's last error, for the log
     bool established_ = false;

@@ -14,6 +14,7 @@ if str(HERE) not in sys.path:  # the helpers module, whatever the import mode
     sys.path.insert(0, str(HERE))
 
 from harness import LISTEN_RE, LIVE, ServerProcess  # noqa: E402
+from tlscerts import Certs, session_certs  # noqa: E402
 
 DEFAULT_TIMEOUT_S = 60
 
@@ -106,3 +107,9 @@ def raw_server() -> Iterator[ServerProcess]:
     server = _start("apps.raw:app")
     yield server
     server.kill()
+
+
+@pytest.fixture(scope="session")
+def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
+    """The TLS test certificates (tlscerts.py), made once per test session."""
+    return session_certs(tmp_path_factory)
