@@ -82,9 +82,11 @@ struct server::conn_entry final : loop::io_handler {
             if ((ev & EPOLLOUT) && tls->read_wants_write()) ev |= EPOLLIN;
             if ((ev & EPOLLIN) && tls->write_wants_read() && conn.write_blocked()) ev |= EPOLLOUT;
         }
-        // A short read drains an edge-triggered socket, but not a TLS layer that holds records.
-        const bool drains = !tls && !(ev & (EPOLLRDHUP | EPOLLHUP | EPOLLERR));
-        if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) conn.on_readable(drains);
+        // A short read drains an edge-triggered socket; with TLS the transport judges that
+        // from its reads of the socket (SSL_read returns a record at a time).
+        const bool drains = !(ev & (EPOLLRDHUP | EPOLLHUP | EPOLLERR));
+        if (tls) tls->set_short_read_drains(drains);
+        if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) conn.on_readable(drains && !tls);
         // HUP/ERR: reset, or both directions shut. Nothing more can be written, so close now,
         // even while reading is paused (else the fd and buffers stay until the app finishes).
         if ((ev & (EPOLLHUP | EPOLLERR)) &&
@@ -285,7 +287,10 @@ void server::close_all() {
     reap();
 }
 
-void server::enter_io() { in_io_ = true; }
+void server::enter_io() {
+    in_io_ = true;
+    if (cfg_.tls) tls::transport::begin_io_phase();
+}
 
 void server::leave_io() {
     process_scheduled();

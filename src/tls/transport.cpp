@@ -24,6 +24,8 @@ std::string last_reason() {
 
 }  // namespace
 
+void transport::begin_io_phase() noexcept { ERR_clear_error(); }
+
 BIO_METHOD* transport::bio_method() {
     // Made once and never changed after: shared by every connection of the process.
     static BIO_METHOD* const method = [] {
@@ -51,6 +53,7 @@ int transport::bio_read(BIO* b, char* buf, int len) {
     auto* self = static_cast<transport*>(BIO_get_data(b));
     BIO_clear_retry_flags(b);
     const ssize_t n = self->lower_.read(buf, static_cast<size_t>(len));
+    self->drained_ = n == -EAGAIN || (n > 0 && n < len);
     if (n > 0 && self->first_read_) {
         self->first_read_ = false;
         // A TLS connection starts with a handshake record (0x16); an HTTP request with a method
@@ -111,7 +114,9 @@ ssize_t transport::read(char* buf, size_t len) {
         if (h == handshake_result::again) return -EAGAIN;
         if (h != handshake_result::done) return -ECONNRESET;
     }
-    ERR_clear_error();
+    // The socket had no more bytes at the last read of this readiness event and the TLS layer
+    // holds none: the read would end in an EAGAIN from recv(); skip the system call.
+    if (drained_ && short_read_drains_ && !SSL_has_pending(ssl_)) return -EAGAIN;
     const int n = SSL_read(ssl_, buf, static_cast<int>(std::min<size_t>(len, INT_MAX)));
     if (n > 0) return n;
     switch (SSL_get_error(ssl_, n)) {
@@ -155,7 +160,6 @@ ssize_t transport::writev(const iovec* iov, int iovcnt, bool) {
             data = gather.data();
             len = gather.size();
         }
-        ERR_clear_error();
         const int n = SSL_write(ssl_, data, static_cast<int>(std::min<size_t>(len, INT_MAX)));
         if (n <= 0) {
             switch (SSL_get_error(ssl_, n)) {

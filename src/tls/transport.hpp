@@ -22,6 +22,12 @@
 // SSL holds decrypted bytes the socket no longer shows: a short read does not mean the socket
 // is drained, so the protocol must read until -EAGAIN.
 //
+// OpenSSL's error queue is per thread and must be empty before each SSL call whose result is
+// checked with SSL_get_error. Clearing it before every read and write costs more than the
+// record layer itself on a small request, so the owner calls begin_io_phase() before a batch of
+// TLS work on the thread (nothing else runs on it in between), and every failure path here
+// leaves the queue empty again.
+//
 // Write retries (OpenSSL's rule): after -EAGAIN, the next writev must offer at least the bytes
 // it offered before, starting with the same ones; the http1 output queue does exactly that.
 #pragma once
@@ -46,6 +52,16 @@ class transport final : public http1::transport {
     ~transport();
     transport(const transport&) = delete;
     transport& operator=(const transport&) = delete;
+
+    // Empties the thread's OpenSSL error queue (see above). Call before a batch of I/O.
+    static void begin_io_phase() noexcept;
+    // For this readiness event, a short read from the socket means it is drained (an
+    // edge-triggered stream socket with no EOF pending); reads then stop at what the TLS layer
+    // holds instead of asking the socket again. Call before handing a readiness event over.
+    void set_short_read_drains(bool drains) noexcept {
+        short_read_drains_ = drains;
+        drained_ = false;
+    }
 
     handshake_result handshake();
     bool handshaking() const noexcept { return !established_; }
@@ -76,6 +92,8 @@ class transport final : public http1::transport {
     size_t pending_ = 0;   // bytes the last SSL_write that would block was offered
     int lower_errno_ = 0;  // the lower transport's last error, for the log
     bool established_ = false;
+    bool short_read_drains_ = false;
+    bool drained_ = false;  // the last read from the socket was short or would block
     bool first_read_ = true;
     bool plain_http_ = false;
     bool read_wants_write_ = false;

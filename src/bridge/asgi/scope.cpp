@@ -44,6 +44,8 @@ scope_builder::~scope_builder() {
     for (auto& [k, v] : hosts_)
         Py_DECREF(v);
     Py_XDECREF(server_tuple_);
+    Py_XDECREF(tls_template_);
+    Py_XDECREF(cert_str_);
     Py_XDECREF(template_);
     Py_XDECREF(asgi_);
 }
@@ -176,6 +178,20 @@ PyObject* scope_builder::extensions(const tls::info& t) {
     auto optional = [&](const std::optional<std::string>& s) {
         return s ? str(*s) : Py_NewRef(Py_None);
     };
+    if (!tls_template_) {
+        tls_template_ = PyDict_New();
+        for (PyObject* k : {n.server_cert, n.client_cert_chain, n.client_cert_name,
+                            n.client_cert_error, n.tls_version, n.cipher_suite, n.server_name})
+            if (!tls_template_ || PyDict_SetItem(tls_template_, k, Py_None) < 0) {
+                Py_CLEAR(tls_template_);
+                return nullptr;
+            }
+    }
+    if (t.server_cert != cert_source_ || !cert_str_) {
+        Py_XSETREF(cert_str_, t.server_cert ? str(*t.server_cert) : Py_NewRef(Py_None));
+        if (!cert_str_) return nullptr;
+        cert_source_ = t.server_cert;
+    }
     py::ref chain(PyList_New(static_cast<Py_ssize_t>(t.client_cert_chain.size())));
     if (!chain) return nullptr;
     for (size_t i = 0; i < t.client_cert_chain.size(); ++i) {
@@ -183,18 +199,18 @@ PyObject* scope_builder::extensions(const tls::info& t) {
         if (!pem) return nullptr;
         PyList_SET_ITEM(chain.get(), static_cast<Py_ssize_t>(i), pem);
     }
-    py::ref tls(PyDict_New());
+    py::ref tls(PyDict_Copy(tls_template_));
     if (!tls) return nullptr;
     PyObject* d = tls.get();
-    const bool ok =
-        set_item(d, n.server_cert, t.server_cert ? str(*t.server_cert) : Py_NewRef(Py_None)) == 0 &&
-        PyDict_SetItem(d, n.client_cert_chain, chain.get()) == 0 &&
-        set_item(d, n.client_cert_name, optional(t.client_cert_name)) == 0 &&
-        set_item(d, n.client_cert_error, optional(t.client_cert_error)) == 0 &&
-        set_item(d, n.tls_version, PyLong_FromLong(t.version)) == 0 &&
-        set_item(d, n.cipher_suite, PyLong_FromLong(t.cipher_suite)) == 0 &&
-        set_item(d, n.server_name,
-                 t.server_name.empty() ? Py_NewRef(Py_None) : str(t.server_name)) == 0;
+    const bool ok = PyDict_SetItem(d, n.server_cert, cert_str_) == 0 &&
+                    PyDict_SetItem(d, n.client_cert_chain, chain.get()) == 0 &&
+                    (!t.client_cert_name ||
+                     set_item(d, n.client_cert_name, optional(t.client_cert_name)) == 0) &&
+                    (!t.client_cert_error ||
+                     set_item(d, n.client_cert_error, optional(t.client_cert_error)) == 0) &&
+                    set_item(d, n.tls_version, PyLong_FromLong(t.version)) == 0 &&
+                    set_item(d, n.cipher_suite, PyLong_FromLong(t.cipher_suite)) == 0 &&
+                    (t.server_name.empty() || set_item(d, n.server_name, str(t.server_name)) == 0);
     if (!ok) return nullptr;
     PyObject* ext = PyDict_New();
     if (ext && PyDict_SetItem(ext, n.tls, d) < 0) Py_CLEAR(ext);

@@ -47,7 +47,7 @@ class scope_builder {
     using cache = std::unordered_map<std::string, PyObject*, text_hash, std::equal_to<>>;
 
     bool make_template();
-    static PyObject* extensions(const tls::info& t);
+    PyObject* extensions(const tls::info& t);
     PyObject* method(std::string_view m);
     static PyObject* scheme(std::string_view s);
     PyObject* header_name(std::string_view raw);
@@ -71,6 +71,11 @@ class scope_builder {
     cache hosts_;                       // client host -> str, owned
     cache methods_;                     // owned values
     cache names_;                       // raw name -> lowercased bytes, owned
+    // TLS: the extension dict is a copy of a template with its keys in order; the served
+    // certificate (the same PEM for every connection) is decoded to a str once.
+    PyObject* tls_template_ = nullptr;                // owned
+    std::shared_ptr<const std::string> cert_source_;  // what cert_str_ was made from
+    PyObject* cert_str_ = nullptr;                    // owned
 };
 
 // Percent-decodes `in` (RFC 3986 §2.1) into `out`; invalid escapes are kept literally.
