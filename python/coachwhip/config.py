@@ -536,11 +536,6 @@ class Config:
                 f"--ssl-cert-reqs {self.ssl_cert_reqs} needs --ssl-ca-certs: the CA certificates "
                 "client certificates are checked against"
             )
-        if self.proxy_protocol:
-            raise ConfigError(
-                "--proxy-protocol with --ssl-certfile is not supported yet: let the proxy "
-                "terminate TLS (and send the PROXY header to a plain-HTTP port)"
-            )
 
     @property
     def scheme(self) -> str:

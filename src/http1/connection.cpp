@@ -45,6 +45,12 @@ connection::connection(transport& t, connection_owner& owner, const connection_c
     proxy_pending_ = cfg.proxy_protocol_from != nullptr;
 }
 
+void connection::set_peer(http::endpoint client, http::endpoint server) {
+    client_ = std::move(client);
+    server_ = std::move(server);
+    if (cfg_.forwarded_trust) forwarded_peer_ = trusts_peer(*cfg_.forwarded_trust);
+}
+
 bool connection::trusts_peer(const proxy::trusted_networks& trust) const noexcept {
     const bool unix_peer = server_.known && server_.port < 0;  // AF_UNIX (see http::endpoint)
     return unix_peer ? trust.contains_unix() : client_.known && trust.contains(client_.host);

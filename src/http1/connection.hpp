@@ -188,6 +188,10 @@ class connection final : public http::response_sink {
     // shutdown_idle timer to start a request; if none starts, it closes then.
     void begin_shutdown();
 
+    // The peer's addresses as a PROXY header read before TLS named them (the owner calls this
+    // before the first read): the proxy-header trust is judged again for the new client.
+    void set_peer(http::endpoint client, http::endpoint server);
+
     // The connection runs over TLS (the owner calls this once the handshake is done, before
     // the first read): the scheme is https and every request carries `info`.
     void set_tls(std::shared_ptr<const tls::info> info) noexcept {

@@ -14,6 +14,7 @@
 #include <cstring>
 
 #include "core/log.hpp"
+#include "proxy/proxy_protocol.hpp"
 #include "server/tcp_transport.hpp"
 #include "tls/transport.hpp"
 
@@ -74,6 +75,7 @@ struct server::conn_entry final : loop::io_handler {
 
     void on_io(uint32_t ev) override {
         if (tls) {
+            if (proxy_pending && !read_proxy_header()) return conn.release_memory();
             if (tls->handshaking()) {
                 if (!handshake()) return conn.release_memory();
                 ev |= EPOLLIN;  // the first request may already sit decrypted in the TLS layer
@@ -111,6 +113,49 @@ struct server::conn_entry final : loop::io_handler {
         }
         return false;
     }
+    // --proxy-protocol over TLS: the PROXY header comes before the ClientHello, so it is read
+    // here from the socket (the HTTP connection's own PROXY reading is off for TLS listeners);
+    // what follows it goes to TLS. True once it is consumed; false while it is incomplete, or
+    // after closing (an untrusted peer, an invalid header: no answer, as over plain TCP).
+    bool read_proxy_header() {
+        std::string_view why;
+        const http::endpoint& peer = conn.client();
+        const bool unix_peer = !peer.known;
+        const auto& trust = srv.cfg_.forwarded_trust;
+        if (unix_peer ? !trust.contains_unix() : !trust.contains(peer.host)) {
+            why = "its address is not in --forwarded-allow-ips";
+        } else {
+            char buf[1024];
+            ssize_t n = 0;
+            while (proxy_head.size() < k_proxy_read_max &&
+                   (n = transport.read(buf, sizeof buf)) > 0) {
+                proxy_head.append(buf, static_cast<size_t>(n));
+                const proxy::proxy_result r = proxy::decode_proxy_header(proxy_head, {});
+                if (r.status == proxy::proxy_status::incomplete) continue;
+                if (r.status == proxy::proxy_status::complete) return apply_proxy_header(r);
+                why = r.error;
+                break;
+            }
+            if (why.empty() && n == -EAGAIN) return false;  // wait for more (handshake timer)
+            if (why.empty()) why = "the connection ended before a complete PROXY header";
+        }
+        srv.tls_refused(*this, http::refusal::proxy_protocol, why);
+        return false;
+    }
+    bool apply_proxy_header(const proxy::proxy_result& r) {
+        const auto endpoint = [](const proxy::proxy_endpoint& e) {
+            return http::endpoint{std::string(e.host.view()), e.port, true};
+        };
+        const auto fam = r.source.family;
+        if (fam == proxy::address_family::inet || fam == proxy::address_family::inet6)
+            conn.set_peer(endpoint(r.source), endpoint(r.destination));
+        tls->preload(std::string_view(proxy_head).substr(r.length));
+        proxy_head = std::string();
+        proxy_pending = false;
+        return true;
+    }
+    static constexpr size_t k_proxy_read_max = 8192;  // more than any valid header (4 KiB)
+
     // Plain HTTP on the TLS port: a 400 in plain HTTP (as nginx answers), then FIN. The rest of
     // the request is read and dropped first (bounded), so that closing does not reset the
     // connection under the answer.
@@ -151,6 +196,8 @@ struct server::conn_entry final : loop::io_handler {
     server& srv;
     tcp_transport transport;
     std::unique_ptr<tls::transport> tls;  // between the socket and the protocol, when TLS is on
+    std::string proxy_head;               // --proxy-protocol over TLS: the bytes read so far
+    bool proxy_pending = false;           // ... and the header is still to come
     http1::connection conn;
     loop::timer read_timer;  // TLS handshake, keep-alive, header, body or linger: one at a time
     loop::timer write_timer;
@@ -181,6 +228,8 @@ server::server(const server_config& cfg)
     internal_conn_ = cfg_.conn;
     internal_conn_.internal_only = true;
     internal_conn_.proxy_protocol_from = nullptr;  // scrapers connect directly
+    tls_conn_ = cfg_.conn;
+    tls_conn_.proxy_protocol_from = nullptr;  // read before TLS: conn_entry::read_proxy_header
     for (auto* list : {&keep_alive_list_, &header_list_, &body_list_, &write_list_, &linger_list_,
                        &shutdown_idle_list_, &rate_list_, &tls_handshake_list_})
         loop_.add_list(list);
@@ -227,13 +276,15 @@ void server::accept_one(listener_entry& le, int fd, const sockaddr_storage& peer
     }
     http::endpoint client = le.family == AF_UNIX ? http::endpoint{} : to_endpoint(peer);
     const tls::context* tls_ctx = le.internal ? nullptr : cfg_.tls.get();
-    conns_.emplace_back(*this, le.internal ? internal_conn_ : cfg_.conn, fd, std::move(client),
-                        std::move(local), tls_ctx);
+    const http1::connection_config& conn_cfg =
+        le.internal ? internal_conn_ : (tls_ctx ? tls_conn_ : cfg_.conn);
+    conns_.emplace_back(*this, conn_cfg, fd, std::move(client), std::move(local), tls_ctx);
     conn_entry& e = conns_.back();
     e.self = std::prev(conns_.end());
     e.conn.owner_ctx = &e;
     ++conn_count_;
     if (tls_ctx) {
+        e.proxy_pending = cfg_.proxy_protocol;
         e.read_kind = timer_kind::none;
         loop_.arm(e.read_timer, tls_handshake_list_);  // see conn_entry::on_read_timer
     } else {

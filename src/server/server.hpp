@@ -138,6 +138,7 @@ class server final : private http1::connection_owner {
 
     server_config cfg_;
     http1::connection_config internal_conn_;  // cfg_.conn for internal listeners
+    http1::connection_config tls_conn_;       // cfg_.conn for TLS connections
     bool has_internal_ = false;
     // The counters (declared before conns_: connections report to them as they close).
     metrics::region metrics_;

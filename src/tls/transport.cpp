@@ -52,8 +52,15 @@ transport::~transport() { SSL_free(ssl_); }
 int transport::bio_read(BIO* b, char* buf, int len) {
     auto* self = static_cast<transport*>(BIO_get_data(b));
     BIO_clear_retry_flags(b);
-    const ssize_t n = self->lower_.read(buf, static_cast<size_t>(len));
-    self->drained_ = n == -EAGAIN || (n > 0 && n < len);
+    ssize_t n;
+    if (!self->preload_.empty()) {
+        n = static_cast<ssize_t>(std::min(self->preload_.size(), static_cast<size_t>(len)));
+        std::memcpy(buf, self->preload_.data(), static_cast<size_t>(n));
+        self->preload_.erase(0, static_cast<size_t>(n));
+    } else {
+        n = self->lower_.read(buf, static_cast<size_t>(len));
+        self->drained_ = n == -EAGAIN || (n > 0 && n < len);
+    }
     if (n > 0 && self->first_read_) {
         self->first_read_ = false;
         // A TLS connection starts with a handshake record (0x16); an HTTP request with a method

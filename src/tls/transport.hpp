@@ -63,6 +63,10 @@ class transport final : public http1::transport {
         drained_ = false;
     }
 
+    // Bytes already read from the socket that belong to TLS (what followed a PROXY header):
+    // the handshake reads them first. Before the first handshake().
+    void preload(std::string_view bytes) { preload_.assign(bytes); }
+
     handshake_result handshake();
     bool handshaking() const noexcept { return !established_; }
     // Why the handshake failed (for the debug log), once handshake() said failed.
@@ -89,6 +93,7 @@ class transport final : public http1::transport {
     http1::transport& lower_;
     SSL* ssl_ = nullptr;
     std::string failure_;
+    std::string preload_;  // see preload()
     size_t pending_ = 0;   // bytes the last SSL_write that would block was offered
     int lower_errno_ = 0;  // the lower transport's last error, for the log
     bool established_ = false;

@@ -221,6 +221,19 @@ TEST(TlsTransport, ClientHelloOneByteAtATime) {
     EXPECT_EQ(c.handshake(*p.server, p.low), result::done);
 }
 
+// What followed a PROXY header, read before TLS began, is handed to TLS first.
+TEST(TlsTransport, PreloadedBytesComeBeforeTheSocket) {
+    pair p;
+    client c;
+    SSL_do_handshake(c.ssl);
+    c.pump(p.low);
+    const std::string hello = p.low.in;
+    p.low.in.clear();
+    p.server->preload(std::string_view(hello).substr(0, 40));
+    p.low.in = hello.substr(40);
+    EXPECT_EQ(c.handshake(*p.server, p.low), result::done);
+}
+
 TEST(TlsTransport, PlainHttpIsRecognised) {
     pair p;
     p.low.in = "GET / HTTP/1.1\r\nhost: x\r\n\r\n";
