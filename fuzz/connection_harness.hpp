@@ -23,12 +23,13 @@ namespace coachwhip_fuzz {
 
 namespace http = coachwhip::http;
 namespace http1 = coachwhip::http1;
+namespace core = coachwhip::core;
 
 // ---- the client side of the socket -----------------------------------------------------------
 
 // The client's bytes wait in `input` until the connection reads them; what the connection
 // writes lands in `output`, up to `budget` bytes (the client's receive window; 0 = EAGAIN).
-struct client_transport final : http1::transport {
+struct client_transport final : core::transport {
     std::string input;
     size_t pos = 0;
     bool eof = false;  // the client half-closed after `input`

@@ -31,7 +31,7 @@ std::span<header_field> header_storage(size_t n) {
 }
 }  // namespace
 
-connection::connection(transport& t, connection_owner& owner, const connection_config& cfg,
+connection::connection(core::transport& t, connection_owner& owner, const connection_config& cfg,
                        http::event_queue& events, http::endpoint client, http::endpoint server)
     : t_(t),
       owner_(owner),

@@ -32,13 +32,13 @@
 #include <optional>
 
 #include "core/buffer.hpp"
+#include "core/transport.hpp"
 #include "http/exchange.hpp"
 #include "http/refusal.hpp"
 #include "http1/chunked.hpp"
 #include "http1/message.hpp"
 #include "http1/parser.hpp"
 #include "http1/response.hpp"
-#include "http1/transport.hpp"
 #include "proxy/forwarded.hpp"
 
 namespace coachwhip::http1 {
@@ -162,7 +162,7 @@ class connection final : public http::response_sink {
   public:
     enum class state : uint8_t { read_head, in_request, draining, lingering, closed };
 
-    connection(transport& t, connection_owner& owner, const connection_config& cfg,
+    connection(core::transport& t, connection_owner& owner, const connection_config& cfg,
                http::event_queue& events, http::endpoint client, http::endpoint server);
     ~connection();
     connection(const connection&) = delete;
@@ -251,7 +251,7 @@ class connection final : public http::response_sink {
     http::send_result queue_head(const head& h, std::string_view body, bool more);
     http::send_result queue_body(std::string_view body, bool more);
 
-    transport& t_;
+    core::transport& t_;
     connection_owner& owner_;
     const connection_config& cfg_;
     http::event_queue& events_;

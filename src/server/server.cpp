@@ -67,7 +67,7 @@ struct server::conn_entry final : loop::io_handler {
         : srv(s),
           transport(fd, s.m_),
           tls(tls_ctx ? std::make_unique<tls::transport>(*tls_ctx, transport) : nullptr),
-          conn(tls ? static_cast<http1::transport&>(*tls) : transport, s, cfg, s.events_,
+          conn(tls ? static_cast<core::transport&>(*tls) : transport, s, cfg, s.events_,
                std::move(c), std::move(l)),
           read_timer(&on_read_timer, this),
           write_timer(&on_write_timer, this),

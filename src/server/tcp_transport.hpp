@@ -1,13 +1,13 @@
-// coachwhip::server::tcp_transport — http1::transport over a connected, non-blocking socket
+// coachwhip::server::tcp_transport — core::transport over a connected, non-blocking socket
 // (TCP or Unix domain). Owns the fd: closes it in close() or the destructor.
 #pragma once
 
-#include "http1/transport.hpp"
+#include "core/transport.hpp"
 #include "server/metrics.hpp"
 
 namespace coachwhip::server {
 
-class tcp_transport final : public http1::transport {
+class tcp_transport final : public core::transport {
   public:
     // `counters`: where bytes read and written are counted (the server's metrics block).
     tcp_transport(int fd, metrics::block* counters) noexcept : fd_(fd), m_(counters) {}

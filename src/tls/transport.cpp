@@ -38,7 +38,7 @@ BIO_METHOD* transport::bio_method() {
     return method;
 }
 
-transport::transport(const context& ctx, http1::transport& lower) : ctx_(ctx), lower_(lower) {
+transport::transport(const context& ctx, core::transport& lower) : ctx_(ctx), lower_(lower) {
     ssl_ = SSL_new(ctx.native());
     BIO* bio = BIO_new(bio_method());
     BIO_set_data(bio, this);

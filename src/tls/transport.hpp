@@ -1,8 +1,8 @@
 // coachwhip::tls::transport — TLS as a layer between a byte-stream transport (the socket) and the
-// protocol above it: an http1::transport over another http1::transport.
+// protocol above it: a core::transport over another core::transport.
 //
 // The protocol above reads and writes plaintext through the same non-blocking contract as over
-// TCP (see http1/transport.hpp) and never learns that TLS is there. Records go to and come from
+// TCP (see core/transport.hpp) and never learns that TLS is there. Records go to and come from
 // the lower transport through a BIO of our own, so TLS runs over a socket in the server and over
 // an in-memory pipe in the unit tests and fuzzers alike.
 //
@@ -38,17 +38,17 @@
 #include <string>
 #include <string_view>
 
-#include "http1/transport.hpp"
+#include "core/transport.hpp"
 #include "tls/context.hpp"
 
 namespace coachwhip::tls {
 
-class transport final : public http1::transport {
+class transport final : public core::transport {
   public:
     enum class handshake_result { done, again, failed, plain_http };
 
     // `lower` (not owned) must outlive this transport; `ctx` too.
-    transport(const context& ctx, http1::transport& lower);
+    transport(const context& ctx, core::transport& lower);
     ~transport();
     transport(const transport&) = delete;
     transport& operator=(const transport&) = delete;
@@ -90,7 +90,7 @@ class transport final : public http1::transport {
     void send_close_notify();
 
     const context& ctx_;
-    http1::transport& lower_;
+    core::transport& lower_;
     SSL* ssl_ = nullptr;
     std::string failure_;
     std::string preload_;  // see preload()

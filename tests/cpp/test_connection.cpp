@@ -19,7 +19,7 @@ using timer_kind = http1::connection_owner::timer_kind;
 
 namespace {
 
-struct mem_transport final : http1::transport {
+struct mem_transport final : core::transport {
     std::string input;
     size_t pos = 0;
     bool eof = false;

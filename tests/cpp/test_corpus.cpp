@@ -212,7 +212,7 @@ http1::connection_config config_from(const corpus& c) {
 
 // ---------------------------------------------------------------------------- the connection
 
-struct mem_transport final : http1::transport {
+struct mem_transport final : core::transport {
     std::string input;
     size_t pos = 0;
     bool eof = false;

@@ -20,14 +20,14 @@
 #include <string>
 #include <string_view>
 
-#include "http1/transport.hpp"
+#include "core/transport.hpp"
 #include "tls/context.hpp"
 #include "tls/transport.hpp"
 
 namespace coachwhip_test {
 
 namespace tls = coachwhip::tls;
-namespace http1 = coachwhip::http1;
+namespace core = coachwhip::core;
 
 // A key and a certificate for it, signed by `issuer` (itself when null).
 struct cert {
@@ -105,7 +105,7 @@ inline void write_key(const std::string& path, EVP_PKEY* k, const char* password
 
 // The socket below tls::transport: bytes from the client wait in `in`; what TLS writes lands in
 // `out`, up to `budget` bytes at a time (0: the socket would block).
-struct memory_lower final : http1::transport {
+struct memory_lower final : core::transport {
     std::string in;
     size_t pos = 0;
     bool eof = false;

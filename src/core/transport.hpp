@@ -1,9 +1,10 @@
-// coachwhip::http1 transport — the byte stream a connection runs over.
+// coachwhip::core::transport — the byte stream a protocol runs over.
 //
-// TCP and Unix sockets (server::tcp_transport), TLS later, and an in-memory pipe in the unit
-// tests implement it. The interface is pull-based to fit edge-triggered readiness: the owner
-// tells the connection "readable"/"writable", and the connection reads and writes until the
-// transport says it would block.
+// TCP and Unix sockets (server::tcp_transport), TLS over any of them (tls::transport), and
+// in-memory pipes in the unit tests and fuzzers implement it. It sits below every protocol:
+// HTTP/1.1 runs over it without knowing whether TLS is there. The interface is pull-based to
+// fit edge-triggered readiness: the owner tells the connection "readable"/"writable", and the
+// connection reads and writes until the transport says it would block.
 //
 // Contract: non-blocking. `read` returns >0 bytes read, 0 at end of stream, or -errno (-EAGAIN:
 // nothing now). `writev` returns bytes written (possibly fewer than offered) or -errno;
@@ -20,7 +21,7 @@
 
 #include <cstddef>
 
-namespace coachwhip::http1 {
+namespace coachwhip::core {
 
 class transport {
   public:
@@ -34,4 +35,4 @@ class transport {
     ~transport() = default;
 };
 
-}  // namespace coachwhip::http1
+}  // namespace coachwhip::core
