@@ -23,6 +23,7 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <span>
 #include <string>
@@ -64,6 +65,13 @@ enum event : uint8_t {
     ev_body = 2,        // more request body arrived, or it is complete
     ev_drain = 4,       // output fell below the low-water mark: a waiting send may proceed
     ev_disconnect = 8,  // the client is gone (or the exchange was aborted)
+    ev_message = 16,    // WebSocket: whole messages wait in exchange::ws_inbox
+};
+
+// A whole WebSocket message (reassembled, decompressed, UTF-8 checked when text).
+struct ws_message {
+    bool text = false;
+    std::string data;
 };
 
 class exchange;
@@ -84,6 +92,21 @@ class response_sink {
     virtual void abort(exchange& ex) = 0;
     // The app took buffered body bytes, or wants some: send 100 Continue if it is owed, and read.
     virtual void want_body(exchange& ex) = 0;
+
+    // ---- WebSocket, once the app accepted the upgrade and the owner rebound the exchange to
+    // the WebSocket protocol (ws::connection; HTTP/2's extended CONNECT later) ----
+    // One message (text: valid UTF-8, the caller checked). proceed / wait (wait for ev_drain) /
+    // closed (the WebSocket is closing or gone: ASGI raises an OSError subclass).
+    virtual send_result ws_send(exchange& ex, bool text, std::string_view data) {
+        (void)ex, (void)text, (void)data;
+        return {send_status::closed, {}};
+    }
+    // The app closes (code 1000 and up, reason at most 123 bytes of UTF-8: the sink truncates).
+    virtual void ws_close(exchange& ex, uint16_t code, std::string_view reason) {
+        (void)ex, (void)code, (void)reason;
+    }
+    // The app took messages out of ws_inbox: reading may resume below --ws-max-queue.
+    virtual void ws_taken(exchange& ex) { (void)ex; }
 
   protected:
     ~response_sink() = default;
@@ -125,6 +148,14 @@ class exchange : public std::enable_shared_from_this<exchange> {
     std::string body;  // decoded bytes not yet taken by the app
     bool body_complete = false;
 
+    // ---- WebSocket (protocol appends and posts ev_message; app takes, then ws_taken()) ----
+    std::deque<ws_message> ws_inbox;
+    // With ev_disconnect after the accept: the client's close code (1005: its close frame had
+    // none; 1006: the connection dropped without one; 1001: the server is shutting down) and
+    // reason.
+    uint16_t ws_close_code = 0;
+    std::string ws_close_reason;
+
     // ---- response accounting (for the access log) ----
     int status = 0;
     uint64_t bytes_sent = 0;
@@ -157,8 +188,22 @@ class exchange : public std::enable_shared_from_this<exchange> {
     }
     bool connected() const noexcept { return sink_ != nullptr; }
 
+    // ---- WebSocket app-side calls (see response_sink) ----
+    send_result ws_send(bool text, std::string_view data) {
+        if (!sink_) return {send_status::closed, {}};
+        return sink_->ws_send(*this, text, data);
+    }
+    void ws_close(uint16_t code, std::string_view reason) {
+        if (sink_) sink_->ws_close(*this, code, reason);
+    }
+    void ws_taken() {
+        if (sink_) sink_->ws_taken(*this);
+    }
+
     // ---- protocol-side ----
     void detach() noexcept { sink_ = nullptr; }
+    // The owner hands the exchange to the protocol that carries on after an upgrade.
+    void rebind(response_sink* sink) noexcept { sink_ = sink; }
 
     // An opaque handle the app side keeps here (the bridge's Python object, borrowed).
     void* app_handle = nullptr;
