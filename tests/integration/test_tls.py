@@ -748,3 +748,36 @@ def test_plain_http_to_the_tls_port_gets_400(servers: dict[str, ServerProcess]):
         assert b"https" in response.body.lower()
         assert conn.read_to_eof(timeout=3) == b""
     poll(lambda: fetch(server, "/hello").status == 200, 5, what="TLS still served")
+
+
+# --- metrics ------------------------------------------------------------------------------------
+
+
+def metric(server: ServerProcess, ctx: ssl.SSLContext, name: str, label: str) -> int:
+    text = fetch(server, "/-/metrics", ctx).body.decode()
+    match = re.search(rf"^{name}\{{{label}\}} (\d+)$", text, re.M)
+    assert match, text
+    return int(match.group(1))
+
+
+def test_metrics_count_handshakes_and_refusals(serve: Serve, certs: Certs):
+    server = serve_tls(serve, certs.ecdsa, "--metrics", "--timeout-tls-handshake", "0.5")
+    ctx = client_context(certs)
+    first = fetch(server, "/hello", ctx)
+    fetch(server, "/hello", ctx, session=first.session)
+    for data in (b"GET / HTTP/1.1\r\nhost: x\r\n\r\n", b"\x16\x03\x01\xff\xffgarbage"):
+        with socket.create_connection((server.host, server.port), timeout=5) as raw:
+            raw.sendall(data)
+            raw.shutdown(socket.SHUT_WR)
+            while raw.recv(4096):
+                pass
+    with socket.create_connection((server.host, server.port), timeout=5) as silent:
+        assert silent.recv(1) == b""  # closed by the handshake deadline
+    handshakes = "coachwhip_tls_handshakes_total"
+    # The scrapes themselves are full handshakes: at least the first request and this one.
+    assert metric(server, ctx, handshakes, 'session="full"') >= 2
+    assert metric(server, ctx, handshakes, 'session="resumed"') == 1
+    refused = "coachwhip_refused_total"
+    assert metric(server, ctx, refused, 'reason="tls_plain_http"') == 1
+    assert metric(server, ctx, refused, 'reason="tls_handshake"') == 1
+    assert metric(server, ctx, refused, 'reason="tls_timeout"') == 1
