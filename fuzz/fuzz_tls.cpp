@@ -34,7 +34,7 @@ namespace {
 struct world {
     temp_dir dir;
     cert leaf;
-    std::unique_ptr<tls::context> ctx;
+    std::shared_ptr<tls::context> ctx;
     world() {
         make_cert(leaf, "localhost", nullptr, false);
         tls::settings s;
@@ -55,7 +55,7 @@ const world& w() {
 
 void raw(const uint8_t* data, size_t size) {
     memory_lower low;
-    tls::transport t(*w().ctx, low);
+    tls::transport t(w().ctx, low);
     const size_t step = size ? 1 + data[0] % 64 : 1;
     size_t at = 1;
     auto r = tls::transport::handshake_result::again;
@@ -76,7 +76,7 @@ void raw(const uint8_t* data, size_t size) {
 
 void scripted(const uint8_t* data, size_t size) {
     memory_lower low;
-    tls::transport server(*w().ctx, low);
+    tls::transport server(w().ctx, low);
     client c((data[0] & 2) ? TLS1_3_VERSION : TLS1_2_VERSION);
     FUZZ_CHECK(c.handshake(server, low) == tls::transport::handshake_result::done);
     std::string sent_by_client, read_by_server, written_by_server, read_by_client;

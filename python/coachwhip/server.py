@@ -138,6 +138,7 @@ class Worker:
         self.retire_asked = False
         self.engine: Any = None  # the _core.Server, once serving
         self.tls: Any = None  # the _core.TlsContext with --ssl-certfile
+        self.tls_secret: bytes | None = None  # its session-ticket secret (kept across reloads)
         self.not_ready = False  # the supervisor said a shutdown is near (SIGUSR1)
         # --max-requests with jitter: each worker draws its own limit, so that workers started
         # together do not all retire together.
@@ -217,7 +218,9 @@ class Worker:
         # Under a supervisor, which checked the files and logged the certificate already, the
         # ticket secret comes from it: every worker resumes the others' sessions. Loaded first:
         # a mistake in the files is one line on stderr, and nothing else.
-        self.tls = tls.load(config, tls.inherited_secret() if self.supervisor else None)
+        secret = tls.inherited_secret() if self.supervisor else os.urandom(tls.SECRET_BYTES)
+        self.tls_secret = secret
+        self.tls = tls.load(config, secret)
         error_logger.info(
             "Started coachwhip %s (pid %d, %s loop)", __version__, os.getpid(), _loop_name(loop)
         )
@@ -345,6 +348,22 @@ class Worker:
             return
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self._on_signal, sig)
+        if self.tls is not None:
+            loop.add_signal_handler(signal.SIGHUP, self._reload_tls)
+
+    def _reload_tls(self) -> None:
+        """SIGHUP in a single process with TLS: load the certificate files again; new
+        connections get the new certificate, open ones keep theirs. A broken file is logged and
+        the running certificate stays (certbot's deploy hook can send SIGHUP safely)."""
+        try:
+            context = tls.load(self.config, self.tls_secret)
+        except ConfigError as exc:
+            error_logger.error("SIGHUP ignored, still serving the old certificate: %s", exc)
+            return
+        tls.announce(context)
+        self.tls = context
+        if self.engine is not None:
+            self.engine.set_tls(context)
 
     def _mark_not_ready(self) -> None:
         """--shutdown-delay under a supervisor: /-/ready answers 503 from now on; the

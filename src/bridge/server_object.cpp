@@ -154,6 +154,18 @@ PyObject* server_set_ready(PyObject* self, PyObject* arg) {
     Py_RETURN_NONE;
 }
 
+// A reloaded TlsContext (SIGHUP in a single process): new connections use it.
+PyObject* server_set_tls(PyObject* self, PyObject* arg) {
+    if (!engine_of(self)) return nullptr;
+    std::shared_ptr<const tls::context> ctx;
+    if (arg == Py_None || !tls_context_of(arg, ctx)) {
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "set_tls() needs a TlsContext");
+        return nullptr;
+    }
+    reinterpret_cast<server_object*>(self)->engine->set_tls(std::move(ctx));
+    Py_RETURN_NONE;
+}
+
 // The app's startup completed: start the requests held until now, in arrival order.
 PyObject* server_release_requests(PyObject* self, PyObject*) {
     if (!engine_of(self)) return nullptr;
@@ -468,6 +480,8 @@ PyMethodDef server_methods[] = {
     {"run_scheduled", server_run_scheduled, METH_NOARGS, "Flush work the app side buffered."},
     {"stop_accepting", server_stop_accepting, METH_NOARGS, "Stop accepting new connections."},
     {"set_ready", server_set_ready, METH_O, "set_ready(bool): what /-/ready answers (200/503)."},
+    {"set_tls", server_set_tls, METH_O,
+     "set_tls(TlsContext): connections accepted from now on use this certificate."},
     {"release_requests", server_release_requests, METH_NOARGS,
      "The app's startup completed: start the requests held until now (hold_requests=True)."},
     {"shutdown_connections", server_shutdown_connections, METH_NOARGS,

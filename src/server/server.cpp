@@ -63,10 +63,10 @@ bool is_wildcard(const sockaddr_storage& ss) {
 // reads whatever came along with the client's Finished message.
 struct server::conn_entry final : loop::io_handler {
     conn_entry(server& s, const http1::connection_config& cfg, int fd, http::endpoint c,
-               http::endpoint l, const tls::context* tls_ctx)
+               http::endpoint l, const std::shared_ptr<const tls::context>& tls_ctx)
         : srv(s),
           transport(fd, s.m_),
-          tls(tls_ctx ? std::make_unique<tls::transport>(*tls_ctx, transport) : nullptr),
+          tls(tls_ctx ? std::make_unique<tls::transport>(tls_ctx, transport) : nullptr),
           conn(tls ? static_cast<core::transport&>(*tls) : transport, s, cfg, s.events_,
                std::move(c), std::move(l)),
           read_timer(&on_read_timer, this),
@@ -275,7 +275,8 @@ void server::accept_one(listener_entry& le, int fd, const sockaddr_storage& peer
         }
     }
     http::endpoint client = le.family == AF_UNIX ? http::endpoint{} : to_endpoint(peer);
-    const tls::context* tls_ctx = le.internal ? nullptr : cfg_.tls.get();
+    static const std::shared_ptr<const tls::context> no_tls;
+    const std::shared_ptr<const tls::context>& tls_ctx = le.internal ? no_tls : cfg_.tls;
     const http1::connection_config& conn_cfg =
         le.internal ? internal_conn_ : (tls_ctx ? tls_conn_ : cfg_.conn);
     conns_.emplace_back(*this, conn_cfg, fd, std::move(client), std::move(local), tls_ctx);
@@ -309,6 +310,10 @@ void server::tls_refused(conn_entry& e, http::refusal why, std::string_view deta
         core::log(core::log_level::debug, "TLS connection from " + e.conn.client().host +
                                               " closed: " + std::string(detail));
     e.conn.on_hangup();
+}
+
+void server::set_tls(std::shared_ptr<const tls::context> ctx) {
+    if (cfg_.tls && ctx) cfg_.tls = std::move(ctx);
 }
 
 void server::stop_accepting() {

@@ -75,6 +75,9 @@ class server final : private http1::connection_owner {
     // listener (--metrics-bind) answers /-/metrics (and /-/health, /-/ready when enabled) and
     // 404 to everything else; the app's listeners then do not answer /-/metrics.
     core::error add_listener(int fd, bool internal = false);
+    // A reloaded certificate: connections accepted from now on use `ctx`, the open ones keep
+    // theirs. Only on a server that has TLS (a plain server stays plain).
+    void set_tls(std::shared_ptr<const tls::context> ctx);
     void stop_accepting();
     void shutdown_connections();
     void close_all();

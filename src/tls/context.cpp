@@ -193,7 +193,7 @@ int context_index() {
 }
 
 // Session tickets (RFC 5077 / RFC 8446 §4.6.1), both versions: encrypt with the current hour's
-// key; decrypt with the current or the previous hour's, and renew (return 2) with the previous.
+// key; decrypt with the current or the previous hour's, and renew the ticket either way.
 int ticket_callback(SSL* ssl, unsigned char name[16], unsigned char* iv, EVP_CIPHER_CTX* cipher,
                     EVP_MAC_CTX* mac, int enc) {
     const auto* self =
@@ -222,7 +222,10 @@ int ticket_callback(SSL* ssl, unsigned char name[16], unsigned char* iv, EVP_CIP
         if (EVP_DecryptInit_ex(cipher, EVP_aes_256_cbc(), nullptr, k.aes.data(), iv) != 1 ||
             !init_mac(k))
             return -1;
-        return e == epoch ? 1 : 2;
+        // 2: resume and issue a fresh ticket. Clients use a TLS 1.3 ticket once (RFC 8446
+        // §C.4); with 1, OpenSSL sends none on a resumed connection, and every other
+        // connection of such a client would need a full handshake again.
+        return 2;
     }
     return 0;  // unknown or expired key: a full handshake
 }
@@ -423,6 +426,19 @@ std::shared_ptr<const info> context::connection_info(SSL* ssl) const {
 }
 
 context::ticket_key context::key_for(uint64_t epoch) const noexcept {
+    // Deriving costs three HMACs (and OpenSSL 3 fetches the digest for each): done once per
+    // hour, not per handshake. Two slots: the current hour and the previous one.
+    std::lock_guard<std::mutex> lock(keys_mutex_);
+    key_slot& slot = key_cache_[epoch % 2];
+    if (!slot.valid || slot.epoch != epoch) {
+        slot.key = derive_key(epoch);
+        slot.epoch = epoch;
+        slot.valid = true;
+    }
+    return slot.key;
+}
+
+context::ticket_key context::derive_key(uint64_t epoch) const noexcept {
     ticket_key k{};
     auto derive = [&](const char* label, unsigned char* out, size_t len) {
         unsigned char msg[32] = {};

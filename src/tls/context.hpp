@@ -16,6 +16,7 @@
 #include <array>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -65,7 +66,7 @@ class context {
         std::array<unsigned char, 32> hmac;
         std::array<unsigned char, 32> aes;
     };
-    ticket_key key_for(uint64_t epoch) const noexcept;
+    ticket_key key_for(uint64_t epoch) const noexcept;  // cached: see key_cache_
 
   private:
     struct token {
@@ -79,6 +80,7 @@ class context {
     bool load_certificate(const settings& s, std::string& error);
     bool load_client_verification(const settings& s, std::string& error);
     void describe(X509* leaf);
+    ticket_key derive_key(uint64_t epoch) const noexcept;
 
     SSL_CTX* ctx_ = nullptr;
     std::shared_ptr<const std::string> leaf_pem_;
@@ -87,6 +89,13 @@ class context {
     std::array<unsigned char, 32> ticket_secret_{};
     int cert_reqs_ = 0;
     std::vector<std::string> alpn_;  // the ALPN callback's argument
+    struct key_slot {
+        uint64_t epoch = 0;
+        ticket_key key{};
+        bool valid = false;
+    };
+    mutable std::mutex keys_mutex_;  // uncontended: one engine thread per worker today
+    mutable key_slot key_cache_[2];
 };
 
 }  // namespace coachwhip::tls

@@ -38,8 +38,9 @@ BIO_METHOD* transport::bio_method() {
     return method;
 }
 
-transport::transport(const context& ctx, core::transport& lower) : ctx_(ctx), lower_(lower) {
-    ssl_ = SSL_new(ctx.native());
+transport::transport(std::shared_ptr<const context> ctx, core::transport& lower)
+    : ctx_(std::move(ctx)), lower_(lower) {
+    ssl_ = SSL_new(ctx_->native());
     BIO* bio = BIO_new(bio_method());
     BIO_set_data(bio, this);
     BIO_set_init(bio, 1);

@@ -47,8 +47,9 @@ class transport final : public core::transport {
   public:
     enum class handshake_result { done, again, failed, plain_http };
 
-    // `lower` (not owned) must outlive this transport; `ctx` too.
-    transport(const context& ctx, core::transport& lower);
+    // `lower` (not owned) must outlive this transport. The context is shared: a certificate
+    // reload gives new connections a new one while this one keeps its own.
+    transport(std::shared_ptr<const context> ctx, core::transport& lower);
     ~transport();
     transport(const transport&) = delete;
     transport& operator=(const transport&) = delete;
@@ -74,7 +75,7 @@ class transport final : public core::transport {
     bool read_wants_write() const noexcept { return read_wants_write_; }
     bool write_wants_read() const noexcept { return write_wants_read_; }
     // What the app is told about this connection (after the handshake).
-    std::shared_ptr<const info> connection_info() const { return ctx_.connection_info(ssl_); }
+    std::shared_ptr<const info> connection_info() const { return ctx_->connection_info(ssl_); }
 
     ssize_t read(char* buf, size_t len) override;
     ssize_t writev(const iovec* iov, int iovcnt, bool fin_next) override;
@@ -89,7 +90,7 @@ class transport final : public core::transport {
     static BIO_METHOD* bio_method();
     void send_close_notify();
 
-    const context& ctx_;
+    std::shared_ptr<const context> ctx_;
     core::transport& lower_;
     SSL* ssl_ = nullptr;
     std::string failure_;

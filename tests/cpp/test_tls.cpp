@@ -158,11 +158,11 @@ TEST(TlsContext, TicketKeysFollowTheSecretAndTheHour) {
 // ---- the transport ---------------------------------------------------------------------------
 
 struct pair {
-    std::unique_ptr<tls::context> ctx;
+    std::shared_ptr<tls::context> ctx;
     memory_lower low;
     std::unique_ptr<tls::transport> server;
     explicit pair(const tls::settings& s = basic()) : ctx(load(s)) {
-        server = std::make_unique<tls::transport>(*ctx, low);
+        server = std::make_unique<tls::transport>(ctx, low);
     }
 };
 
@@ -387,6 +387,16 @@ TEST(TlsTransport, TicketsResumeAcrossContextsWithTheSameSecret) {
             ASSERT_EQ(c.handshake(*p.server, p.low), result::done);
             EXPECT_EQ(p.server->connection_info()->resumed, secret == 's') << version;
             EXPECT_EQ(SSL_session_reused(c.ssl) == 1, secret == 's') << version;
+            // A resumed connection gets a fresh ticket (TLS 1.3 clients use each one once).
+            SSL_SESSION* fresh = SSL_get1_session(c.ssl);
+            const unsigned char *old_ticket, *new_ticket;
+            size_t old_len, new_len;
+            SSL_SESSION_get0_ticket(session, &old_ticket, &old_len);
+            SSL_SESSION_get0_ticket(fresh, &new_ticket, &new_len);
+            EXPECT_TRUE(new_len > 0 &&
+                        (new_len != old_len || std::memcmp(old_ticket, new_ticket, new_len) != 0))
+                << version;
+            SSL_SESSION_free(fresh);
         }
         SSL_SESSION_free(session);
     }

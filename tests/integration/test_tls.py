@@ -567,6 +567,22 @@ def test_session_resumption(servers: dict[str, ServerProcess], certs: Certs, ver
         assert again.status == 200
 
 
+@pytest.mark.parametrize("version", ["1.2", "1.3"])
+def test_each_resumption_brings_a_fresh_ticket(
+    servers: dict[str, ServerProcess], certs: Certs, version: str
+):
+    """Clients use a TLS 1.3 ticket once (RFC 8446 C.4), as browsers and OpenSSL's s_client do:
+    every resumed connection must carry the next ticket, or every other one is a full handshake."""
+    ctx = client_context(certs, version=version)
+    session = fetch(servers["ecdsa"], "/hello", ctx).session
+    for hop in range(5):
+        answer = fetch(servers["ecdsa"], "/hello", ctx, session=session)
+        assert answer.session_reused, f"hop {hop}: not resumed"
+        assert answer.session is not None, f"hop {hop}: no session"
+        assert answer.session.id != session.id, f"hop {hop}: no fresh ticket"
+        session = answer.session
+
+
 # --- keep-alive over TLS ------------------------------------------------------------------------
 
 

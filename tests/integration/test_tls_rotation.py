@@ -200,3 +200,40 @@ def test_a_session_resumes_across_a_rolling_restart(serve: Serve, certs: Certs, 
         answer = fetch(server, "/hello", ctx, session=first.session)
         assert pid_of(answer.response.headers) not in old_pids
         assert answer.session_reused, f"connection {i} after SIGHUP did not resume"
+
+
+# --- a single process reloads in place ----------------------------------------------------------
+
+
+def test_single_process_sighup_reloads_the_certificate_in_place(
+    serve: Serve, certs: Certs, tmp_path: Path
+):
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    install(certs.ecdsa, cert, key)
+    args = ("--ssl-certfile", str(cert), "--ssl-keyfile", str(key), "--no-access-log")
+    server = wait_https(serve(TLS_APP, *args, ready=None))
+    ctx = client_context(certs)
+    first = fetch(server, "/hello", ctx)
+    pid = first.response.header("x-pid")
+    with TlsLoad(server, ctx, threads=2) as load:
+        load.wait_for(20)
+        # a broken pair first: logged, and the old certificate stays
+        shutil.copy(certs.rotated.chain, cert)
+        mark = server.mark()
+        server.send_signal(signal.SIGHUP)
+        error = server.wait_for_line(r"SIGHUP ignored", timeout=20, since=mark)
+        assert "key.pem" in error.string and "match" in error.string, error.string
+        assert fetch(server, "/hello", ctx).peer_der == certs.ecdsa.der
+        install(certs.rotated, cert, key)
+        mark = server.mark()
+        server.send_signal(signal.SIGHUP)
+        server.wait_for_line(r"TLS certificate.*CN=rotated\.localhost", timeout=20, since=mark)
+        assert fetch(server, "/hello", ctx).peer_der == certs.rotated.der
+        # (a resumed session shows the certificate of the session, not the one now served)
+        after = fetch(server, "/hello", ctx, session=first.session)
+        assert after.session_reused, "the ticket secret survives a reload"
+        load.wait_for(load.result.ok + 50)
+        result = load.stop()
+    assert not result.failures, result.failures[:5]
+    assert after.response.header("x-pid") == pid  # the same process throughout
+    assert server.running()
