@@ -1,9 +1,11 @@
-"""Idle keep-alive connections: open N, each after one complete GET, and leave them open."""
+"""Idle keep-alive connections: open N, each after one complete GET, and leave them open; plain
+or over TLS (each after a full handshake, the certificate not verified)."""
 
 from __future__ import annotations
 
 import select
 import socket
+import ssl
 import time
 
 REQUEST = b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n"
@@ -32,16 +34,30 @@ def _read_response(sock: socket.socket) -> None:
         body += chunk
 
 
-def open_idle(port: int, count: int, timeout_s: float) -> list[socket.socket]:
+def _client_context() -> ssl.SSLContext:
+    ctx = ssl.create_default_context()
+    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+    return ctx
+
+
+def open_idle(port: int, count: int, timeout_s: float, tls: bool = False) -> list[socket.socket]:
     """Open `count` connections one after another, each sending one GET and reading the answer.
-    Raises TimeoutError past `timeout_s` (the sockets opened so far are closed)."""
+    With `tls`, each does a full handshake first (no session is offered). Raises TimeoutError
+    past `timeout_s` (the sockets opened so far are closed)."""
     socks: list[socket.socket] = []
     deadline = time.monotonic() + timeout_s
+    ctx = _client_context() if tls else None
     try:
         for _ in range(count):
             if time.monotonic() > deadline:
                 raise TimeoutError(f"opened only {len(socks)} of {count} in {timeout_s:.0f} s")
             sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+            if ctx is not None:
+                try:
+                    sock = ctx.wrap_socket(sock, server_hostname="localhost")
+                except BaseException:
+                    sock.close()
+                    raise
             socks.append(sock)
             sock.sendall(REQUEST)
             _read_response(sock)

@@ -38,6 +38,7 @@ COLORS = {
     "granian-rt1": "#8d96a3",
     "coachwhip-w2": "#8f2d56",
     "coachwhip-w2-reuseport": "#2e4057",
+    "nginx": "#6c757d",
 }
 HATCH = {"coachwhip-ceiling": "///"}
 
@@ -86,6 +87,8 @@ def summarise(runs: list[dict[str, Any]]) -> Summary:
         groups.setdefault((r["scenario"], r["server"], r["connections"]), []).append(r)
     summary = {key: _medians(rs) for key, rs in groups.items()}
     for key, rs in groups.items():
+        summary[key].update(_busy(rs))
+    for key, rs in groups.items():
         shares = [r["busiest_worker_share"] for r in rs if "busiest_worker_share" in r]
         if shares:
             summary[key]["busiest_share"] = statistics.median(shares)
@@ -107,6 +110,24 @@ def _medians(rs: list[dict[str, Any]]) -> dict[str, float]:
         ),
         "rounds": len(rs),
     }
+
+
+def _busy(rs: list[dict[str, Any]]) -> dict[str, float]:
+    """Medians of how busy the server and the load generator kept their cores (CPU seconds per
+    second of the run: 1.0 is one core fully used) and, from tlsload, the share of handshakes
+    that resumed a session. Absent from runs recorded before these were measured."""
+    out: dict[str, float] = {}
+    runs = [r for r in rs if r.get("duration_us")]
+    if runs and all("client_cpu_s" in r for r in runs):
+        out["client_busy"] = statistics.median(
+            r["client_cpu_s"] / r["duration_us"] * 1e6 for r in runs
+        )
+    if runs:
+        out["server_busy"] = statistics.median(r["cpu_s"] / r["duration_us"] * 1e6 for r in runs)
+    shares = [r["resumed"] / r["handshakes"] for r in rs if r.get("handshakes")]
+    if shares:
+        out["resumed_share"] = statistics.median(shares)
+    return out
 
 
 def headline_connections(plan: dict[str, Any]) -> int:
@@ -146,20 +167,36 @@ def _ratio(a: float | None, b: float | None) -> str:
 
 
 def markdown(
-    meta: dict[str, Any], summary: Summary, idle: dict[str, dict[str, Any]], failures: list[str]
+    meta: dict[str, Any],
+    summary: Summary,
+    idle: dict[str, dict[str, Any]],
+    failures: list[str],
+    idle_tls: dict[str, dict[str, Any]] | None = None,
+    runs: list[dict[str, Any]] | None = None,
 ) -> str:
     plan = meta["plan"]
-    servers = [s for s in plan["servers"] if s != "coachwhip-ceiling"]
-    peers = [s for s in servers if s != "coachwhip"]
     scenarios = [s for s in SCENARIOS if s.key in plan["scenarios"]]
+    plain = [s for s in scenarios if not s.tls]
+    over_tls = [s for s in scenarios if s.tls]
+    # Servers that ran at all (nginx joins the TLS scenarios only), the ceiling apart.
+    ran = {n for (_, n, _) in summary} | set(idle) | set(idle_tls or {})
+    servers = [s for s in plan["servers"] if s != "coachwhip-ceiling" and s in ran]
+    plain_servers = [n for n in servers if any(SPECS[n].runs_in(s.key) for s in plain)]
+    peers = [s for s in servers if s != "coachwhip"]
     out = _header(meta)
-    if summary:
-        out += _headline(summary, scenarios, servers, peers, headline_connections(plan))
+    if summary and plain:
+        c = headline_connections(plan)
+        out += _headline(summary, plain, plain_servers, [p for p in peers if p in plain_servers], c)
     out += _ceiling(summary, plan)
-    out += _idle_section(idle, servers)
+    out += _idle_section(idle, [n for n in servers if n in idle])
+    if summary and over_tls:
+        out += _tls_section(
+            meta, runs or [], summary, over_tls, servers, headline_connections(plan)
+        )
+    out += _idle_section(idle_tls or {}, [n for n in servers if n in (idle_tls or {})], tls=True)
     if summary:
         out += _details(summary, scenarios, plan, peers)
-    out += _notes(plan, failures)
+    out += _notes(plan, failures, ran)
     return "\n".join(out)
 
 
@@ -190,7 +227,26 @@ def _header(meta: dict[str, Any]) -> list[str]:
         f"connection(s). Figures are medians over rounds; RSS is the peak of VmRSS summed "
         f"over the server's process tree, sampled every 100 ms.",
         f"- **Command:** `{meta['command']}` ({meta['elapsed_min']:.1f} min).",
+        *_tls_header(meta),
         "",
+    ]
+
+
+def _tls_header(meta: dict[str, Any]) -> list[str]:
+    t = meta.get("tls")
+    if not t:
+        return []
+    return [
+        f"- **TLS:** every server gets the same certificate, made at bench time with "
+        f"`openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256` ({t['certificate']}). "
+        f"Libraries: {t['openssl']} (Debian's libssl) for coachwhip, nginx {t['nginx']}, wrk "
+        f"and tlsload; {t.get('python_ssl', '?')} in Python's ssl for uvicorn and hypercorn; "
+        f"rustls in granian. Keep-alive over TLS is measured with wrk "
+        f"(https); a connection per request with bench/tlsload (one thread, epoll, OpenSSL, "
+        f"pinned like wrk): connect, handshake, one GET with `Connection: close`, the whole "
+        f"answer, close; with resumption each connection offers the session its predecessor "
+        f"on the same slot received. There req/s is connections (handshakes) per second and "
+        f"the latency runs from connect() to the answer's last byte.",
     ]
 
 
@@ -270,7 +326,9 @@ def _ceiling(summary: Summary, plan: dict[str, Any]) -> list[str]:
     ]
 
 
-def _idle_section(idle: dict[str, dict[str, Any]], servers: list[str]) -> list[str]:
+def _idle_section(
+    idle: dict[str, dict[str, Any]], servers: list[str], tls: bool = False
+) -> list[str]:
     if not idle:
         return []
     count = next(iter(idle.values()))["connections"]
@@ -289,8 +347,9 @@ def _idle_section(idle: dict[str, dict[str, Any]], servers: list[str]) -> list[s
                 str(r["closed"]),
             ]
         )
+    what = "idle TLS connection" if tls else "idle connection"
     return [
-        f"## Memory at rest and per idle connection ({count:,} connections)",
+        f"## Memory at rest and per {what} ({count:,} connections)",
         "",
         *_table(
             [
@@ -303,11 +362,145 @@ def _idle_section(idle: dict[str, dict[str, Any]], servers: list[str]) -> list[s
             ],
             rows,
         ),
-        "Each connection sent one GET, read the answer and stayed open; RSS measured 1 s "
+        (
+            "Each connection made a full TLS handshake (TLS 1.3, no session offered), "
+            if tls
+            else "Each connection "
+        )
+        + "sent one GET, read the answer and stayed open; RSS measured 1 s "
         "after the last one opened. The tree includes granian's and hypercorn's "
-        "supervisor process; the worker column is the largest single process.",
+        + ("supervisor process (and nginx's master); " if tls else "supervisor process; ")
+        + "the worker column is the largest single process.",
         "",
     ]
+
+
+BUSY = 0.9  # a core this busy (CPU seconds per second) is taken as the limit
+
+
+def _limit(server: float | None, client: float | None) -> str:
+    """Which side's core was full: the server's, the load generator's, both, or neither
+    (latency-bound, or the machine was busy with something else)."""
+    if server is None or client is None:
+        return "—"
+    full = [name for name, v in (("server", server), ("load generator", client)) if v >= BUSY]
+    return " and ".join(full) if full else "neither"
+
+
+def _pct(v: float | None) -> str:
+    return "—" if v is None else f"{v:.0%}"
+
+
+def _tls_section(
+    meta: dict[str, Any],
+    runs: list[dict[str, Any]],
+    summary: Summary,
+    scenarios: list[Scenario],
+    servers: list[str],
+    c: int,
+) -> list[str]:
+    """The TLS scenarios side by side: throughput with coachwhip's ratios, p99 and the server's
+    CPU per request, and who was the limit (how busy each side kept its core)."""
+
+    def get(scn: str, srv: str, what: str) -> float | None:
+        entry = summary.get((scn, srv, c))
+        return None if entry is None else entry.get(what)
+
+    names = [n for n in servers if any((s.key, n, c) in summary for s in scenarios)]
+    peers = [n for n in names if n != "coachwhip"]
+    rows = [
+        [_label(s)]
+        + [_rps(get(s.key, n, "rps")) for n in names]
+        + [_ratio(get(s.key, "coachwhip", "rps"), get(s.key, p, "rps")) for p in peers]
+        for s in scenarios
+    ]
+    out = [f"## TLS: requests per second at {c} connections", ""]
+    out += _table(["scenario", *names, *(f"cw ÷ {p}" for p in peers)], rows)
+    out += [
+        "In 9 and 10 a request is a new TCP connection with its TLS handshake, so req/s is "
+        "handshakes per second.",
+        "",
+    ]
+
+    def cpu(scn: str, srv: str) -> str:
+        v = get(scn, srv, "cpu_us")
+        return "—" if not v else f"{v:.0f}"
+
+    rows = [
+        [_label(s)]
+        + [_ms(get(s.key, n, "p99_ms")) for n in names]
+        + [cpu(s.key, n) for n in names]
+        + [_ratio(get(s.key, p, "cpu_us"), get(s.key, "coachwhip", "cpu_us")) for p in peers]
+        for s in scenarios
+    ]
+    out += [f"## TLS: p99 latency (ms) and server CPU µs per request at {c} connections", ""]
+    out += _table(
+        [
+            "scenario",
+            *(f"p99 {n}" for n in names),
+            *(f"CPU µs {n}" for n in names),
+            *(f"{p} CPU ÷ cw" for p in peers),
+        ],
+        rows,
+    )
+    out += [
+        "CPU µs per request is the server's user + system time over the requests served: it "
+        "does not depend on whether the load generator kept up. `peer CPU ÷ cw` above 1 means "
+        "coachwhip needs less CPU per request (per handshake in 9 and 10).",
+        "",
+    ]
+    rows = []
+    for s in scenarios:
+        for n in names:
+            e = summary.get((s.key, n, c))
+            if e is None:
+                continue
+            server, client = e.get("server_busy"), e.get("client_busy")
+            limit = _limit(server, client)
+            rows.append(
+                [
+                    _label(s),
+                    n,
+                    _pct(server),
+                    _pct(client),
+                    _pct(e.get("resumed_share")) if s.resume else "",
+                    limit,
+                ]
+            )
+    out += [f"## TLS: who was the limit at {c} connections", ""]
+    out += _table(
+        ["scenario", "server", "server core busy", "client core busy", "resumed", "limit"],
+        rows,
+    )
+    out += [
+        "Core busy: CPU seconds per second of the run (100% = one core), medians over rounds; "
+        "the server's summed over its process tree, the client's (wrk or tlsload) from its "
+        f"rusage; the limit is the side at {BUSY:.0%} or more (neither: bound by latency, or "
+        "the machine was busy with other work). Where only the load "
+        "generator's core is full, the req/s shown is a floor for that server, and CPU µs per "
+        "request is the fair comparison.",
+        "",
+    ]
+    checks = (meta.get("tls") or {}).get("checks") or {}
+    if checks:
+        out += [
+            "Checked with `curl -k` before measuring: "
+            + "; ".join(f"{n} {checks[n]['curl']}" for n in names if n in checks)
+            + ".",
+            "",
+        ]
+    negotiated = sorted(
+        {(r["server"], r["tls"]) for r in runs if r.get("tls") and r["server"] in names},
+        key=lambda pair: (names.index(pair[0]), pair[1]),
+    )
+    if negotiated:
+        out += [
+            "tlsload negotiated: "
+            + "; ".join(f"{n} {how}" for n, how in negotiated)
+            + " (the most frequent per run).",
+            "",
+        ]
+    return out
 
 
 def scenario_table(
@@ -361,9 +554,16 @@ def _details(
     return [*out, "</details>", ""]
 
 
-def _notes(plan: dict[str, Any], failures: list[str]) -> list[str]:
+def _notes(plan: dict[str, Any], failures: list[str], ran: set[str] | None = None) -> list[str]:
     out = ["## Server command lines", ""]
-    out += [f"- **{n}**: {SPECS[n].flags}" for n in plan["servers"]]
+    out += [f"- **{n}**: {SPECS[n].flags}" for n in plan["servers"] if ran is None or n in ran]
+    if any(k.startswith("tls") for k in plan["scenarios"]):
+        out += [
+            "- over TLS: coachwhip and uvicorn `--ssl-certfile --ssl-keyfile`, granian "
+            "`--ssl-certificate --ssl-keyfile`, hypercorn `--certfile --keyfile`, nginx "
+            "`ssl_certificate`/`ssl_certificate_key`; otherwise each server's TLS defaults "
+            "(all negotiate TLS 1.3 with these clients).",
+        ]
     out += [
         "- every server: `--backlog 2048` and a keep-alive timeout of 120 s (granian: header "
         "read timeout 60 s, its maximum) so that idle connections survive their "
@@ -429,9 +629,11 @@ def chart(summary: Summary, plan: dict[str, Any], path: Path, title: str) -> Non
         ax.set_visible(False)
     for row in axes:
         row[0].set_ylabel("requests/s", fontsize=8)
+    shown = {n for (k, n, conns) in summary if conns == c and k in plan["scenarios"]}
     handles = [
         Patch(facecolor=COLORS.get(n, "#999"), hatch=HATCH.get(n, ""), edgecolor="white", label=n)
         for n in plan["servers"]
+        if n in shown  # nginx is in the default list, but only TLS scenarios have it
     ]
     fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=8, frameon=False)
     fig.suptitle(title, fontsize=10)
@@ -447,13 +649,14 @@ def write(
     runs: list[dict[str, Any]],
     idle: dict[str, dict[str, Any]],
     failures: list[str],
+    idle_tls: dict[str, dict[str, Any]] | None = None,
 ) -> Path:
     """Write <stem>.json, <stem>.png and <stem>.md into `out_dir`; return the markdown path."""
     summary = summarise(runs)
-    (out_dir / f"{stem}.json").write_text(
-        json.dumps({"meta": meta, "runs": runs, "idle": idle, "failures": failures}, indent=1)
-        + "\n"
-    )
+    data = {"meta": meta, "runs": runs, "idle": idle, "failures": failures}
+    if idle_tls:
+        data["idle_tls"] = idle_tls
+    (out_dir / f"{stem}.json").write_text(json.dumps(data, indent=1) + "\n")
     if meta["plan"]["scenarios"]:
         chart(
             summary,
@@ -462,13 +665,18 @@ def write(
             f"Requests/s at {headline_connections(meta['plan'])} connections, one worker on "
             f"one core (median of {meta['plan']['rounds']}) — {meta['date']}",
         )
-    md = markdown(meta, summary, idle, failures)
+    md = markdown(meta, summary, idle, failures, idle_tls, runs)
     if meta["plan"]["scenarios"]:
-        md = md.replace(
-            "## Requests per second",
-            f"![requests per second at 64 connections]({stem}.png)\n\n## Requests per second",
-            1,
+        # Before the first throughput table: the main one, or the TLS one in a TLS-only run.
+        heading = next(
+            (h for h in ("## Requests per second", "## TLS: requests per second") if h in md), ""
         )
+        if heading:
+            md = md.replace(
+                heading,
+                f"![requests per second at 64 connections]({stem}.png)\n\n{heading}",
+                1,
+            )
     path = out_dir / f"{stem}.md"
     path.write_text(md)
     return path
@@ -490,7 +698,13 @@ def main(argv: list[str]) -> int:
         )
     else:
         path = write(
-            source.parent, source.stem, data["meta"], data["runs"], data["idle"], data["failures"]
+            source.parent,
+            source.stem,
+            data["meta"],
+            data["runs"],
+            data["idle"],
+            data["failures"],
+            data.get("idle_tls"),
         )
     print(path)
     return 0

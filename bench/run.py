@@ -6,6 +6,8 @@
                                            #   -> bench/results/<date>-workers.{md,png,json}
     python3 bench/run.py --smoke           # every scenario once, ~1 s each, then a tiny
                                            #   workers report; results in a temp dir
+    python3 bench/run.py --scenarios tls   # the TLS scenarios (nginx joins as the limit)
+                                           #   -> bench/results/<date>-tls.{md,png,json}
 
 The first run creates bench/.venv and installs the peers (see envsetup.py); later runs reuse it
 and only rebuild coachwhip. Exits non-zero if a server fails to start or a run fails."""
@@ -18,6 +20,7 @@ import os
 import shlex
 import shutil
 import signal
+import ssl
 import sys
 import tempfile
 import time
@@ -30,9 +33,10 @@ import envsetup
 import load
 import report
 import suite
+import tlssetup
 import workers_report
 from load import WRK_CPU
-from scenarios import BY_KEY
+from scenarios import BY_KEY, DEFAULT_KEYS, GROUPS
 from servers import PEERS, SERVER_CPU, SPECS, WORKERS_SERVERS, raise_nofile
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -45,7 +49,8 @@ DEFAULTS = {
 }
 QUIET_LOAD = 0.5
 SMOKE = {"duration": 1.0, "rounds": 1, "warmup": 0.5, "concurrency": "64", "idle_connections": 200}
-MAIN_SERVERS = (*PEERS, "coachwhip-ceiling")
+# nginx takes part in the TLS scenarios only (servers.TLS_ONLY).
+MAIN_SERVERS = (*PEERS, "coachwhip-ceiling", "nginx")
 WORKERS_SCENARIOS = ("hello", "fastapi")
 WORKERS_CONCURRENCY = "64,256"
 # The workers report leaves the scheduler free on both CPUs: two workers pinned to one core would
@@ -88,7 +93,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument(
         "--scenarios",
         help=f"comma-separated subset of {','.join(BY_KEY)}, or none (only the idle-memory "
-        f"measurement); default all, --workers-report: {','.join(WORKERS_SCENARIOS)}",
+        f"measurement); `tls` stands for {','.join(GROUPS['tls'])}. Default all but the TLS "
+        f"ones ({','.join(DEFAULT_KEYS)}), --workers-report: {','.join(WORKERS_SCENARIOS)}",
     )
     p.add_argument(
         "--servers",
@@ -128,6 +134,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         p.error(f"--concurrency wants positive integers, got {args.concurrency!r}")
     if args.scenarios == "none":
         args.scenarios = ""
+    if args.scenarios:
+        keys = [k for x in args.scenarios.split(",") for k in GROUPS.get(x, (x,))]
+        args.scenarios = ",".join(dict.fromkeys(keys))
     for name, allowed in (("scenarios", BY_KEY), ("servers", SPECS)):
         given = getattr(args, name)
         unknown = [x for x in (given or "").split(",") if x and x not in allowed]
@@ -145,8 +154,14 @@ class Part:
     servers: list[str]
 
     @property
+    def tls_only(self) -> bool:
+        return bool(self.scenarios) and all(BY_KEY[k].tls for k in self.scenarios)
+
+    @property
     def stem_suffix(self) -> str:
-        return "-workers" if self.workers else ""
+        """<date>-workers.* for the workers report, <date>-tls.* for a run of TLS scenarios
+        only, so that it does not replace the day's main report."""
+        return "-workers" if self.workers else "-tls" if self.tls_only else ""
 
 
 def parts(args: argparse.Namespace) -> list[Part]:
@@ -158,7 +173,7 @@ def parts(args: argparse.Namespace) -> list[Part]:
     srv = None if args.servers is None else [x for x in args.servers.split(",") if x]
     if args.workers_report:
         return [Part(True, scn or [*WORKERS_SCENARIOS], srv or [*WORKERS_SERVERS])]
-    main = Part(False, [*BY_KEY] if scn is None else scn, srv or [*MAIN_SERVERS])
+    main = Part(False, [*DEFAULT_KEYS] if scn is None else scn, srv or [*MAIN_SERVERS])
     if not args.smoke:
         return [main]
     # Both parts. Multi-worker servers pinned to one core would say nothing: workers report only.
@@ -182,12 +197,20 @@ def bootstrap(argv: list[str], no_build: bool) -> None:
     os.execv(python, [python, str(Path(__file__).resolve()), *argv])
 
 
-def preflight() -> None:
-    for tool in ("wrk", "taskset", "lscpu"):
+DEBIAN_PACKAGE = {"wrk": "wrk", "taskset": "util-linux", "lscpu": "util-linux"}
+DEBIAN_PACKAGE |= {"openssl": "openssl", "curl": "curl", "nginx": "nginx-light", "g++": "g++"}
+
+
+def preflight(todo: list[Part]) -> None:
+    tools = ["wrk", "taskset", "lscpu"]
+    if any(BY_KEY[k].tls for part in todo for k in part.scenarios):
+        tools += ["openssl", "curl", "g++"]
+        tools += ["nginx"] if any("nginx" in part.servers for part in todo) else []
+    for tool in tools:
         if shutil.which(tool) is None:
             sys.exit(
                 f"bench: `{tool}` is not installed (Debian: apt-get install "
-                f"{'wrk' if tool == 'wrk' else 'util-linux'})"
+                f"{DEBIAN_PACKAGE[tool]}{' libssl-dev' if tool == 'g++' else ''})"
             )
     if not {SERVER_CPU, WRK_CPU} <= os.sched_getaffinity(0):
         sys.exit(f"bench: needs CPUs {SERVER_CPU} and {WRK_CPU} (server on one, wrk on the other)")
@@ -233,7 +256,8 @@ def main(argv: list[str]) -> int:
     args = parse_args(argv)
     if not envsetup.in_venv():
         bootstrap(argv, args.no_build)
-    preflight()
+    todo = parts(args)
+    preflight(todo)
     # Started in the background by a script, SIGINT may arrive ignored; SIGTERM would kill us
     # without stopping the servers. Both become exceptions that unwind through stop().
     signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -242,7 +266,7 @@ def main(argv: list[str]) -> int:
     loadavg = wait_quiet(args.wait_quiet)
     out, logs = output_dirs(args, datetime.datetime.now())
     status = 0
-    for part in parts(args):
+    for part in todo:
         results = run_part(part, args, argv, loadavg, out, logs)
         status = 1 if results.failures else status
         if results.interrupted:
@@ -269,6 +293,11 @@ def make_plan(part: Part, args: argparse.Namespace, logs: Path) -> suite.Plan:
         plan.log_dir = logs / "workers"
         plan.log_dir.mkdir(exist_ok=True)
         plan.server_cpus, plan.client, plan.idle_connections = BOTH_CPUS, WORKERS_CLIENT, 0
+    if any(s.tls for s in plan.scenarios):
+        # A fresh certificate per run, beside the logs; every server is given the same one.
+        plan.tls_files = tlssetup.make_cert(plan.log_dir / "tls")
+    if any(s.client == "tlsload" for s in plan.scenarios):
+        tlssetup.ensure_tlsload()
     return plan
 
 
@@ -315,8 +344,8 @@ def run_part(
     try:
         for scenario in plan.scenarios:
             suite.run_scenario(plan, scenario, results)
-        if plan.idle_connections > 0:
-            suite.run_idle(plan, BY_KEY["hello"].app, results)
+        for over_tls in plan.idle_kinds:
+            suite.run_idle(plan, BY_KEY["hello"].app, results, over_tls)
     except (KeyboardInterrupt, SystemExit):  # the servers are stopped; keep what was measured
         results.interrupted = True
         results.fail("interrupted: the report holds only the runs before the interruption")
@@ -358,11 +387,21 @@ def _finish(
             "cpu_count": os.cpu_count(),
         },
     }
+    if plan.tls_files is not None:
+        meta["tls"] = {
+            "certificate": tlssetup.describe_cert(plan.tls_files),
+            "openssl": tlssetup.openssl_version(),
+            "python_ssl": " ".join(ssl.OPENSSL_VERSION.split()[:2]),
+            "nginx": tlssetup.nginx_version(),
+            "checks": results.tls_checks,
+        }
     stem = meta["date"] + part.stem_suffix
     if part.workers:
         path = workers_report.write(out, stem, meta, results.runs, results.failures)
     else:
-        path = report.write(out, stem, meta, results.runs, results.idle, results.failures)
+        path = report.write(
+            out, stem, meta, results.runs, results.idle, results.failures, results.idle_tls
+        )
     print(f"\nbench: {len(results.runs)} runs in {elapsed / 60:.1f} min; report {path}", flush=True)
     if results.failures:
         print(f"bench: {len(results.failures)} failure(s):", *results.failures, sep="\n  ")

@@ -1,4 +1,5 @@
-"""The scenarios: which app each serves, the request wrk sends, and how one answer is checked."""
+"""The scenarios: which app each serves, the request wrk (or tlsload) sends, and how one answer
+is checked."""
 
 from __future__ import annotations
 
@@ -31,7 +32,11 @@ def _is_item(body: bytes) -> bool:
 class Scenario:
     """One scenario. `app` is MODULE:ATTRIBUTE relative to bench/; `lua` names a request script
     under bench/lua/ (None: plain GET); `close` sends `Connection: close` (one TCP connection
-    per request). `check` validates the body of one request sent before the warm-up."""
+    per request). `check` validates the body of one request sent before the warm-up.
+
+    `tls`: served over TLS (every server gets the same certificate; see tls.py). `client` is the
+    load generator: "wrk", or "tlsload" (bench/tlsload/: a new connection, TLS handshake and
+    GET per request), which with `resume` offers each connection the previous one's session."""
 
     key: str
     title: str
@@ -46,6 +51,9 @@ class Scenario:
     # Flags added for this scenario only, by server name prefix ("coachwhip" also matches
     # "coachwhip-w2"), e.g. to turn on what the scenario measures.
     server_args: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    tls: bool = False
+    client: str = "wrk"
+    resume: bool = False
 
     def args_for(self, server: str) -> tuple[str, ...]:
         return tuple(
@@ -109,6 +117,46 @@ SCENARIOS: tuple[Scenario, ...] = (
             ("uvicorn", ("--proxy-headers", "--forwarded-allow-ips", "127.0.0.1,10.0.0.0/8")),
         ),
     ),
+    # Over TLS (TLS 1.3 is what every server and client here negotiates; an ECDSA P-256
+    # certificate made at bench time). nginx joins these, answering by itself: the limit.
+    Scenario(
+        "tls-hello",
+        "GET, 13-byte text over TLS, keep-alive",
+        "8. hello over TLS",
+        "apps.hello:app",
+        "/",
+        _is_hello,
+        tls=True,
+    ),
+    Scenario(
+        "tls-handshake",
+        "GET over TLS, new connection and full handshake per request",
+        "9. TLS full handshake",
+        "apps.hello:app",
+        "/",
+        _is_hello,
+        close=True,
+        tls=True,
+        client="tlsload",
+    ),
+    Scenario(
+        "tls-resume",
+        "GET over TLS, new connection per request, session resumed",
+        "10. TLS resumed",
+        "apps.hello:app",
+        "/",
+        _is_hello,
+        close=True,
+        tls=True,
+        client="tlsload",
+        resume=True,
+    ),
 )
 
 BY_KEY = {s.key: s for s in SCENARIOS}
+TLS_KEYS = tuple(s.key for s in SCENARIOS if s.tls)
+# What runs when --scenarios is not given: everything but TLS, which runs on request
+# (--scenarios tls, or its keys).
+DEFAULT_KEYS = tuple(s.key for s in SCENARIOS if not s.tls)
+# --scenarios shorthands.
+GROUPS = {"tls": TLS_KEYS}

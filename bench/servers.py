@@ -9,6 +9,7 @@ import re
 import resource
 import signal
 import socket
+import ssl
 import subprocess
 import time
 from collections.abc import Callable
@@ -16,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import procfs
+import tlssetup
+from tlssetup import TlsFiles
 
 BENCH_DIR = Path(__file__).resolve().parent
 SERVER_CPU = 0
@@ -31,7 +34,8 @@ class ServerSpec:
     to the environment; `flags` is the one-line description that goes into the report;
     `only` restricts it to those scenarios (empty: all of them). `workers` > 1: a supervisor
     runs that many worker processes as its children; the handle waits for all of them and
-    measures the CPU time of each."""
+    measures the CPU time of each. `tls(files, port)` gives the flags that make it serve TLS
+    with the bench certificate (None: it takes no part in the TLS scenarios)."""
 
     name: str
     argv: Callable[[Path, str, int], list[str]]
@@ -39,9 +43,14 @@ class ServerSpec:
     env: tuple[tuple[str, str], ...] = ()
     only: tuple[str, ...] = ()
     workers: int = 1
+    tls: Callable[[TlsFiles, int], list[str]] | None = None
 
     def runs_in(self, scenario: str) -> bool:
         return not self.only or scenario in self.only
+
+    def serves(self, scenario: str, over_tls: bool) -> bool:
+        """Takes part in `scenario` (a key, or "idle"/"idle-tls"), plain or over TLS."""
+        return self.runs_in(scenario) and (not over_tls or self.tls is not None)
 
 
 def _uvicorn(bin_dir: Path, app: str, port: int) -> list[str]:
@@ -145,14 +154,39 @@ def _coachwhip_workers(count: int, reuse_port: bool) -> Callable[[Path, str, int
     return argv
 
 
+def _tls_flags(cert_flag: str, key_flag: str) -> Callable[[TlsFiles, int], list[str]]:
+    def flags(files: TlsFiles, port: int) -> list[str]:
+        return [cert_flag, str(files.cert), key_flag, str(files.key)]
+
+    return flags
+
+
+def _nginx(bin_dir: Path, app: str, port: int) -> list[str]:
+    """nginx from Debian; everything else, TLS included, is in the file `_nginx_tls` writes."""
+    return ["nginx", "-e", "stderr"]
+
+
+def _nginx_tls(files: TlsFiles, port: int) -> list[str]:
+    conf = tlssetup.nginx_conf(files, port, BACKLOG, KEEP_ALIVE_S, NOFILE)
+    return ["-p", str(conf.parent), "-c", str(conf)]
+
+
+TLS_ONLY = ("tls-hello", "tls-handshake", "tls-resume", "idle-tls")
+
 SPECS: dict[str, ServerSpec] = {
     s.name: s
     for s in (
-        ServerSpec("coachwhip", _coachwhip, "--no-access-log --lifespan off --loop uvloop"),
+        ServerSpec(
+            "coachwhip",
+            _coachwhip,
+            "--no-access-log --lifespan off --loop uvloop",
+            tls=_tls_flags("--ssl-certfile", "--ssl-keyfile"),
+        ),
         ServerSpec(
             "uvicorn",
             _uvicorn,
             "--workers 1 --loop uvloop --http httptools --no-access-log --lifespan off",
+            tls=_tls_flags("--ssl-certfile", "--ssl-keyfile"),
         ),
         # --runtime-threads 2 beat granian's default of 1 by 5-15% on the one core it is given
         # (bench/README.md, "The servers' settings"); granian-rt1 below keeps that re-checkable.
@@ -161,9 +195,23 @@ SPECS: dict[str, ServerSpec] = {
             _granian(2),
             "--interface asgi --workers 1 --runtime-threads 2 --loop uvloop --http 1 "
             "--backpressure 16384",
+            tls=_tls_flags("--ssl-certificate", "--ssl-keyfile"),
         ),
         ServerSpec(
-            "hypercorn", _hypercorn, "--workers 1 --worker-class uvloop (access log off by default)"
+            "hypercorn",
+            _hypercorn,
+            "--workers 1 --worker-class uvloop (access log off by default)",
+            tls=_tls_flags("--certfile", "--keyfile"),
+        ),
+        # TLS scenarios only: Debian's nginx terminating TLS and answering by itself
+        # (`return 200 "Hello, world!"`), one worker process: the limit.
+        ServerSpec(
+            "nginx",
+            _nginx,
+            'Debian\'s nginx, `worker_processes 1`, `return 200 "Hello, world!"` (no app), '
+            "TLSv1.2 TLSv1.3, `keepalive_requests 1000000`, access log off",
+            only=TLS_ONLY,
+            tls=_nginx_tls,
         ),
         ServerSpec(
             "coachwhip-ceiling",
@@ -233,11 +281,17 @@ class Server:
         log_path: Path,
         cpus: str = str(SERVER_CPU),
         extra: tuple[str, ...] = (),
+        tls_files: TlsFiles | None = None,
     ) -> None:
         self.spec = spec
         self.app = app
         self.port = free_port()
         self.log_path = log_path
+        self.tls = tls_files is not None
+        if tls_files is not None:
+            if spec.tls is None:
+                raise ValueError(f"{spec.name} has no TLS flags")
+            extra = (*spec.tls(tls_files, self.port), *extra)
         self.argv = ["taskset", "-c", cpus, *spec.argv(bin_dir, app, self.port), *extra]
         env = {k: v for k, v in os.environ.items() if not k.startswith(("COACHWHIP_", "GRANIAN_"))}
         env.update(spec.env, PYTHONPATH=str(BENCH_DIR), PYTHONUNBUFFERED="1")
@@ -311,7 +365,15 @@ class Server:
     def request(
         self, method: str, path: str, body: bytes, timeout_s: float = 10.0
     ) -> tuple[int, bytes]:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout_s)
+        conn: http.client.HTTPConnection
+        if self.tls:
+            unverified = ssl.create_default_context()
+            unverified.check_hostname, unverified.verify_mode = False, ssl.CERT_NONE
+            conn = http.client.HTTPSConnection(
+                "127.0.0.1", self.port, timeout=timeout_s, context=unverified
+            )
+        else:
+            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout_s)
         try:
             conn.request(method, path, body=body or None)
             response = conn.getresponse()

@@ -1,7 +1,8 @@
 """The measuring itself: per scenario, start every server, check and warm each up, then run
-wrk against them in alternation (A B C D, A B C D, ...) at each concurrency; afterwards the
-memory of idle servers and of idle keep-alive connections. The same machinery serves the main
-suite (servers on CPU 0, wrk on CPU 1) and the workers report (both on CPUs 0 and 1)."""
+wrk (or tlsload) against them in alternation (A B C D, A B C D, ...) at each concurrency;
+afterwards the memory of idle servers and of idle keep-alive connections, plain and over TLS.
+The same machinery serves the main suite (servers on CPU 0, wrk on CPU 1) and the workers report
+(both on CPUs 0 and 1)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Any
 
 import idle
 import load
+import tlssetup
 from scenarios import Scenario
 from servers import SERVER_CPU, SPECS, Server, ServerError
 
@@ -32,9 +34,23 @@ class Plan:
     log_dir: Path  # server logs and wrk scripts
     server_cpus: str = str(SERVER_CPU)  # taskset -c syntax
     client: load.Client = field(default_factory=load.Client)
+    tls_files: tlssetup.TlsFiles | None = None  # the certificate, when a TLS scenario runs
 
     def servers_for(self, scenario: Scenario) -> list[str]:
-        return [n for n in self.servers if SPECS[n].runs_in(scenario.key)]
+        return [n for n in self.servers if SPECS[n].serves(scenario.key, scenario.tls)]
+
+    @property
+    def idle_kinds(self) -> list[bool]:
+        """Which idle measurements run (False: plain, True: over TLS): plain when a plain
+        scenario runs or none at all (--scenarios none), over TLS when a TLS scenario runs."""
+        if self.idle_connections <= 0:
+            return []
+        kinds = [False] if not self.scenarios or any(not s.tls for s in self.scenarios) else []
+        return kinds + ([True] if any(s.tls for s in self.scenarios) else [])
+
+    def idle_servers(self, over_tls: bool) -> list[str]:
+        key = "idle-tls" if over_tls else "idle"
+        return [n for n in self.servers if SPECS[n].serves(key, over_tls)]
 
     def runs(self) -> int:
         return (
@@ -46,8 +62,9 @@ class Plan:
     def estimate_s(self) -> float:
         """Rough wall time: runs, warm-ups, and about 3 s per scenario to start and stop."""
         warmups = sum(len(self.servers_for(s)) for s in self.scenarios)
-        idle_s = (
-            (5 + self.idle_connections / 1000) * len(self.servers) if self.idle_connections else 0.0
+        idle_s = sum(
+            (5 + self.idle_connections / (300 if kind else 1000)) * len(self.idle_servers(kind))
+            for kind in self.idle_kinds
         )
         return (
             self.runs() * (self.duration_s + PAUSE_S + 0.2)
@@ -61,6 +78,9 @@ class Plan:
 class Results:
     runs: list[dict[str, Any]] = field(default_factory=list)
     idle: dict[str, dict[str, Any]] = field(default_factory=dict)
+    idle_tls: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # server -> what `curl -k` saw before its first TLS measurement (protocol, certificate)
+    tls_checks: dict[str, dict[str, str]] = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)
     interrupted: bool = False
 
@@ -76,8 +96,12 @@ def _start(
     tag: str,
     results: Results,
     scenario: Scenario | None = None,
+    over_tls: bool = False,
 ) -> list[Server]:
     """Start the servers together, then wait for each; the ones that fail are recorded."""
+    over_tls = over_tls or (scenario is not None and scenario.tls)
+    if over_tls and plan.tls_files is None:
+        raise RuntimeError("a TLS scenario needs plan.tls_files (tlssetup.make_cert)")
     started = [
         Server(
             SPECS[n],
@@ -86,6 +110,7 @@ def _start(
             plan.log_dir / f"{tag}-{n}.log",
             plan.server_cpus,
             extra=scenario.args_for(n) if scenario else (),
+            tls_files=plan.tls_files if over_tls else None,
         )
         for n in names
     ]
@@ -101,7 +126,21 @@ def _start(
     return ready
 
 
-def _check(server: Server, scenario: Scenario) -> None:
+def _check_tls(server: Server, path: str, check: Any, results: Results) -> None:
+    """`curl -k` must get the right answer over TLS, with the bench certificate."""
+    got = tlssetup.curl_check(server.port, path)
+    if got.status != 200 or not check(got.body):
+        raise server.fail(f"curl -k https://...{path}: {got.status} {got.body[:60]!r}")
+    if tlssetup.SUBJECT not in got.subject.replace(" ", ""):
+        raise server.fail(
+            f"curl -k saw certificate subject {got.subject!r}, not {tlssetup.SUBJECT}"
+        )
+    results.tls_checks[server.name] = {"curl": got.protocol, "subject": got.subject}
+
+
+def _check(server: Server, scenario: Scenario, results: Results) -> None:
+    if scenario.tls:
+        _check_tls(server, scenario.path, scenario.check, results)
     body = b"x" * scenario.body_size
     status, answer = server.request(scenario.method, scenario.path, body)
     try:
@@ -161,7 +200,7 @@ def _measure(
         peak[0], peak[1] = max(peak[0], tree), max(peak[1], worker)
 
     server.refresh_pids()
-    argv = load.wrk_argv(scenario, script, server.port, connections, duration_s, plan.client)
+    argv = load.client_argv(scenario, script, server.port, connections, duration_s, plan.client)
     workers_before = server.worker_cpu_seconds()
     cpu_before = server.cpu_seconds()
     result = load.run_wrk(argv, duration_s, sample)
@@ -184,6 +223,8 @@ def _verdict(server: Server, scenario: Scenario, result: load.WrkResult) -> str 
         return "no request succeeded"
     if result.status_errors:
         return f"{result.status_errors} non-2xx/3xx responses"
+    if scenario.resume and not result.extra.get("resumed"):
+        return "no TLS session was resumed"
     return None
 
 
@@ -195,7 +236,7 @@ def run_scenario(plan: Plan, scenario: Scenario, results: Results) -> None:
     try:
         for server in list(servers):
             try:
-                _check(server, scenario)
+                _check(server, scenario, results)
                 warm = _measure(plan, server, scenario, script, WARMUP_CONNECTIONS, plan.warmup_s)
                 if (why := _verdict(server, scenario, warm.result)) is not None:
                     raise server.fail(f"warm-up: {why}")
@@ -231,6 +272,14 @@ def _run_one(
     results.runs.append({**key, "round": rnd, **m.as_dict()})
     result = m.result
     errors = f" socket errors {result.socket_errors}" if result.socket_errors else ""
+    if scenario.client == "tlsload":
+        hs = result.extra.get("handshakes") or 0
+        resumed = (
+            f" resumed {result.extra.get('resumed', 0) / hs:.0%}" if scenario.resume and hs else ""
+        )
+        errors = (
+            f"  client cpu {result.client_cpu_s / (result.duration_us / 1e6):.0%}{resumed}{errors}"
+        )
     busiest = (
         f"  busiest worker {busiest_share(m.worker_cpu_s):.0%}" if len(m.worker_cpu_s) > 1 else ""
     )
@@ -247,19 +296,25 @@ def _run_one(
             servers.remove(server)
 
 
-def run_idle(plan: Plan, hello_app: str, results: Results) -> None:
-    """Idle RSS after start, then the RSS cost of `plan.idle_connections` idle connections."""
+def run_idle(plan: Plan, hello_app: str, results: Results, over_tls: bool = False) -> None:
+    """Idle RSS after start, then the RSS cost of `plan.idle_connections` idle connections
+    (over TLS: each after a full handshake)."""
     count = plan.idle_connections
-    names = [n for n in plan.servers if SPECS[n].runs_in("idle")]
+    names = plan.idle_servers(over_tls)
+    kind = "TLS keep-alive" if over_tls else "keep-alive"
+    tag = "idle-tls" if over_tls else "idle"
+    store = results.idle_tls if over_tls else results.idle
     print(
-        f"\n== idle: server RSS at rest, then with {count:,} idle keep-alive connections",
+        f"\n== {tag}: server RSS at rest, then with {count:,} idle {kind} connections",
         flush=True,
     )
     for name in names:
-        for server in _start(plan, [name], hello_app, "idle", results):
+        for server in _start(plan, [name], hello_app, tag, results, over_tls=over_tls):
             try:
-                results.idle[name] = _idle_one(server, count)
-                r = results.idle[name]
+                if over_tls:
+                    _check_tls(server, "/", lambda body: body == b"Hello, world!", results)
+                store[name] = _idle_one(server, count, over_tls)
+                r = store[name]
                 print(
                     f"    {name:<10} idle {r['idle_rss_kib'] / 1024:6.1f} MiB, with {count:,} "
                     f"connections {r['loaded_rss_kib'] / 1024:6.1f} MiB = "
@@ -267,17 +322,17 @@ def run_idle(plan: Plan, hello_app: str, results: Results) -> None:
                     flush=True,
                 )
             except (OSError, ServerError) as e:
-                results.fail(f"idle {name}: {e}")
+                results.fail(f"{tag} {name}: {e}")
             finally:
                 server.stop()
 
 
-def _idle_one(server: Server, count: int) -> dict[str, Any]:
+def _idle_one(server: Server, count: int, over_tls: bool = False) -> dict[str, Any]:
     time.sleep(1.0)
     server.refresh_pids()
     idle_tree, idle_worker = server.rss_kib()
     start = time.monotonic()
-    socks = idle.open_idle(server.port, count, timeout_s=120)
+    socks = idle.open_idle(server.port, count, timeout_s=300 if over_tls else 120, tls=over_tls)
     try:
         opened_s = time.monotonic() - start
         time.sleep(1.0)
