@@ -13,7 +13,7 @@ from typing import Any
 
 ENV_PREFIX = "COACHWHIP_"
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
-DEFAULT_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
+DEFAULT_CIPHERS = "ECDHE+AES128+AESGCM:ECDHE+AES256+AESGCM:ECDHE+CHACHA20"
 _SSL_DEPENDENT = ("ssl_keyfile", "ssl_keyfile_password", "ssl_ca_certs")
 
 

@@ -261,6 +261,9 @@ std::unique_ptr<context> context::load(const settings& s, std::string& error) {
                 "ECDHE+AESGCM:ECDHE+CHACHA20)";
         return nullptr;
     }
+    // TLS 1.3 suites in the same order (OpenSSL's default puts AES-256 first).
+    SSL_CTX_set_ciphersuites(
+        ctx, "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256");
     if (!c->load_certificate(s, error) || !c->load_client_verification(s, error)) return nullptr;
 
     // Resumption by tickets only: a session cache would be private to one worker.

@@ -31,8 +31,10 @@ struct settings {
     std::string password;  // of an encrypted key; empty: none
     std::string ca_certs;  // PEM CAs for client certificates; empty: none
     int cert_reqs = 0;     // 0 none, 1 optional, 2 required (uvicorn's / Python ssl's values)
-    std::string ciphers = "ECDHE+AESGCM:ECDHE+CHACHA20";  // TLS 1.2 suites, OpenSSL syntax
-    int min_version = TLS1_2_VERSION;                     // TLS1_2_VERSION or TLS1_3_VERSION
+    // TLS 1.2 suites, OpenSSL syntax: forward secrecy and AEAD only, AES-128 first (Mozilla's
+    // "intermediate" order: as strong in practice, and 10 AES rounds instead of 14).
+    std::string ciphers = "ECDHE+AES128+AESGCM:ECDHE+AES256+AESGCM:ECDHE+CHACHA20";
+    int min_version = TLS1_2_VERSION;  // TLS1_2_VERSION or TLS1_3_VERSION
     // The ticket secret shared by the workers; empty: a random one for this process alone.
     std::string ticket_secret;
     // ALPN protocols offered, in the server's order of preference (wire names).
