@@ -23,7 +23,7 @@
 #pragma once
 
 #include <cstdint>
-#include <deque>
+#include <list>
 #include <memory>
 #include <span>
 #include <string>
@@ -149,7 +149,9 @@ class exchange : public std::enable_shared_from_this<exchange> {
     bool body_complete = false;
 
     // ---- WebSocket (protocol appends and posts ev_message; app takes, then ws_taken()) ----
-    std::deque<ws_message> ws_inbox;
+    // A list, not a deque: libstdc++'s deque allocates ~600 bytes as it is constructed, for
+    // every HTTP request too; a list allocates only per message.
+    std::list<ws_message> ws_inbox;
     // With ev_disconnect after the accept: the client's close code (1005: its close frame had
     // none; 1006: the connection dropped without one; 1001: the server is shutting down) and
     // reason.
