@@ -396,7 +396,7 @@ def test_scope_holds_the_asgi_tls_extension(
     assert ASGI_TLS_KEYS <= set(tls) <= ASGI_TLS_KEYS | {"server_name"}, sorted(tls)
     assert info["tls_types"]["server_cert"] == "str"
     assert tls["server_cert"].strip() == leaf.pem.strip()
-    assert info["tls_types"]["client_cert_chain"] == "list"
+    assert info["tls_types"]["client_cert_chain"] == "tuple"
     assert tls["client_cert_chain"] == []
     assert tls["client_cert_name"] is None
     assert tls["client_cert_error"] is None
@@ -438,7 +438,7 @@ def test_required_client_certificate(serve: Serve, certs: Certs, version: str):
     answer = fetch(server, "/tls", client_context(certs, version=version, client=certs.client))
     info = tls_of(answer.body)
     tls = info["tls"]
-    assert info["tls_types"]["client_cert_chain"] == "list"
+    assert info["tls_types"]["client_cert_chain"] == "tuple"
     assert info["chain_item_types"] == ["str"]
     assert tls["client_cert_chain"][0].strip() == certs.client.pem.strip()
     assert x509.Name.from_rfc4514_string(tls["client_cert_name"]) == certs.client.cert.subject

@@ -46,6 +46,8 @@ scope_builder::~scope_builder() {
     Py_XDECREF(server_tuple_);
     Py_XDECREF(tls_template_);
     Py_XDECREF(cert_str_);
+    Py_XDECREF(version_obj_);
+    Py_XDECREF(suite_obj_);
     Py_XDECREF(template_);
     Py_XDECREF(asgi_);
 }
@@ -192,25 +194,37 @@ PyObject* scope_builder::extensions(const tls::info& t) {
         if (!cert_str_) return nullptr;
         cert_source_ = t.server_cert;
     }
-    py::ref chain(PyList_New(static_cast<Py_ssize_t>(t.client_cert_chain.size())));
+    // A tuple (the extension asks for an Iterable[str]): immutable, and the empty one, which
+    // most connections have, is CPython's shared singleton, so it costs no allocation.
+    py::ref chain(PyTuple_New(static_cast<Py_ssize_t>(t.client_cert_chain.size())));
     if (!chain) return nullptr;
     for (size_t i = 0; i < t.client_cert_chain.size(); ++i) {
         PyObject* pem = str(t.client_cert_chain[i]);
         if (!pem) return nullptr;
-        PyList_SET_ITEM(chain.get(), static_cast<Py_ssize_t>(i), pem);
+        PyTuple_SET_ITEM(chain.get(), static_cast<Py_ssize_t>(i), pem);
     }
+    // The version and the suite are the same few numbers on every connection (ints above 256
+    // are allocated each time): one object each, kept.
+    auto number = [](uint16_t value, uint16_t& cached_value, PyObject*& cached) {
+        if (!cached || cached_value != value) {
+            Py_XSETREF(cached, PyLong_FromLong(value));
+            cached_value = value;
+        }
+        return cached ? Py_NewRef(cached) : nullptr;
+    };
     py::ref tls(PyDict_Copy(tls_template_));
     if (!tls) return nullptr;
     PyObject* d = tls.get();
-    const bool ok = PyDict_SetItem(d, n.server_cert, cert_str_) == 0 &&
-                    PyDict_SetItem(d, n.client_cert_chain, chain.get()) == 0 &&
-                    (!t.client_cert_name ||
-                     set_item(d, n.client_cert_name, optional(t.client_cert_name)) == 0) &&
-                    (!t.client_cert_error ||
-                     set_item(d, n.client_cert_error, optional(t.client_cert_error)) == 0) &&
-                    set_item(d, n.tls_version, PyLong_FromLong(t.version)) == 0 &&
-                    set_item(d, n.cipher_suite, PyLong_FromLong(t.cipher_suite)) == 0 &&
-                    (t.server_name.empty() || set_item(d, n.server_name, str(t.server_name)) == 0);
+    const bool ok =
+        PyDict_SetItem(d, n.server_cert, cert_str_) == 0 &&
+        PyDict_SetItem(d, n.client_cert_chain, chain.get()) == 0 &&
+        (!t.client_cert_name ||
+         set_item(d, n.client_cert_name, optional(t.client_cert_name)) == 0) &&
+        (!t.client_cert_error ||
+         set_item(d, n.client_cert_error, optional(t.client_cert_error)) == 0) &&
+        set_item(d, n.tls_version, number(t.version, version_value_, version_obj_)) == 0 &&
+        set_item(d, n.cipher_suite, number(t.cipher_suite, suite_value_, suite_obj_)) == 0 &&
+        (t.server_name.empty() || set_item(d, n.server_name, str(t.server_name)) == 0);
     if (!ok) return nullptr;
     PyObject* ext = PyDict_New();
     if (ext && PyDict_SetItem(ext, n.tls, d) < 0) Py_CLEAR(ext);

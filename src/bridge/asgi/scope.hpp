@@ -76,6 +76,9 @@ class scope_builder {
     PyObject* tls_template_ = nullptr;                // owned
     std::shared_ptr<const std::string> cert_source_;  // what cert_str_ was made from
     PyObject* cert_str_ = nullptr;                    // owned
+    uint16_t version_value_ = 0, suite_value_ = 0;    // what the two objects below hold
+    PyObject* version_obj_ = nullptr;                 // owned
+    PyObject* suite_obj_ = nullptr;                   // owned
 };
 
 // Percent-decodes `in` (RFC 3986 §2.1) into `out`; invalid escapes are kept literally.
