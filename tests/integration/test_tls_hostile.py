@@ -7,9 +7,12 @@ still serves ordinary TLS clients.
 from __future__ import annotations
 
 import json
+import os
 import random
+import resource
 import select
 import socket
+import ssl
 import time
 from collections.abc import Iterator
 
@@ -258,3 +261,56 @@ def test_client_that_never_reads_is_cut_by_timeout_write(serve: Serve, certs: Ce
     finally:
         conn.close()
     still_serving(server, certs)
+
+
+IDLE_CONNECTIONS = 10_000
+
+
+@pytest.mark.timeout(240)
+def test_ten_thousand_idle_tls_connections_cost_under_16_kib_each(serve: Serve, certs: Certs):
+    """Each connection makes a full handshake and one request, then stays open: the server keeps
+    no record buffers for it (issue 12: at most 16 KiB per idle TLS connection in all)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    assert hard >= IDLE_CONNECTIONS + 500, f"RLIMIT_NOFILE hard limit {hard} is too low"
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    server = serve_tls(serve, certs.ecdsa, "--no-access-log", "--timeout-keep-alive", "600")
+    ctx = client_context(certs)
+    ctx.set_alpn_protocols(["http/1.1"])
+    idle: list[ssl.SSLSocket] = []
+    warm: list[ssl.SSLSocket] = []
+    try:
+        warm = [one_request(server, ctx) for _ in range(50)]
+        baseline = server.rss_kib()
+        idle = [one_request(server, ctx) for _ in range(IDLE_CONNECTIONS)]
+        after = server.rss_kib()
+        per_connection = (after - baseline) * 1024 / IDLE_CONNECTIONS
+        # The sanitizer run's allocator adds redzones and a quarantine to every allocation.
+        limit = 64 * 1024 if os.environ.get("COACHWHIP_TEST_SERVER_PRELOAD") else 16 * 1024
+        assert per_connection <= limit, f"{per_connection:.0f} bytes per idle TLS connection"
+        # and every one of them is still served
+        for tls in (idle[0], idle[-1], warm[0]):
+            tls.sendall(request("GET", "/hello", host="localhost"))
+            assert read_answer(tls).endswith(b"hello")
+    finally:
+        for tls in idle + warm:
+            tls.close()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def one_request(server: ServerProcess, ctx: ssl.SSLContext) -> ssl.SSLSocket:
+    tls = ctx.wrap_socket(
+        socket.create_connection((server.host, server.port), timeout=10),
+        server_hostname="localhost",
+    )
+    tls.sendall(request("GET", "/hello", host="localhost"))
+    read_answer(tls)
+    return tls
+
+
+def read_answer(tls: ssl.SSLSocket) -> bytes:
+    data = b""
+    while not (data.endswith(b"hello") and b"\r\n\r\n" in data):
+        chunk = tls.recv(4096)
+        assert chunk, data
+        data += chunk
+    return data
