@@ -107,7 +107,10 @@ transport::handshake_result transport::handshake() {
         return handshake_result::done;
     }
     const int err = SSL_get_error(ssl_, r);
-    if (plain_http_) return handshake_result::plain_http;
+    if (plain_http_) {
+        ERR_clear_error();  // see the header: nothing may stay in the queue after a failure
+        return handshake_result::plain_http;
+    }
     if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) return handshake_result::again;
     failure_ = last_reason();
     if (failure_.empty())
@@ -128,7 +131,9 @@ ssize_t transport::read(char* buf, size_t len) {
     const int n = SSL_read(ssl_, buf, static_cast<int>(std::min<size_t>(len, INT_MAX)));
     if (n > 0) return n;
     switch (SSL_get_error(ssl_, n)) {
-        case SSL_ERROR_ZERO_RETURN: return 0;  // close_notify, or EOF (IGNORE_UNEXPECTED_EOF)
+        case SSL_ERROR_ZERO_RETURN:  // close_notify, or EOF (IGNORE_UNEXPECTED_EOF)
+            ERR_clear_error();
+            return 0;
         case SSL_ERROR_WANT_READ: return -EAGAIN;
         case SSL_ERROR_WANT_WRITE: read_wants_write_ = true; return -EAGAIN;
         case SSL_ERROR_SYSCALL: ERR_clear_error(); return lower_errno_ ? -lower_errno_ : 0;

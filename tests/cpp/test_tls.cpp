@@ -241,6 +241,27 @@ TEST(TlsTransport, PlainHttpIsRecognised) {
     EXPECT_TRUE(p.low.out.empty());  // nothing written: the owner answers in plain HTTP
 }
 
+// The error queue is emptied once per I/O phase (transport.hpp): every failure must leave it
+// empty, or the next connection served in the same phase reads a stale error as its own.
+TEST(TlsTransport, AFailureLeavesNoErrorForTheNextConnection) {
+    for (int bad = 0; bad < 3; ++bad) {
+        pair good;
+        client c;
+        ASSERT_EQ(c.handshake(*good.server, good.low), result::done);
+        pair other;
+        other.low.in = bad == 0   ? std::string("GET / HTTP/1.1\r\n\r\n")
+                       : bad == 1 ? std::string("\x16\x03\x01\xff\xffxxxxxxxx", 13)
+                                  : std::string();
+        other.low.eof = bad == 2;
+        EXPECT_NE(other.server->handshake(), result::done);
+        EXPECT_EQ(ERR_peek_error(), 0u) << bad;
+        char buf[64];
+        EXPECT_EQ(good.server->read(buf, sizeof buf), -EAGAIN) << bad;  // not -EPROTO
+        EXPECT_EQ(other.server->read(buf, sizeof buf), -ECONNRESET);
+        EXPECT_EQ(ERR_peek_error(), 0u) << bad;
+    }
+}
+
 TEST(TlsTransport, GarbageAndTruncationFail) {
     const std::string cases[] = {
         std::string("\x16\x03\x01\xff\xff", 5) + std::string(300, 'x'),  // absurd record length
