@@ -529,7 +529,10 @@ class Config:
                 given.append("ssl_cert_reqs")
             if given:
                 flag = "--" + given[0].replace("_", "-")
-                raise ConfigError(f"{flag} needs --ssl-certfile: TLS is on only with a certificate")
+                raise ConfigError(
+                    f"{flag} needs --ssl-certfile: TLS is on only with a certificate; "
+                    "add --ssl-certfile PATH (or drop the --ssl-* flags to serve plain HTTP)"
+                )
             return
         if self.ssl_cert_reqs and self.ssl_ca_certs is None:
             raise ConfigError(

@@ -716,6 +716,14 @@ def mistake(certs: Certs, tmp: Path, case: str) -> Mistake:
         "min-version-from-env": Mistake(
             pair, ["COACHWHIP_SSL_MIN_VERSION"], BAD_VALUE, {"COACHWHIP_SSL_MIN_VERSION": "1.1"}
         ),
+        "keyfile-without-certfile": Mistake(
+            ["--ssl-keyfile", key], ["--ssl-keyfile", "--ssl-certfile"], "needs"
+        ),
+        "ca-certs-without-certfile": Mistake(
+            ["--ssl-ca-certs", ca, "--ssl-cert-reqs", "2"],
+            ["--ssl-ca-certs", "--ssl-certfile"],
+            "needs",
+        ),
         "bad-ciphers": Mistake(
             [*pair, "--ssl-ciphers", "NOT-A-CIPHER:ALSO-NOT"],
             ["--ssl-ciphers"],
@@ -732,7 +740,7 @@ ERROR_CASES = [
     "no-keyfile-and-no-key-in-certfile", "key-does-not-match", "wrong-password",
     "missing-password", "ca-no-certificate", "cert-reqs-1-without-ca", "cert-reqs-2-without-ca",
     "cert-reqs-3", "min-version-1.1", "min-version-1.0", "min-version-banana",
-    "min-version-from-env", "bad-ciphers",
+    "min-version-from-env", "keyfile-without-certfile", "ca-certs-without-certfile", "bad-ciphers",
 ]  # fmt: skip
 
 
