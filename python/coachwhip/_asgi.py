@@ -10,6 +10,8 @@ closed). When it raised, `report_failure(exc)` logs it first.
 from __future__ import annotations
 
 import collections.abc
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from coachwhip._core import ClientDisconnected, Runner
 from coachwhip.logs import error_logger
@@ -42,3 +44,14 @@ def report_failure(exc: BaseException) -> None:
 
 # The runner is a coroutine in all but type; say so to the ABC that asyncio.iscoroutine() asks.
 collections.abc.Coroutine.register(Runner)
+
+
+async def call_in_loop(method: Callable[..., Awaitable[Any]], *args: Any) -> Any:
+    """receive()/send() called from a thread other than the event loop's, then awaited in it.
+
+    asgiref's async_to_sync (Channels' sync consumers, Django's sync views) calls the app's
+    send() in its worker thread and awaits the result on the loop. The engine's send() acts when
+    called, so from another thread it returns this coroutine instead: the call happens when it is
+    awaited, on the loop's thread, as an `async def` send would behave.
+    """
+    return await method(*args)

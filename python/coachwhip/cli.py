@@ -51,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_option(parser: argparse.ArgumentParser, opt: Option) -> None:
     env = f" [env: {opt.env}]"
     default = f" (default: {opt.default})" if opt.default not in (None, "") else ""
-    if opt.kind == "bool":
+    if opt.kind == "bool" and not opt.valued:
         parser.add_argument(
             f"--{opt.name}",
             dest=opt.attr,

@@ -33,6 +33,7 @@ class Option:
     metavar: str | None = None
     minimum: float | None = None
     separator: str = ","  # "list": how the environment variable separates items
+    valued: bool = False  # "bool": the flag takes a value (--x true|false), not --x/--no-x
 
     @property
     def attr(self) -> str:
@@ -364,6 +365,55 @@ OPTIONS: tuple[Option, ...] = (
         minimum=0.001,
     ),
     Option(
+        "ws",
+        "choice",
+        "auto",
+        "WebSocket: 'auto' serves upgrades with the engine's own RFC 6455 implementation; "
+        "'none' treats them as plain HTTP requests. uvicorn's 'websockets', 'websockets-sansio' "
+        "and 'wsproto' are accepted as 'auto'.",
+        choices=("auto", "none", "websockets", "websockets-sansio", "wsproto"),
+    ),
+    Option(
+        "ws-max-size",
+        "int",
+        16777216,
+        "Largest WebSocket message in bytes, after decompression (close 1009 above it).",
+        metavar="BYTES",
+        minimum=1,
+    ),
+    Option(
+        "ws-max-queue",
+        "int",
+        32,
+        "WebSocket messages waiting for the app's receive() before the engine stops reading.",
+        metavar="N",
+        minimum=1,
+    ),
+    Option(
+        "ws-ping-interval",
+        "float",
+        20.0,
+        "Send a WebSocket ping after this many idle seconds (0: never).",
+        metavar="S",
+        minimum=0,
+    ),
+    Option(
+        "ws-ping-timeout",
+        "float",
+        20.0,
+        "Close a WebSocket (1011) whose pong is this many seconds late (0: never).",
+        metavar="S",
+        minimum=0,
+    ),
+    Option(
+        "ws-per-message-deflate",
+        "bool",
+        True,
+        "Agree to WebSocket compression (permessage-deflate, RFC 7692) when the client offers it.",
+        metavar="BOOL",
+        valued=True,
+    ),
+    Option(
         "health",
         "bool",
         False,
@@ -463,6 +513,12 @@ class Config:
     ssl_ciphers: str = DEFAULT_CIPHERS
     ssl_min_version: str = "1.2"
     timeout_tls_handshake: float = 5.0
+    ws: str = "auto"
+    ws_max_size: int = 16777216
+    ws_max_queue: int = 32
+    ws_ping_interval: float = 20.0
+    ws_ping_timeout: float = 20.0
+    ws_per_message_deflate: bool = True
     health: bool = False
     readiness: bool = False
     metrics: bool = False

@@ -60,6 +60,11 @@ def run(
     if config is None:
         config = Config.load({"app": app, **settings} if app is not None else settings)
     logs.configure(config.log_level, config.access_log)
+    if supervisor is None and config.ws not in ("auto", "none"):
+        error_logger.info(
+            "--ws %s: coachwhip's WebSocket is built into its engine; serving as --ws auto",
+            config.ws,
+        )
     if supervisor is None and config.needs_supervisor():
         if not isinstance(config.app, str):
             from coachwhip.config import ConfigError
@@ -194,6 +199,12 @@ class Worker:
             metrics=config.metrics and not config.metrics_bind,
             tls=self.tls,
             timeout_tls_handshake=config.timeout_tls_handshake,
+            websocket=config.ws != "none",
+            ws_max_size=config.ws_max_size,
+            ws_max_queue=config.ws_max_queue,
+            ws_ping_interval=config.ws_ping_interval,
+            ws_ping_timeout=config.ws_ping_timeout,
+            ws_per_message_deflate=config.ws_per_message_deflate,
             **self._shared_metrics(),
         )
 

@@ -55,9 +55,10 @@ struct server_object {
     unsigned long long request_limit;   // call on_request_limit when requests_total reaches it
     PyObject* on_request_limit;         // callable() or nullptr
     bool run_scheduled_pending;
-    bool bench_ceiling;       // benchmark only: answer every request from C++, never call the app
-    bool warned_header_case;  // the mixed-case header notice was logged (once per server)
-    bool hold_requests;       // the app's startup has not completed: hold new requests
+    bool bench_ceiling;         // benchmark only: answer every request from C++, never call the app
+    bool warned_header_case;    // the mixed-case header notice was logged (once per server)
+    bool hold_requests;         // the app's startup has not completed: hold new requests
+    unsigned long loop_thread;  // the thread that runs the loop (PyThread_get_thread_ident)
 };
 
 struct exchange_object {
@@ -68,7 +69,9 @@ struct exchange_object {
     PyObject* send_waiter;    // future an app's send() awaits, or nullptr
     PyObject* start_headers;  // (name0, value0, name1, ...) from http.response.start, until sent
     int start_status;
-    uint8_t asgi_state;    // see exchange.cpp
+    uint8_t asgi_state;    // see exchange_detail.hpp
+    uint8_t ws_state;      // ws_none for HTTP; see websocket.cpp
+    bool ws_connect_sent;  // websocket.connect was delivered
     bool body_finished;    // the last http.request was delivered
     bool told_disconnect;  // receive() returned http.disconnect: sends now raise
     bool linked;           // in the server's live list
@@ -83,6 +86,18 @@ bool init_tls_type(PyObject* module);      // tls_object.cpp
 // Server(tls=...): the context of a TlsContext into `out` (None: left empty); false with an
 // exception set for anything else.
 bool tls_context_of(PyObject* obj, std::shared_ptr<const tls::context>& out);
+
+// The ASGI `websocket` face of an exchange (websocket.cpp), for an exchange whose request was a
+// WebSocket handshake. States (exchange_object::ws_state, a ws_phase):
+//   handshake --websocket.accept--> accepting --the 101 is out (ev_drain)--> open
+//   handshake --websocket.close: 403, or websocket.http.response.*--> denied (HTTP rules)
+//   open --websocket.close--> closing
+enum ws_phase : uint8_t { ws_none, ws_handshake, ws_accepting, ws_open, ws_closing, ws_denied };
+PyObject* ws_receive(exchange_object* obj);
+PyObject* ws_send(exchange_object* obj, PyObject* msg, PyObject* type);
+void ws_finish(exchange_object* obj);  // the app returned
+void ws_fail(exchange_object* obj);    // the app raised
+void ws_deliver(exchange_object* obj, uint8_t events);
 
 // exchange._finish(result) and exchange._fail() for the runner (asgi/runner.hpp).
 PyObject* finish_exchange(PyObject* exchange, PyObject* result);

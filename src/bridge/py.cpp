@@ -30,6 +30,16 @@ bool init_names() {
         {&n.v_scheme_ws, "ws"},
         {&n.v_scheme_wss, "wss"},
         {&n.v_empty_str, ""},
+        {&n.v_websocket, "websocket"},
+        {&n.v_ws_connect, "websocket.connect"},
+        {&n.v_ws_receive, "websocket.receive"},
+        {&n.v_ws_disconnect, "websocket.disconnect"},
+        {&n.v_ws_accept, "websocket.accept"},
+        {&n.v_ws_send, "websocket.send"},
+        {&n.v_ws_close, "websocket.close"},
+        {&n.v_ws_response, "websocket.http.response"},
+        {&n.v_ws_response_start, "websocket.http.response.start"},
+        {&n.v_ws_response_body, "websocket.http.response.body"},
     };
     for (auto& v : values)
         if (!(*v.slot = PyUnicode_InternFromString(v.text))) return false;

@@ -63,26 +63,37 @@ struct names {
     X(body) X(more_body) X(status) X(trailers) X(http) X(message) X(set_result)              \
     X(set_exception) X(cancelled) X(cancel) X(done) X(receive) X(send) X(context)             \
     X(extensions) X(tls) X(server_cert) X(client_cert_chain) X(client_cert_name)              \
-    X(client_cert_error) X(tls_version) X(cipher_suite) X(server_name)
+    X(client_cert_error) X(tls_version) X(cipher_suite) X(server_name) X(bytes) X(text)       \
+    X(code) X(reason) X(subprotocol) X(subprotocols)
 // clang-format on
 #define COACHWHIP_DECLARE(n) PyObject* n = nullptr;
     COACHWHIP_NAMES(COACHWHIP_DECLARE)
 #undef COACHWHIP_DECLARE
     // Values.
-    PyObject* v_asgi_version = nullptr;     // "3.0"
-    PyObject* v_spec_version = nullptr;     // "2.4"
-    PyObject* v_http_request = nullptr;     // "http.request"
-    PyObject* v_http_disconnect = nullptr;  // "http.disconnect"
-    PyObject* v_response_start = nullptr;   // "http.response.start"
-    PyObject* v_response_body = nullptr;    // "http.response.body"
-    PyObject* v_http_1_1 = nullptr;         // "1.1"
-    PyObject* v_http_1_0 = nullptr;         // "1.0"
-    PyObject* v_scheme_http = nullptr;      // "http"
-    PyObject* v_scheme_https = nullptr;     // "https"
-    PyObject* v_scheme_ws = nullptr;        // "ws"
-    PyObject* v_scheme_wss = nullptr;       // "wss"
-    PyObject* v_empty_bytes = nullptr;      // b""
-    PyObject* v_empty_str = nullptr;        // ""
+    PyObject* v_asgi_version = nullptr;       // "3.0"
+    PyObject* v_spec_version = nullptr;       // "2.4"
+    PyObject* v_http_request = nullptr;       // "http.request"
+    PyObject* v_http_disconnect = nullptr;    // "http.disconnect"
+    PyObject* v_response_start = nullptr;     // "http.response.start"
+    PyObject* v_response_body = nullptr;      // "http.response.body"
+    PyObject* v_http_1_1 = nullptr;           // "1.1"
+    PyObject* v_http_1_0 = nullptr;           // "1.0"
+    PyObject* v_scheme_http = nullptr;        // "http"
+    PyObject* v_scheme_https = nullptr;       // "https"
+    PyObject* v_scheme_ws = nullptr;          // "ws"
+    PyObject* v_scheme_wss = nullptr;         // "wss"
+    PyObject* v_websocket = nullptr;          // "websocket"
+    PyObject* v_ws_connect = nullptr;         // "websocket.connect"
+    PyObject* v_ws_receive = nullptr;         // "websocket.receive"
+    PyObject* v_ws_disconnect = nullptr;      // "websocket.disconnect"
+    PyObject* v_ws_accept = nullptr;          // "websocket.accept"
+    PyObject* v_ws_send = nullptr;            // "websocket.send"
+    PyObject* v_ws_close = nullptr;           // "websocket.close"
+    PyObject* v_ws_response = nullptr;        // "websocket.http.response" (the extension)
+    PyObject* v_ws_response_start = nullptr;  // "websocket.http.response.start"
+    PyObject* v_ws_response_body = nullptr;   // "websocket.http.response.body"
+    PyObject* v_empty_bytes = nullptr;        // b""
+    PyObject* v_empty_str = nullptr;          // ""
 };
 
 // Creates the names; returns false with a Python exception set on failure.

@@ -264,6 +264,12 @@ int server_init(PyObject* self, PyObject* args, PyObject* kwds) {
                                    "metrics_slot",
                                    "tls",
                                    "timeout_tls_handshake",
+                                   "websocket",
+                                   "ws_max_size",
+                                   "ws_max_queue",
+                                   "ws_ping_interval",
+                                   "ws_ping_timeout",
+                                   "ws_per_message_deflate",
                                    nullptr};
     PyObject *app, *loop, *report_failure, *root_path = nullptr, *state = Py_None;
     PyObject *access_log = Py_None, *error_log = Py_None;
@@ -282,20 +288,28 @@ int server_init(PyObject* self, PyObject* args, PyObject* kwds) {
     Py_ssize_t metrics_slot = 0;
     PyObject* tls = Py_None;  // a TlsContext: TLS on the app's listeners
     double tls_handshake_timeout = 5.0;
+    // WebSocket (uvicorn's --ws-* names and defaults).
+    int websocket = 1, ws_deflate = 1;
+    unsigned long long ws_max_size = 16ULL << 20;
+    Py_ssize_t ws_max_queue = 32;
+    double ws_ping_interval = 20.0, ws_ping_timeout = 20.0;
     if (!PyArg_ParseTupleAndKeywords(
-            args, kwds, "OOO|$UOdppOOidddnnnKnnKOKKdppppOppinOd", const_cast<char**>(kwlist), &app,
-            &loop, &report_failure, &root_path, &state, &keep_alive, &server_header, &date_header,
-            &access_log, &error_log, &log_level, &header_timeout, &body_timeout, &write_timeout,
-            &request_line, &request_fields, &header_size, &max_body, &concurrency, &max_connections,
-            &request_limit, &on_request_limit, &min_body_rate, &min_response_rate, &min_rate_grace,
-            &health, &readiness, &metrics, &hold_requests, &forwarded_allow_ips, &proxy_headers,
-            &proxy_protocol, &metrics_fd, &metrics_slot, &tls, &tls_handshake_timeout))
+            args, kwds, "OOO|$UOdppOOidddnnnKnnKOKKdppppOppinOdpKnddp", const_cast<char**>(kwlist),
+            &app, &loop, &report_failure, &root_path, &state, &keep_alive, &server_header,
+            &date_header, &access_log, &error_log, &log_level, &header_timeout, &body_timeout,
+            &write_timeout, &request_line, &request_fields, &header_size, &max_body, &concurrency,
+            &max_connections, &request_limit, &on_request_limit, &min_body_rate, &min_response_rate,
+            &min_rate_grace, &health, &readiness, &metrics, &hold_requests, &forwarded_allow_ips,
+            &proxy_headers, &proxy_protocol, &metrics_fd, &metrics_slot, &tls,
+            &tls_handshake_timeout, &websocket, &ws_max_size, &ws_max_queue, &ws_ping_interval,
+            &ws_ping_timeout, &ws_deflate))
         return -1;
     std::shared_ptr<const tls::context> tls_ctx;
     if (!tls_context_of(tls, tls_ctx)) return -1;
     if (request_line < 1 || request_fields < 1 || header_size < 1 || concurrency < 0 ||
         max_connections < 0 || keep_alive <= 0 || header_timeout <= 0 || body_timeout <= 0 ||
-        write_timeout <= 0 || min_rate_grace <= 0 || tls_handshake_timeout <= 0) {
+        write_timeout <= 0 || min_rate_grace <= 0 || tls_handshake_timeout <= 0 ||
+        ws_max_size < 1 || ws_max_queue < 1 || ws_ping_interval < 0 || ws_ping_timeout < 0) {
         PyErr_SetString(PyExc_ValueError, "limits and timeouts must be positive");
         return -1;
     }
@@ -348,6 +362,14 @@ int server_init(PyObject* self, PyObject* args, PyObject* kwds) {
         c.forwarded_trust = std::move(trust.networks);
         c.tls = std::move(tls_ctx);
         c.tls_handshake_ms = ms(tls_handshake_timeout);
+        c.websocket = websocket;
+        c.ws_deflate.enabled = ws_deflate;
+        c.ws.max_message = ws_max_size;
+        c.ws.max_queue = static_cast<size_t>(ws_max_queue);
+        c.ws.ping_interval_ms = ms(ws_ping_interval);
+        c.ws.ping_timeout_ms = ms(ws_ping_timeout);
+        c.ws.write_high_water = c.conn.write_high_water;
+        c.ws.write_low_water = c.conn.write_low_water;
         c.conn.head_limits.max_request_line = static_cast<size_t>(request_line);
         c.conn.head_limits.max_headers = static_cast<size_t>(request_fields);
         c.conn.head_limits.max_head = static_cast<size_t>(header_size);
@@ -381,6 +403,7 @@ int server_init(PyObject* self, PyObject* args, PyObject* kwds) {
     s->error_log = Py_NewRef(error_log);
     s->request_limit = request_limit;
     s->hold_requests = hold_requests;
+    s->loop_thread = PyThread_get_thread_ident();
     s->engine->set_ready(!hold_requests);
     s->on_request_limit = on_request_limit == Py_None ? nullptr : Py_NewRef(on_request_limit);
     s->create_task = PyObject_GetAttrString(loop, "create_task");

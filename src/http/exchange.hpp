@@ -93,8 +93,20 @@ class response_sink {
     // The app took buffered body bytes, or wants some: send 100 Continue if it is owed, and read.
     virtual void want_body(exchange& ex) = 0;
 
-    // ---- WebSocket, once the app accepted the upgrade and the owner rebound the exchange to
-    // the WebSocket protocol (ws::connection; HTTP/2's extended CONNECT later) ----
+    // ---- WebSocket ----
+    // The app accepts a WebSocket handshake (exchange::websocket): the protocol answers 101 with
+    // `subprotocol` (empty: none; else one the client offered) and the app's extra `headers`,
+    // and once that is written hands the connection to the WebSocket protocol, rebinds the
+    // exchange to it and posts ev_drain. So: wait (then ev_drain: send messages now, or
+    // ev_disconnect: the client left first), error (a subprotocol the client did not offer, a
+    // header the server sets itself or an invalid one; nothing was sent), or closed.
+    virtual send_result ws_accept(exchange& ex, std::string_view subprotocol,
+                                  std::span<const field> headers) {
+        (void)ex, (void)subprotocol, (void)headers;
+        return {send_status::closed, {}};
+    }
+    // Once the app accepted the upgrade and the owner rebound the exchange to the WebSocket
+    // protocol (ws::connection; HTTP/2's extended CONNECT later):
     // One message (text: valid UTF-8, the caller checked). proceed / wait (wait for ev_drain) /
     // closed (the WebSocket is closing or gone: ASGI raises an OSError subclass).
     virtual send_result ws_send(exchange& ex, bool text, std::string_view data) {
@@ -148,7 +160,14 @@ class exchange : public std::enable_shared_from_this<exchange> {
     std::string body;  // decoded bytes not yet taken by the app
     bool body_complete = false;
 
-    // ---- WebSocket (protocol appends and posts ev_message; app takes, then ws_taken()) ----
+    // ---- WebSocket ----
+    // A valid WebSocket handshake (RFC 6455 §4.2.1, checked by the protocol): the app answers it
+    // with ws_accept(), or with an HTTP response through send() (a denial; the connection then
+    // closes after it).
+    bool websocket = false;
+    // Sec-WebSocket-Protocol: the client's subprotocols in its order (views into head_storage).
+    std::vector<std::string_view> ws_subprotocols;
+    // After the accept (protocol appends and posts ev_message; app takes, then ws_taken()):
     // A list, not a deque: libstdc++'s deque allocates ~600 bytes as it is constructed, for
     // every HTTP request too; a list allocates only per message.
     std::list<ws_message> ws_inbox;
@@ -191,6 +210,10 @@ class exchange : public std::enable_shared_from_this<exchange> {
     bool connected() const noexcept { return sink_ != nullptr; }
 
     // ---- WebSocket app-side calls (see response_sink) ----
+    send_result ws_accept(std::string_view subprotocol, std::span<const field> headers) {
+        if (!sink_) return {send_status::closed, {}};
+        return sink_->ws_accept(*this, subprotocol, headers);
+    }
     send_result ws_send(bool text, std::string_view data) {
         if (!sink_) return {send_status::closed, {}};
         return sink_->ws_send(*this, text, data);

@@ -1,5 +1,6 @@
 #include "http1/connection.hpp"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <vector>
@@ -26,6 +27,21 @@ bool has_control_byte(std::string_view bytes) {
 // result out before parsing another, so one buffer per thread serves every connection.
 std::span<header_field> header_storage(size_t n) {
     static thread_local std::vector<header_field> storage;
+    if (storage.size() < n) storage.resize(n);
+    return {storage.data(), n};
+}
+
+// The same, for a WebSocket handshake's fields as ws::check_upgrade takes them, and its
+// subprotocols (views into the input buffer until start_request copies the head out).
+std::span<const http::field> handshake_fields(std::span<const header_field> headers) {
+    static thread_local std::vector<http::field> fields;
+    fields.clear();
+    for (const auto& f : headers)
+        fields.push_back({f.name, f.value});
+    return fields;
+}
+std::span<std::string_view> subprotocol_storage(size_t n) {
+    static thread_local std::vector<std::string_view> storage;
     if (storage.size() < n) storage.resize(n);
     return {storage.data(), n};
 }
@@ -180,6 +196,7 @@ connection::~connection() { detach_exchange(false); }
 // ---------------------------------------------------------------- reading
 
 void connection::on_readable(bool short_read_drains) {
+    if (state_ == state::upgraded) return;
     read_ready_ = true;
     short_read_drains_ = short_read_drains;
     read_input();
@@ -377,6 +394,8 @@ void connection::start_request(const request_head& head, const request_info& inf
     if (cfg_.max_body && info.framing == body_framing::content_length &&
         info.content_length > cfg_.max_body)
         return reject({413, "request body larger than --limit-request-body"});
+    ws_.reset();
+    if (cfg_.websocket && info.upgrade_field && !check_websocket(head, info)) return;
     if (!owner_.admit_request(*this))
         return reject({503, "too many requests in flight (--limit-concurrency)"});
     admitted_ = true;
@@ -400,6 +419,12 @@ void connection::start_request(const request_head& head, const request_info& inf
     ex.server = server_;
     ex.scheme = scheme_;
     ex.tls = tls_;
+    if (ws_) {
+        ex.websocket = true;
+        for (std::string_view p : ws_->result.subprotocols)
+            ex.ws_subprotocols.push_back(rebase(p));
+        ws_->result.subprotocols = {};  // views into a buffer the next request reuses
+    }
     if (forwarded_peer_ && info.forwarded) apply_forwarded(ex);
     in_.consume(head_len);
     scanned_ = 0;
@@ -408,7 +433,9 @@ void connection::start_request(const request_head& head, const request_info& inf
     info_.host = {};  // a view into the input buffer, which is reused from here on
     minor_version_ = head.minor_version;
     head_request_ = head.method == "HEAD";
-    keep_alive_ = info.keep_alive && !shutting_down_;
+    // A WebSocket handshake answered in HTTP (a denial) closes: the client may already be
+    // sending frames, which must never be read as requests.
+    keep_alive_ = info.keep_alive && !shutting_down_ && !ws_;
     body_left_ = info.framing == body_framing::content_length ? info.content_length : 0;
     if (info.framing == body_framing::chunked) {
         chunked_.emplace();
@@ -431,6 +458,33 @@ void connection::start_request(const request_head& head, const request_info& inf
     ex.post(http::ev_request);
     if (!body_done_) decode_body();
     update_body_timer();
+}
+
+// A request whose Upgrade lists "websocket" is a handshake: checked here, before the app or the
+// concurrency limit sees it. True: go on (an ordinary request, or a valid handshake: ws_ set);
+// false: answered (400, or 426 naming the version we speak) and closing.
+bool connection::check_websocket(const request_head& head, const request_info& info) {
+    const std::span<const http::field> fields = handshake_fields(head.headers);
+    if (!ws::is_websocket_upgrade(fields)) return true;
+    // Bytes after the head are the client's first frames; a body would make them ambiguous.
+    if (info.framing != body_framing::none) {
+        reject({400, "a WebSocket handshake cannot have a body"}, http::refusal::count);
+        return false;
+    }
+    auto hs = std::make_unique<ws_handshake>();
+    const ws::upgrade_request req{head.method, head.minor_version == 1 ? "1.1" : "1.0", fields};
+    hs->result =
+        ws::check_upgrade(req, *cfg_.websocket, subprotocol_storage(cfg_.ws_max_subprotocols));
+    if (const core::error& err = hs->result.error) {
+        static constexpr http::field version[] = {
+            {"sec-websocket-version", ws::k_websocket_version}};
+        reject(err, http::refusal::count,
+               err.status == 426 ? std::span<const http::field>(version)
+                                 : std::span<const http::field>());
+        return false;
+    }
+    ws_ = std::move(hs);
+    return true;
 }
 
 void connection::decode_body() {
@@ -508,7 +562,8 @@ void connection::finish_request() {
     out_.release();  // (only if everything was written; otherwise flush needs it)
 }
 
-void connection::reject(const core::error& err, http::refusal why) {
+void connection::reject(const core::error& err, http::refusal why,
+                        std::span<const http::field> extra) {
     owner_.refused(*this, why == http::refusal::count ? http::refusal_for_status(err.status) : why);
     if (core::log_enabled(core::log_level::debug)) {
         std::string msg = "rejected request from " + client_.host + ": " +
@@ -517,7 +572,7 @@ void connection::reject(const core::error& err, http::refusal why) {
     }
     if (state_ == state::in_request && response_started_) return close_now();
     detach_exchange(true);
-    out_.append(encode_error_response(err.status, cfg_.server_header, cfg_.date_header));
+    out_.append(encode_error_response(err.status, cfg_.server_header, cfg_.date_header, extra));
     start_draining();
 }
 
@@ -540,7 +595,8 @@ void connection::detach_exchange(bool notify) {
 }
 
 void connection::close_now(bool reset) {
-    if (state_ == state::closed) return;
+    // Upgraded: the transport belongs to the WebSocket now.
+    if (state_ == state::closed || state_ == state::upgraded) return;
     state_ = state::closed;
     set_read_timer(timer_kind::none);
     if (write_timer_) owner_.disarm_timer(*this, timer_kind::write);
@@ -567,6 +623,7 @@ void connection::release_memory() noexcept {
 }
 
 void connection::on_timer(timer_kind kind) {
+    if (state_ == state::upgraded) return;
     if (kind == timer_kind::write) {
         write_timer_ = false;
         owner_.refused(*this, http::refusal::write_timeout);
@@ -613,6 +670,7 @@ void connection::begin_shutdown() {
 // ---------------------------------------------------------------- writing
 
 void connection::on_writable() {
+    if (state_ == state::upgraded) return;
     write_blocked_ = false;
     process();
 }
@@ -674,9 +732,14 @@ void connection::flush() {
 }
 
 void connection::process() {
+    if (state_ == state::upgraded) return;
     flush();
     // An app that failed after its head: what it had sent goes out first, then we close.
     if (aborted_) return close_now();
+    if (ws_ && ws_->accepted && state_ == state::in_request) {
+        if (out_.empty()) hand_over();  // else on_writable comes back here
+        return;
+    }
     if (state_ == state::in_request && response_done_ && out_.size() < cfg_.write_high_water)
         finish_request();
     // Body bytes read before the app paused us are still in the buffer: decode them first. The
@@ -690,6 +753,7 @@ void connection::process() {
 
 send_result connection::send(http::exchange& ex, const head* h, std::string_view body, bool more) {
     if (&ex != ex_.get() || state_ != state::in_request) return {send_status::closed, {}};
+    if (ws_ && ws_->accepted) return {send_status::error, "the WebSocket was accepted"};
     if (response_done_) return {send_status::error, "response already complete"};
     send_result r = response_started_ ? queue_body(body, more)
                     : h               ? queue_head(*h, body, more)
@@ -788,6 +852,71 @@ void connection::want_body(http::exchange& ex) {
         continue_owed_ = false;
     }
     owner_.schedule(*this);
+}
+
+// ---------------------------------------------------------------- WebSocket upgrade
+
+send_result connection::ws_accept(http::exchange& ex, std::string_view subprotocol,
+                                  std::span<const http::field> headers) {
+    if (&ex != ex_.get() || state_ != state::in_request) return {send_status::closed, {}};
+    if (!ws_) return {send_status::error, "the request is not a WebSocket handshake"};
+    if (response_started_) return {send_status::error, "a response was already started"};
+    // RFC 6455 §4.2.2 item 5.4: the subprotocol must be one the client offered (clients fail
+    // the connection otherwise).
+    if (!subprotocol.empty() && std::find(ex.ws_subprotocols.begin(), ex.ws_subprotocols.end(),
+                                          subprotocol) == ex.ws_subprotocols.end())
+        return {send_status::error,
+                "websocket.accept names a subprotocol the client did not offer (RFC 6455 "
+                "§4.2.2); pick one of scope['subprotocols'] or none"};
+    const ws::deflate_negotiation& d = ws_->result.deflate;
+    std::string bytes;
+    core::error err = encode_websocket_accept(bytes, ws_->result.accept(), subprotocol,
+                                              d.accepted ? d.response.view() : std::string_view(),
+                                              headers, cfg_.server_header, cfg_.date_header);
+    if (err) return {send_status::error, err.reason};
+    response_started_ = true;
+    ws_->accepted = true;
+    ex.status = 101;
+    out_.append(std::move(bytes));
+    owner_.schedule(*this);
+    return {send_status::wait, {}};  // ev_drain once the WebSocket has taken over
+}
+
+void connection::ws_close(http::exchange& ex, uint16_t code, std::string_view reason) {
+    if (&ex != ex_.get() || !ws_ || !ws_->accepted) return;
+    ws_->close_pending = true;
+    ws_->close_code = code;
+    ws_->close_reason.assign(reason);
+}
+
+// The 101 is written: the transport, the exchange and what the client sent after its request
+// go to the owner's WebSocket. This connection keeps no timer, buffer or exchange.
+void connection::hand_over() {
+    set_read_timer(timer_kind::none);
+    if (write_timer_) owner_.disarm_timer(*this, timer_kind::write);
+    write_timer_ = false;
+    if (rate_timer_) owner_.disarm_timer(*this, timer_kind::rate);
+    rate_timer_ = false;
+    const std::unique_ptr<ws_handshake> hs = std::move(ws_);
+    const std::shared_ptr<http::exchange> ex = std::move(ex_);
+    if (admitted_) {
+        admitted_ = false;
+        owner_.request_finished(*this);
+    }
+    owner_.request_done(*this, *ex, request_started_ms_);
+    std::string leftover(in_.readable());
+    in_.discard();
+    out_.release();
+    std::optional<ws::deflate_params> deflate;
+    if (hs->result.deflate.accepted) deflate = hs->result.deflate.params;
+    state_ = state::upgraded;
+    if (!owner_.upgrade(*this, ex, std::move(leftover), deflate)) {
+        ex->detach();
+        ex->post(http::ev_disconnect);
+        state_ = state::in_request;  // so that close_now() closes
+        return close_now();
+    }
+    if (hs->close_pending) ex->ws_close(hs->close_code, hs->close_reason);
 }
 
 }  // namespace coachwhip::http1

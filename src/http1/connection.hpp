@@ -13,10 +13,18 @@
 // invalid header); the first request head follows it.
 //
 //   read_head --head parsed--> in_request --response done, body done, keep-alive--> read_head
-//       |                          |
+//       |                          |  |
+//       |                          |  `--WebSocket accepted, 101 written--> upgraded
 //       |--parse error------------>|--> draining --all output written--> lingering --> closed
 //       |                          |    (error response, connection: close, or not keep-alive)
 //       `--EOF, idle timeout-------+--EOF in a body, reset, app abort------------------> closed
+//
+// WebSocket (cfg.websocket set): a request whose Upgrade lists "websocket" is checked as a
+// handshake (ws::check_upgrade): 400 or 426 without calling the app, else it reaches the app as
+// an exchange marked `websocket`. An HTTP answer (a denial) closes the connection after it. An
+// accept (ws_accept) queues the 101; once it is written, the connection hands the transport,
+// the exchange and the bytes read after the request to the owner (connection_owner::upgrade)
+// and stays `upgraded`: dormant, every entry point a no-op, until the owner destroys it.
 //
 // Lingering close (draining -> lingering): after the last response is written we send FIN and
 // read-and-discard for a short while, so the client receives the response instead of a reset
@@ -40,6 +48,7 @@
 #include "http1/parser.hpp"
 #include "http1/response.hpp"
 #include "proxy/forwarded.hpp"
+#include "ws/handshake.hpp"
 
 namespace coachwhip::http1 {
 
@@ -73,6 +82,11 @@ struct connection_config {
     // The listener serves only the internal endpoints (--metrics-bind): anything the owner
     // does not answer itself gets 404, and no app ever runs.
     bool internal_only = false;
+    // WebSocket upgrades and what permessage-deflate may agree to (not owned; nullptr: --ws
+    // none, an upgrade request is an ordinary request).
+    const ws::deflate_config* websocket = nullptr;
+    // Sec-WebSocket-Protocol: how many subprotocols a client may offer (more: 400).
+    size_t ws_max_subprotocols = 32;
 };
 
 // The time over which a data rate is measured: it runs only while the server waits on the client.
@@ -153,6 +167,16 @@ class connection_owner {
         (void)c, (void)target, (void)out;
         return false;
     }
+    // The app accepted the WebSocket upgrade of `ex` and the 101 is written: carry the transport
+    // on with the WebSocket protocol (rebind `ex` to it; post ev_drain, which completes the
+    // app's accept). `leftover`: what the client sent after its request; `deflate`: the
+    // permessage-deflate parameters the 101 announced. `c` is `upgraded` from now on and must
+    // not be called again. False (no WebSocket here): `c` closes, the app sees a disconnect.
+    virtual bool upgrade(connection& c, const std::shared_ptr<http::exchange>& ex,
+                         std::string leftover, std::optional<ws::deflate_params> deflate) {
+        (void)c, (void)ex, (void)leftover, (void)deflate;
+        return false;
+    }
 
   protected:
     ~connection_owner() = default;
@@ -160,7 +184,7 @@ class connection_owner {
 
 class connection final : public http::response_sink {
   public:
-    enum class state : uint8_t { read_head, in_request, draining, lingering, closed };
+    enum class state : uint8_t { read_head, in_request, draining, lingering, closed, upgraded };
 
     connection(core::transport& t, connection_owner& owner, const connection_config& cfg,
                http::event_queue& events, http::endpoint client, http::endpoint server);
@@ -218,8 +242,23 @@ class connection final : public http::response_sink {
                            bool more) override;
     void abort(http::exchange& ex) override;
     void want_body(http::exchange& ex) override;
+    http::send_result ws_accept(http::exchange& ex, std::string_view subprotocol,
+                                std::span<const http::field> headers) override;
+    // Between the accept and the hand-over (the 101 not yet written), an app that returns
+    // closes: the close is passed on to the WebSocket once it takes over.
+    void ws_close(http::exchange& ex, uint16_t code, std::string_view reason) override;
 
   private:
+    // A WebSocket handshake the app has not answered yet (allocated for those requests only).
+    struct ws_handshake {
+        ws::upgrade_result result;
+        bool accepted = false;  // the 101 is queued: hand over once it is written
+        bool close_pending = false;
+        uint16_t close_code = 0;  // the app's close before the hand-over
+        std::string close_reason;
+    };
+    bool check_websocket(const request_head& head, const request_info& info);
+    void hand_over();
     void read_input();
     bool reading_paused() const noexcept;
     void consume_input();
@@ -237,7 +276,8 @@ class connection final : public http::response_sink {
         return !keep_alive_ || shutting_down_ || !body_done_;
     }
     // Answers `err` and closes; `why` is reported to the owner (count: derived from the status).
-    void reject(const core::error& err, http::refusal why = http::refusal::count);
+    void reject(const core::error& err, http::refusal why = http::refusal::count,
+                std::span<const http::field> extra = {});
     void flush();
     void start_draining();
     void close_now(bool reset = false);  // reset: transport::abort(), see there
@@ -288,6 +328,7 @@ class connection final : public http::response_sink {
 
     // Current exchange (in_request).
     std::shared_ptr<http::exchange> ex_;
+    std::unique_ptr<ws_handshake> ws_;  // the current request is a WebSocket handshake
     request_info info_{};
     int minor_version_ = 1;
     bool head_request_ = false;

@@ -311,6 +311,7 @@ bool check_connection(const request_head& head, const field_scan& scan, request_
     // RFC 9110 §7.8: Upgrade is a hop-by-hop request only with "Connection: upgrade", and a
     // server MUST ignore Upgrade in an HTTP/1.0 request.
     info.upgrade = upgrade && scan.has_upgrade && head.minor_version == 1;
+    info.upgrade_field = scan.has_upgrade;
     return true;
 }
 

@@ -26,6 +26,7 @@ struct request_info {
     bool keep_alive = true;        // false: close after the response (HTTP/1.0 default, "close")
     bool expect_continue = false;  // "Expect: 100-continue" (case-insensitive)
     bool upgrade = false;          // a "Connection: upgrade" + "Upgrade" pair was present
+    bool upgrade_field = false;    // a non-empty Upgrade field was present (any version)
     bool forwarded = false;        // X-Forwarded-For, X-Forwarded-Proto or Forwarded present
     std::string_view host;         // the Host field value (may be empty on HTTP/1.0)
     core::error error;             // non-zero: reject with this status and close

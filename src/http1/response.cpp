@@ -253,18 +253,55 @@ void encode_chunk(std::string& out, std::string_view data) {
     out.append("\r\n");
 }
 
-std::string encode_error_response(int status, bool server_header, bool date_header) {
+std::string encode_error_response(int status, bool server_header, bool date_header,
+                                  std::span<const http::field> extra) {
     std::string body(reason_phrase(status));
     body += '\n';
     std::string out;
     append_status_line(out, status);
     if (server_header) out.append("server: coachwhip\r\n");
     if (date_header) append_field(out, "date", core::http_date());
+    for (const auto& f : extra)
+        append_field(out, f.name, f.value);
     out.append("content-type: text/plain; charset=utf-8\r\nconnection: close\r\ncontent-length: ");
     append_number(out, body.size());
     out.append("\r\n\r\n");
     out.append(body);
     return out;
+}
+
+core::error encode_websocket_accept(std::string& out, std::string_view accept,
+                                    std::string_view subprotocol, std::string_view extensions,
+                                    std::span<const http::field> fields, bool server_header,
+                                    bool date_header) {
+    bool app_server = false, app_date = false;
+    for (const auto& f : fields) {
+        if (!is_token(f.name)) return {500, "response header name is not a valid token"};
+        if (!valid_value(f.value))
+            return {500, "response header value contains CR, LF, NUL or another control byte"};
+        const field_kind kind = classify(f.name);
+        const bool reserved =
+            kind == field_kind::connection || kind == field_kind::content_length ||
+            kind == field_kind::transfer_encoding || iequals(f.name, "upgrade") ||
+            (f.name.size() > 14 && iequals(f.name.substr(0, 14), "sec-websocket-"));
+        if (reserved)
+            return {500,
+                    "websocket.accept headers cannot set upgrade, connection, content-length, "
+                    "transfer-encoding or sec-websocket-* (the server sets them; name a "
+                    "subprotocol with the 'subprotocol' key)"};
+        app_server = app_server || kind == field_kind::server;
+        app_date = app_date || kind == field_kind::date;
+    }
+    out.append("HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\n");
+    append_field(out, "sec-websocket-accept", accept);
+    if (!subprotocol.empty()) append_field(out, "sec-websocket-protocol", subprotocol);
+    if (!extensions.empty()) append_field(out, "sec-websocket-extensions", extensions);
+    if (server_header && !app_server) out.append("server: coachwhip\r\n");
+    if (date_header && !app_date) append_field(out, "date", core::http_date());
+    for (const auto& f : fields)
+        append_field(out, f.name, f.value);
+    out.append("\r\n");
+    return {};
 }
 
 }  // namespace coachwhip::http1

@@ -52,7 +52,20 @@ inline constexpr std::string_view last_chunk = "0\r\n\r\n";
 std::string_view reason_phrase(int status) noexcept;
 
 // A complete, minimal error response (status line, content-type, content-length, connection:
-// close, date/server as configured, the reason phrase as a text body).
-std::string encode_error_response(int status, bool server_header, bool date_header);
+// close, date/server as configured, the reason phrase as a text body). `extra`: fields the
+// error needs (426 names the WebSocket version the server speaks); trusted, not validated.
+std::string encode_error_response(int status, bool server_header, bool date_header,
+                                  std::span<const http::field> extra = {});
+
+// The 101 that accepts a WebSocket upgrade (RFC 6455 §4.2.2): upgrade, connection and
+// sec-websocket-accept, then sec-websocket-protocol and sec-websocket-extensions when not empty,
+// server and date as configured (unless the app sent them), and the app's `fields`, validated as
+// for any response. Errors (nothing appended): an invalid name or value, or a field the
+// handshake or the framing owns (upgrade, connection, content-length, transfer-encoding,
+// sec-websocket-*): an app that means a subprotocol names it in websocket.accept.
+core::error encode_websocket_accept(std::string& out, std::string_view accept,
+                                    std::string_view subprotocol, std::string_view extensions,
+                                    std::span<const http::field> fields, bool server_header,
+                                    bool date_header);
 
 }  // namespace coachwhip::http1

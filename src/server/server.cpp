@@ -61,6 +61,9 @@ bool is_wildcard(const sockaddr_storage& ss) {
 // (handshake()) and the read slot holds the handshake deadline; the HTTP connection sees
 // nothing. Once it is done, the connection gets the keep-alive timer and the TLS facts, and
 // reads whatever came along with the client's Finished message.
+//
+// After a WebSocket upgrade, `ws` carries the connection on over the same transport (TLS
+// included) and the same timers; the HTTP connection stays, dormant, until the entry is reaped.
 struct server::conn_entry final : loop::io_handler {
     conn_entry(server& s, const http1::connection_config& cfg, int fd, http::endpoint c,
                http::endpoint l, const std::shared_ptr<const tls::context>& tls_ctx)
@@ -82,12 +85,14 @@ struct server::conn_entry final : loop::io_handler {
             }
             // TLS may need the other direction than the one the protocol waits on.
             if ((ev & EPOLLOUT) && tls->read_wants_write()) ev |= EPOLLIN;
-            if ((ev & EPOLLIN) && tls->write_wants_read() && conn.write_blocked()) ev |= EPOLLOUT;
+            const bool blocked = ws ? ws->write_blocked() : conn.write_blocked();
+            if ((ev & EPOLLIN) && tls->write_wants_read() && blocked) ev |= EPOLLOUT;
         }
         // A short read drains an edge-triggered socket; with TLS the transport judges that
         // from its reads of the socket (SSL_read returns a record at a time).
         const bool drains = !(ev & (EPOLLRDHUP | EPOLLHUP | EPOLLERR));
         if (tls) tls->set_short_read_drains(drains);
+        if (ws) return ws_io(ev, drains && !tls);
         if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) conn.on_readable(drains && !tls);
         // HUP/ERR: reset, or both directions shut. Nothing more can be written, so close now,
         // even while reading is paused (else the fd and buffers stay until the app finishes).
@@ -97,6 +102,15 @@ struct server::conn_entry final : loop::io_handler {
         else if ((ev & EPOLLOUT) && conn.write_blocked())
             conn.on_writable();
         conn.release_memory();  // no-op unless it closed; the entry itself is reaped later
+    }
+    // The same for the WebSocket that took over after an upgrade.
+    void ws_io(uint32_t ev, bool drains) {
+        if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) ws->on_readable(drains);
+        if ((ev & (EPOLLHUP | EPOLLERR)) && ws->current_state() != ws::connection::state::closed)
+            ws->on_hangup();
+        else if ((ev & EPOLLOUT) && ws->write_blocked())
+            ws->on_writable();
+        ws->release_memory();
     }
     // Drives the TLS handshake; true once it is done and the connection may read.
     bool handshake() {
@@ -175,6 +189,10 @@ struct server::conn_entry final : loop::io_handler {
     }
     static void on_read_timer(void* ctx) {
         auto* e = static_cast<conn_entry*>(ctx);
+        if (e->ws) {
+            e->ws->on_timer(e->ws_kind);
+            return e->ws->release_memory();
+        }
         if (e->tls && e->tls->handshaking()) {
             e->srv.tls_refused(*e, http::refusal::tls_timeout, "no TLS handshake in time");
         } else {
@@ -184,6 +202,10 @@ struct server::conn_entry final : loop::io_handler {
     }
     static void on_write_timer(void* ctx) {
         auto* e = static_cast<conn_entry*>(ctx);
+        if (e->ws) {
+            e->ws->on_timer(ws::connection::timer_kind::write);
+            return e->ws->release_memory();
+        }
         e->conn.on_timer(timer_kind::write);
         e->conn.release_memory();
     }
@@ -203,7 +225,64 @@ struct server::conn_entry final : loop::io_handler {
     loop::timer write_timer;
     loop::timer rate_timer;  // minimum data rates
     timer_kind read_kind = timer_kind::none;
+    ws::connection::timer_kind ws_kind = ws::connection::timer_kind::none;
+    // After a WebSocket upgrade (declared last: destroyed first, while the transport lives).
+    std::unique_ptr<ws::connection> ws;
     std::list<conn_entry>::iterator self;
+};
+
+// The owner of the WebSocket connections: the same timers, schedule and bookkeeping as the
+// HTTP/1.1 ones (a separate object, since both owner interfaces name their timer kinds alike).
+struct server::ws_owner final : ws::connection_owner {
+    explicit ws_owner(server& s) : srv(s) {}
+    static conn_entry& entry(ws::connection& c) { return *static_cast<conn_entry*>(c.owner_ctx); }
+
+    void schedule(ws::connection& c) override {
+        if (c.scheduled) return;
+        c.scheduled = true;
+        const bool first = srv.scheduled_.empty() && srv.ws_scheduled_.empty();
+        srv.ws_scheduled_.push_back(&c);
+        if (first && !srv.in_io_ && srv.hook_) srv.hook_(srv.hook_ctx_);
+    }
+    void arm_timer(ws::connection& c, timer_kind kind) override {
+        conn_entry& e = entry(c);
+        switch (kind) {
+            case timer_kind::write: return srv.loop_.arm(e.write_timer, srv.write_list_);
+            case timer_kind::ping:
+                e.ws_kind = kind;
+                return srv.loop_.arm(e.read_timer, srv.ws_ping_list_);
+            case timer_kind::pong:
+                e.ws_kind = kind;
+                return srv.loop_.arm(e.read_timer, srv.ws_pong_list_);
+            case timer_kind::close:
+                e.ws_kind = kind;
+                return srv.loop_.arm(e.read_timer, srv.ws_close_list_);
+            case timer_kind::none: return;
+        }
+    }
+    void disarm_timer(ws::connection& c, timer_kind kind) override {
+        conn_entry& e = entry(c);
+        (kind == timer_kind::write ? e.write_timer : e.read_timer).disarm();
+    }
+    uint64_t now_ms() const noexcept override { return srv.loop_.now_ms(); }
+    void on_closed(ws::connection& c) override {
+        conn_entry& e = entry(c);
+        if (srv.m_) metrics::sub(srv.m_->connections_open);
+        e.read_timer.disarm();
+        e.write_timer.disarm();
+        e.rate_timer.disarm();
+        --srv.conn_count_;
+        srv.graveyard_.push_back(e.self);
+        if (c.scheduled) {
+            std::erase(srv.ws_scheduled_, &c);
+            c.scheduled = false;
+        }
+    }
+    void refused(ws::connection&, http::refusal why) override {
+        if (srv.m_) metrics::add(srv.m_->refused[static_cast<size_t>(why)]);
+    }
+
+    server& srv;
 };
 
 server::server(const server_config& cfg)
@@ -217,7 +296,11 @@ server::server(const server_config& cfg)
       shutdown_idle_list_(std::min(cfg.shutdown_idle_ms, cfg.keep_alive_ms)),
       // Minimum data rates: checked twice per grace period, at most once a second.
       rate_list_(std::clamp<uint64_t>(cfg.conn.min_rate_grace_ms / 2, 50, 1000)),
-      tls_handshake_list_(cfg.tls_handshake_ms) {
+      tls_handshake_list_(cfg.tls_handshake_ms),
+      ws_ping_list_(std::max<uint64_t>(cfg.ws.ping_interval_ms, 1)),
+      ws_pong_list_(std::max<uint64_t>(cfg.ws.ping_timeout_ms, 1)),
+      ws_close_list_(std::max<uint64_t>(cfg.ws.close_timeout_ms, 1)),
+      ws_owner_(std::make_unique<ws_owner>(*this)) {
     if (!metrics::region::make_private(metrics_)) {
         m_ = &metrics_.slot(0);
         metrics::set(m_->pid, static_cast<uint64_t>(::getpid()));
@@ -225,13 +308,18 @@ server::server(const server_config& cfg)
     cfg_.conn.read_blocks = &read_blocks_;
     cfg_.conn.forwarded_trust = cfg_.proxy_headers ? &cfg_.forwarded_trust : nullptr;
     cfg_.conn.proxy_protocol_from = cfg_.proxy_protocol ? &cfg_.forwarded_trust : nullptr;
+    cfg_.conn.websocket = cfg_.websocket ? &cfg_.ws_deflate : nullptr;
+    cfg_.ws.read_blocks = &read_blocks_;
+    cfg_.ws.read_chunk = cfg_.conn.read_chunk;
     internal_conn_ = cfg_.conn;
     internal_conn_.internal_only = true;
+    internal_conn_.websocket = nullptr;
     internal_conn_.proxy_protocol_from = nullptr;  // scrapers connect directly
     tls_conn_ = cfg_.conn;
     tls_conn_.proxy_protocol_from = nullptr;  // read before TLS: conn_entry::read_proxy_header
     for (auto* list : {&keep_alive_list_, &header_list_, &body_list_, &write_list_, &linger_list_,
-                       &shutdown_idle_list_, &rate_list_, &tls_handshake_list_})
+                       &shutdown_idle_list_, &rate_list_, &tls_handshake_list_, &ws_ping_list_,
+                       &ws_pong_list_, &ws_close_list_})
         loop_.add_list(list);
 }
 
@@ -331,14 +419,23 @@ void server::shutdown_connections() {
         // A TLS handshake under way finishes first (bounded by its deadline): its client is
         // about to send a request, which the connection then gets the usual chance to start.
         if (e.tls && e.tls->handshaking()) continue;
-        e.conn.begin_shutdown();
+        if (e.ws) {
+            e.ws->begin_shutdown();
+            e.ws->release_memory();
+        } else {
+            e.conn.begin_shutdown();
+        }
     }
     if (outer) leave_io();
 }
 
 void server::close_all() {
     for (auto& e : conns_) {
-        if (e.conn.current_state() != http1::connection::state::closed) e.conn.on_hangup();
+        if (e.ws) {
+            if (e.ws->current_state() != ws::connection::state::closed) e.ws->on_hangup();
+        } else if (e.conn.current_state() != http1::connection::state::closed) {
+            e.conn.on_hangup();
+        }
     }
     reap();
 }
@@ -371,11 +468,18 @@ void server::run_scheduled() {
 void server::process_scheduled() {
     // Processing can schedule more work (a pipelined request's response is queued at once only by
     // the app, so this settles quickly); bound the rounds anyway.
-    for (int round = 0; round < 8 && !scheduled_.empty(); ++round) {
+    for (int round = 0; round < 8 && (!scheduled_.empty() || !ws_scheduled_.empty()); ++round) {
         auto batch = std::exchange(scheduled_, {});
         for (http1::connection* c : batch) {
             c->scheduled = false;
             if (c->current_state() == http1::connection::state::closed) continue;
+            c->process();
+            c->release_memory();
+        }
+        auto ws_batch = std::exchange(ws_scheduled_, {});
+        for (ws::connection* c : ws_batch) {
+            c->scheduled = false;
+            if (c->current_state() == ws::connection::state::closed) continue;
             c->process();
             c->release_memory();
         }
@@ -391,7 +495,7 @@ void server::reap() {
 void server::schedule(http1::connection& c) {
     if (c.scheduled) return;
     c.scheduled = true;
-    bool first = scheduled_.empty();
+    bool first = scheduled_.empty() && ws_scheduled_.empty();
     scheduled_.push_back(&c);
     if (first && !in_io_ && hook_) hook_(hook_ctx_);
 }
@@ -509,6 +613,23 @@ void server::on_closed(http1::connection& c) {
         std::erase(scheduled_, &c);
         c.scheduled = false;
     }
+}
+
+// The app accepted a WebSocket upgrade and its 101 is out: a ws::connection takes the entry's
+// transport and timers over (see conn_entry).
+bool server::upgrade(http1::connection& c, const std::shared_ptr<http::exchange>& ex,
+                     std::string leftover, std::optional<ws::deflate_params> deflate) {
+    auto* e = static_cast<conn_entry*>(c.owner_ctx);
+    if (!e || !cfg_.websocket) return false;
+    core::transport& t = e->tls ? static_cast<core::transport&>(*e->tls) : e->transport;
+    e->ws =
+        std::make_unique<ws::connection>(t, *ws_owner_, cfg_.ws, ex, std::move(leftover), deflate);
+    e->ws->owner_ctx = e;
+    ex->rebind(e->ws.get());
+    ex->post(http::ev_drain);  // the app's accept completes
+    e->ws->start();
+    if (shutting_down_) e->ws->begin_shutdown();
+    return true;
 }
 
 }  // namespace coachwhip::server

@@ -29,6 +29,7 @@
 #include "server/listener.hpp"
 #include "server/metrics.hpp"
 #include "tls/context.hpp"
+#include "ws/connection.hpp"
 
 namespace coachwhip::server {
 
@@ -59,9 +60,16 @@ struct server_config {
     // handshake must be over within tls_handshake_ms of its accept.
     std::shared_ptr<const tls::context> tls;
     uint64_t tls_handshake_ms = 5000;
+    // WebSocket (--ws auto): HTTP/1.1 upgrades become ws::connections with these settings;
+    // off (--ws none): an upgrade request is an ordinary request.
+    bool websocket = true;
+    ws::deflate_config ws_deflate{};  // --ws-per-message-deflate: ws_deflate.enabled
+    ws::connection_config ws{};       // --ws-max-size, --ws-max-queue, --ws-ping-*
 };
 
 class server final : private http1::connection_owner {
+    struct ws_owner;
+
   public:
     explicit server(const server_config& cfg);
     ~server();
@@ -95,7 +103,7 @@ class server final : private http1::connection_owner {
 
     void run_io();
     void run_scheduled();
-    bool has_scheduled() const noexcept { return !scheduled_.empty(); }
+    bool has_scheduled() const noexcept { return !scheduled_.empty() || !ws_scheduled_.empty(); }
 
     // Called (outside the I/O phases) when work is scheduled while none was pending.
     using schedule_hook = void (*)(void* ctx);
@@ -135,6 +143,8 @@ class server final : private http1::connection_owner {
                            http1::internal_reply& out) override;
     void refused(http1::connection& c, http::refusal why) override;
     void request_done(http1::connection& c, const http::exchange& ex, uint64_t started) override;
+    bool upgrade(http1::connection& c, const std::shared_ptr<http::exchange>& ex,
+                 std::string leftover, std::optional<ws::deflate_params> deflate) override;
     loop::timeout_list& list_for(timer_kind kind) noexcept;
     uint64_t now_ms() const noexcept override { return loop_.now_ms(); }
     bool may_accept() const noexcept;
@@ -159,10 +169,15 @@ class server final : private http1::connection_owner {
     loop::timeout_list shutdown_idle_list_;
     loop::timeout_list rate_list_;
     loop::timeout_list tls_handshake_list_;
+    loop::timeout_list ws_ping_list_;   // --ws-ping-interval
+    loop::timeout_list ws_pong_list_;   // --ws-ping-timeout
+    loop::timeout_list ws_close_list_;  // the closing handshake
     std::vector<std::unique_ptr<listener_entry>> listeners_;
     std::list<conn_entry> conns_;
     std::vector<std::list<conn_entry>::iterator> graveyard_;
     std::vector<http1::connection*> scheduled_;
+    std::vector<ws::connection*> ws_scheduled_;
+    std::unique_ptr<ws_owner> ws_owner_;  // the WebSocket connections' owner: forwards here
     http::event_queue events_;
     size_t conn_count_ = 0;
     size_t in_flight_ = 0;

@@ -144,7 +144,7 @@ void connection::read_input() {
     }
     in_.release();  // the last read may have said EAGAIN into a fresh block
     // Pongs, the echo of a close frame, an error's close frame: written once per batch of
-    // reads, so a batch of pings costs one pong (§5.5.3).
+    // reads, in one write.
     if (state_ != state::closed) flush();
 }
 
@@ -230,8 +230,16 @@ void connection::finish_frame() {
         case message_assembler::completed::fragment: return;
         case message_assembler::completed::message: return deliver_message();
         case message_assembler::completed::ping: {
-            // §5.5.3: a pong for the most recent ping only; it replaces one not yet written.
             const std::string_view p = assembler_.control_payload();
+            // §5.5.2: every ping gets its pong while the client reads what we send (clients and
+            // Autobahn 2.10 count them). A client that sends pings faster than it reads gets a
+            // pong for the most recent one only (§5.5.3): it replaces one not yet written, so a
+            // ping flood cannot grow our output.
+            if (!close_sent_ && !pong_owed_ &&
+                out_.size() < std::min(cfg_.write_low_water, cfg_.write_high_water)) {
+                queue_control(opcode::pong, p);
+                return;
+            }
             std::memcpy(pong_.data(), p.data(), p.size());
             pong_size_ = static_cast<uint8_t>(p.size());
             pong_owed_ = true;

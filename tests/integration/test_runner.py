@@ -91,3 +91,21 @@ def test_polling_is_disconnected_repeatedly_works(serve: Serve) -> None:
     server = serve("apps.runner_apps:poll_disconnect_app", "--lifespan", "off")
     response = httpx.get(server.url + "/", timeout=5)
     assert (response.status_code, response.text) == (200, "False False False False")
+
+
+def test_send_and_receive_called_from_another_thread_act_on_the_loop(serve: Serve) -> None:
+    # asgiref's async_to_sync calls send() in its worker thread and awaits the result on the
+    # loop (Channels' sync consumers): the engine must not be driven from that thread.
+    server = serve("apps.runner_apps:thread_send_app", "--lifespan", "off")
+    assert httpx.get(server.url + "/").text == "deferred=True"
+    from websockets.sync.client import connect
+
+    with connect(server.url.replace("http", "ws", 1) + "/ws") as ws:
+        ws.send("hi")
+        assert ws.recv(timeout=10) == "websocket.connect hi"
+
+
+def test_async_to_sync_send_from_a_sync_function(serve: Serve) -> None:
+    server = serve("apps.runner_apps:channels_style_app", "--lifespan", "off")
+    for _ in range(50):
+        assert httpx.get(server.url + "/").text == "from a thread"

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "bridge/asgi/awaitable.hpp"
+#include "bridge/asgi/exchange_detail.hpp"
 #include "bridge/asgi/runner.hpp"
 #include "bridge/objects.hpp"
 
@@ -13,15 +14,10 @@ namespace coachwhip::bridge {
 
 PyObject* client_disconnected_error = nullptr;
 
-namespace {
+// The helpers websocket.cpp shares (exchange_detail.hpp) and this file's own.
+namespace detail {
 
 using py::N;
-
-// ASGI send() state machine:
-//   start --http.response.start--> head --http.response.body(more)--> body --...--> done
-//   head/body --http.response.body(!more)--> done
-//   any --protocol error from the engine--> failed
-enum asgi_state : uint8_t { st_start, st_head, st_body, st_done, st_failed };
 
 PyTypeObject* g_exchange_type = nullptr;
 
@@ -111,6 +107,15 @@ void resolve(PyObject*& waiter, PyObject* value) {
     Py_DECREF(fut);
 }
 
+void answer_receive(exchange_object* obj, PyObject* msg) {
+    if (msg) {
+        resolve(obj->recv_waiter, msg);
+        Py_DECREF(msg);
+    } else if (PyErr_Occurred()) {
+        PyErr_WriteUnraisable(reinterpret_cast<PyObject*>(obj));
+    }
+}
+
 // True while `waiter` is a future the app still waits on. A waiter that is already done was
 // cancelled (the app's task was cancelled while it waited: anyio cancel scopes do this, e.g.
 // Starlette's Request.is_disconnected()); it is dropped, so the app may call again.
@@ -135,9 +140,30 @@ void fail_waiter(PyObject*& waiter, PyObject* exc_type, const char* text) {
     Py_DECREF(fut);
 }
 
+// receive() and send() act when called (no coroutine to create and step), so a call from a
+// thread other than the loop's (asgiref's async_to_sync calls send() in its worker thread and
+// awaits the result on the loop: Channels' sync consumers, Django's sync views) would run the
+// engine's calls there. Such a call returns coachwhip._asgi.call_in_loop(method, *args)
+// instead: a coroutine that makes the call when it is awaited, on the loop's thread.
+bool off_loop_thread(exchange_object* obj) {
+    return PyThread_get_thread_ident() != obj->srv->loop_thread;
+}
+
+PyObject* defer_to_loop(PyObject* self, PyMethodDef* method, PyObject* arg) {
+    static PyObject* call_in_loop = nullptr;  // set once, under the GIL; kept for the process
+    if (!call_in_loop) {
+        py::ref mod(PyImport_ImportModule("coachwhip._asgi"));
+        call_in_loop = mod ? PyObject_GetAttrString(mod.get(), "call_in_loop") : nullptr;
+        if (!call_in_loop) return nullptr;
+    }
+    py::ref bound(PyCFunction_NewEx(method, self, nullptr));
+    if (!bound) return nullptr;
+    return PyObject_CallFunctionObjArgs(call_in_loop, bound.get(), arg, nullptr);
+}
+
 // ---------------------------------------------------------------- send()
 
-PyObject* runtime_error(const char* fmt, PyObject* arg = nullptr) {
+PyObject* runtime_error(const char* fmt, PyObject* arg) {
     if (arg) return PyErr_Format(PyExc_RuntimeError, fmt, arg);
     PyErr_SetString(PyExc_RuntimeError, fmt);
     return nullptr;
@@ -312,8 +338,12 @@ PyObject* on_response_body(exchange_object* obj, PyObject* msg) {
     return r;
 }
 
+PyMethodDef* send_method();
+PyMethodDef* receive_method();
+
 PyObject* exchange_send(PyObject* self, PyObject* msg) {
     auto* obj = reinterpret_cast<exchange_object*>(self);
+    if (off_loop_thread(obj)) return defer_to_loop(self, send_method(), msg);
     if (!PyDict_Check(msg))
         return PyErr_Format(PyExc_TypeError, "ASGI message must be a dict, got %.50s",
                             Py_TYPE(msg)->tp_name);
@@ -324,6 +354,7 @@ PyObject* exchange_send(PyObject* self, PyObject* msg) {
     }
     if (still_waiting(obj->send_waiter))
         return runtime_error("send() called again before the previous send() completed");
+    if (obj->ws_state != ws_none) return ws_send(obj, msg, type);
     if (obj->told_disconnect && obj->asgi_state != st_done) {
         if (obj->asgi_state != st_failed) obj->ex->abort();
         obj->asgi_state = st_failed;
@@ -359,8 +390,10 @@ PyObject* exchange_send(PyObject* self, PyObject* msg) {
 
 PyObject* exchange_receive(PyObject* self, PyObject*) {
     auto* obj = reinterpret_cast<exchange_object*>(self);
+    if (off_loop_thread(obj)) return defer_to_loop(self, receive_method(), nullptr);
     if (still_waiting(obj->recv_waiter))
         return runtime_error("receive() called again before the previous receive() completed");
+    if (obj->ws_state != ws_none) return ws_receive(obj);
     PyObject* msg = try_receive(obj);
     if (msg) return asgi::ready(msg);
     if (PyErr_Occurred()) return nullptr;
@@ -389,7 +422,9 @@ void send_internal_error(exchange_object* obj) {
 // The app raised. Answer 500 if nothing was sent yet, otherwise close the connection.
 PyObject* exchange_fail(PyObject* self, PyObject*) {
     auto* obj = reinterpret_cast<exchange_object*>(self);
-    if (obj->asgi_state == st_start || obj->asgi_state == st_head) {
+    if (obj->ws_state != ws_none && obj->ws_state != ws_denied) {
+        ws_fail(obj);
+    } else if (obj->asgi_state == st_start || obj->asgi_state == st_head) {
         Py_CLEAR(obj->start_headers);
         send_internal_error(obj);
     } else if (obj->asgi_state != st_done) {
@@ -409,6 +444,11 @@ PyObject* exchange_finish(PyObject* self, PyObject* result) {
             obj->srv, log_error_level,
             std::string("ASGI callable should return None, but returned ") + (text ? text : "?"));
         PyErr_Clear();
+    }
+    if (obj->ws_state != ws_none && obj->ws_state != ws_denied) {
+        ws_finish(obj);
+        unlink(obj);
+        Py_RETURN_NONE;
     }
     switch (obj->asgi_state) {
         case st_start:
@@ -459,6 +499,9 @@ PyMethodDef exchange_methods[] = {
     {"_finish", exchange_finish, METH_O, "Runner hook: the app returned this value."},
     {nullptr, nullptr, 0, nullptr}};
 
+PyMethodDef* receive_method() { return &exchange_methods[0]; }
+PyMethodDef* send_method() { return &exchange_methods[1]; }
+
 PyGetSetDef exchange_getset[] = {{"task", exchange_get_task, nullptr,
                                   "The asyncio Task running the app, while it runs.", nullptr},
                                  {nullptr, nullptr, nullptr, nullptr, nullptr}};
@@ -476,7 +519,9 @@ PyType_Spec exchange_spec = {"coachwhip._core.Exchange", sizeof(exchange_object)
                              Py_TPFLAGS_DEFAULT | Py_TPFLAGS_DISALLOW_INSTANTIATION,
                              exchange_slots};
 
-}  // namespace
+}  // namespace detail
+
+using namespace detail;
 
 bool init_exchange_type(PyObject* module) {
     g_exchange_type =
@@ -533,6 +578,8 @@ void start_exchange(server_object* srv, const std::shared_ptr<http::exchange>& e
     obj->asgi_state = st_start;
     obj->body_finished = false;
     obj->told_disconnect = false;
+    obj->ws_state = ex->websocket ? ws_handshake : ws_none;
+    obj->ws_connect_sent = false;
     obj->linked = false;
     obj->prev = obj->next = nullptr;
     ex->app_handle = obj;
@@ -543,7 +590,7 @@ void start_exchange(server_object* srv, const std::shared_ptr<http::exchange>& e
     }
     py::ref self(reinterpret_cast<PyObject*>(obj));
 
-    py::ref scope(srv->scopes->build(*ex));
+    py::ref scope(ex->websocket ? srv->scopes->build_websocket(*ex) : srv->scopes->build(*ex));
     if (!scope) {
         PyErr_WriteUnraisable(srv->app);
         send_internal_error(obj);
@@ -585,6 +632,7 @@ void start_exchange(server_object* srv, const std::shared_ptr<http::exchange>& e
 }
 
 void deliver_events(exchange_object* obj, uint8_t events) {
+    if (obj->ws_state != ws_none) return ws_deliver(obj, events);
     http::exchange& ex = *obj->ex;
     if (obj->send_waiter) {
         if (events & http::ev_drain) {
@@ -598,15 +646,7 @@ void deliver_events(exchange_object* obj, uint8_t events) {
             }
         }
     }
-    if (obj->recv_waiter) {
-        PyObject* msg = try_receive(obj);
-        if (msg) {
-            resolve(obj->recv_waiter, msg);
-            Py_DECREF(msg);
-        } else if (PyErr_Occurred()) {
-            PyErr_WriteUnraisable(reinterpret_cast<PyObject*>(obj));
-        }
-    }
+    if (obj->recv_waiter) answer_receive(obj, try_receive(obj));
 }
 
 }  // namespace coachwhip::bridge

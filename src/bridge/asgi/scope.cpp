@@ -286,4 +286,32 @@ PyObject* scope_builder::build(const http::exchange& ex) {
     return ok ? scope.release() : nullptr;
 }
 
+PyObject* scope_builder::build_websocket(const http::exchange& ex) {
+    const auto& n = py::N();
+    py::ref scope(build(ex));
+    if (!scope) return nullptr;
+    PyObject* d = scope.get();
+    // http -> ws, https -> wss; a trusted proxy may have named ws or wss already.
+    PyObject* scheme = ex.scheme == "https" || ex.scheme == "wss" ? n.v_scheme_wss : n.v_scheme_ws;
+    py::ref subprotocols(PyList_New(static_cast<Py_ssize_t>(ex.ws_subprotocols.size())));
+    if (!subprotocols) return nullptr;
+    for (size_t i = 0; i < ex.ws_subprotocols.size(); ++i) {
+        PyObject* p = py::str(ex.ws_subprotocols[i]);  // tokens: ASCII (checked by the engine)
+        if (!p) return nullptr;
+        PyList_SET_ITEM(subprotocols.get(), static_cast<Py_ssize_t>(i), p);
+    }
+    PyObject* ext = PyDict_GetItemWithError(d, n.extensions);  // borrowed: the TLS one, if any
+    if (!ext && PyErr_Occurred()) return nullptr;
+    py::ref extensions(ext ? Py_NewRef(ext) : PyDict_New());
+    py::ref empty(PyDict_New());
+    if (!extensions || !empty || PyDict_SetItem(extensions.get(), n.v_ws_response, empty.get()) < 0)
+        return nullptr;
+    const bool ok = PyDict_DelItem(d, n.method) == 0 &&
+                    PyDict_SetItem(d, n.type, n.v_websocket) == 0 &&
+                    PyDict_SetItem(d, n.scheme, scheme) == 0 &&
+                    PyDict_SetItem(d, n.subprotocols, subprotocols.get()) == 0 &&
+                    PyDict_SetItem(d, n.extensions, extensions.get()) == 0;
+    return ok ? scope.release() : nullptr;
+}
+
 }  // namespace coachwhip::bridge::asgi

@@ -35,6 +35,10 @@ class scope_builder {
 
     // A new `http` scope dict, or nullptr with an exception set.
     PyObject* build(const http::exchange& ex);
+    // A new `websocket` scope (ASGI WebSocket spec 2.4) for a handshake's exchange: the http
+    // scope without `method`, scheme ws/wss, `subprotocols`, and the websocket.http.response
+    // extension advertised. Once per connection, so it is built from build()'s result.
+    PyObject* build_websocket(const http::exchange& ex);
 
   private:
     // Heterogeneous lookup: the caches are searched with views into the request, no copies.

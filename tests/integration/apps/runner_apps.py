@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import inspect
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from typing import Any
 
 import anyio
@@ -164,3 +164,39 @@ async def poll_disconnect_app(scope: dict[str, Any], receive: Any, send: Any) ->
     request = Request(scope, receive)
     answers = [await request.is_disconnected() for _ in range(4)]
     await _reply(send, " ".join(str(a) for a in answers).encode())
+
+
+async def thread_send_app(scope: dict, receive: Callable, send: Callable) -> None:
+    """Calls send() and receive() from a worker thread, as asgiref's async_to_sync does, and
+    awaits what they return on the loop: nothing may happen until it is awaited."""
+    import asyncio
+    import inspect
+
+    loop = asyncio.get_running_loop()
+    if scope["type"] == "websocket":
+        first = await loop.run_in_executor(None, receive)
+        connect = await first
+        accept = await loop.run_in_executor(None, send, {"type": "websocket.accept"})
+        await accept
+        message = await (await loop.run_in_executor(None, receive))
+        await send({"type": "websocket.send", "text": f"{connect['type']} {message['text']}"})
+        await send({"type": "websocket.close"})
+        return
+    pending = await loop.run_in_executor(
+        None, send, {"type": "http.response.start", "status": 200, "headers": []}
+    )
+    deferred = inspect.iscoroutine(pending)
+    await pending
+    body = f"deferred={deferred}".encode()
+    await send({"type": "http.response.body", "body": body})
+
+
+async def channels_style_app(scope: dict, receive: Callable, send: Callable) -> None:
+    """The real thing: a sync function sending through asgiref's async_to_sync."""
+    from asgiref.sync import async_to_sync, sync_to_async
+
+    def respond() -> None:
+        async_to_sync(send)({"type": "http.response.start", "status": 200, "headers": []})
+        async_to_sync(send)({"type": "http.response.body", "body": b"from a thread"})
+
+    await sync_to_async(respond)()
