@@ -11,7 +11,7 @@
 namespace coachwhip::server::metrics {
 namespace {
 
-constexpr uint64_t k_magic = 0x32726d7063777763ull;  // "cwwcpmr2": layout version 2
+constexpr uint64_t k_magic = 0x33726d7063777763ull;  // "cwwcpmr3": layout version 3
 constexpr std::string_view k_method_names[] = {"GET",    "HEAD",  "POST",    "PUT",
                                                "DELETE", "PATCH", "OPTIONS", "other"};
 constexpr std::string_view k_class_names[] = {"none", "1xx", "2xx", "3xx", "4xx", "5xx"};
@@ -38,7 +38,9 @@ uint64_t* words(block& b) noexcept { return reinterpret_cast<uint64_t*>(&b); }
 const uint64_t* words(const block& b) noexcept { return reinterpret_cast<const uint64_t*>(&b); }
 
 bool is_gauge(size_t word) noexcept {
-    return word == offsetof(block, in_flight) / 8 || word == offsetof(block, connections_open) / 8;
+    return word == offsetof(block, in_flight) / 8 ||
+           word == offsetof(block, connections_open) / 8 ||
+           word == offsetof(block, websockets_open) / 8;
 }
 
 core::error map(int fd, size_t size, bool shared, unsigned char*& base) {
@@ -230,6 +232,10 @@ std::string region::render() const {
         {"coachwhip_received_bytes_total", "counter", "Bytes read from clients.",
          total.bytes_received},
         {"coachwhip_sent_bytes_total", "counter", "Bytes written to clients.", total.bytes_sent},
+        {"coachwhip_websockets_open", "gauge", "Open WebSocket connections.",
+         total.websockets_open},
+        {"coachwhip_websockets_total", "counter", "WebSocket upgrades the app accepted.",
+         total.websockets_total},
         {"coachwhip_workers", "gauge", "Worker processes counting into these metrics.", workers},
     };
     for (const auto& s : scalars) {

@@ -65,6 +65,8 @@ struct block {
     uint64_t bytes_sent;
     uint64_t refused[k_refusals];
     uint64_t tls_handshakes[2];  // completed: [0] full, [1] resumed from a ticket
+    uint64_t websockets_open;    // gauge: connections upgraded to WebSocket, still open
+    uint64_t websockets_total;   // upgrades the app accepted
 };
 
 struct header {

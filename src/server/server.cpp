@@ -267,7 +267,7 @@ struct server::ws_owner final : ws::connection_owner {
     uint64_t now_ms() const noexcept override { return srv.loop_.now_ms(); }
     void on_closed(ws::connection& c) override {
         conn_entry& e = entry(c);
-        if (srv.m_) metrics::sub(srv.m_->connections_open);
+        if (srv.m_) metrics::sub(srv.m_->connections_open), metrics::sub(srv.m_->websockets_open);
         e.read_timer.disarm();
         e.write_timer.disarm();
         e.rate_timer.disarm();
@@ -625,6 +625,7 @@ bool server::upgrade(http1::connection& c, const std::shared_ptr<http::exchange>
     e->ws =
         std::make_unique<ws::connection>(t, *ws_owner_, cfg_.ws, ex, std::move(leftover), deflate);
     e->ws->owner_ctx = e;
+    if (m_) metrics::add(m_->websockets_open), metrics::add(m_->websockets_total);
     ex->rebind(e->ws.get());
     ex->post(http::ev_drain);  // the app's accept completes
     e->ws->start();

@@ -178,3 +178,26 @@ def test_scrapes_under_load_never_fail(serve: Serve) -> None:
     # Each scrape may come from either worker; the sums never go backwards by more than the
     # other worker's in-flight lag, and end above where they started.
     assert totals[-1] > totals[0]
+
+
+def test_websockets_are_counted_while_open(serve: Serve) -> None:
+    from websockets.sync.client import connect
+
+    server = serve("apps.ws_app:app", "--metrics")
+    ws_url = server.url.replace("http", "ws", 1) + "/echo"
+    sockets = [connect(ws_url) for _ in range(3)]
+    try:
+        for ws in sockets:  # each is open on the server side once it echoes
+            ws.send("x")
+            assert ws.recv(timeout=10) == "x"
+        samples = scrape(server.url)
+        assert value(samples, "coachwhip_websockets_open") == 3
+        assert value(samples, "coachwhip_websockets_total") == 3
+        # The 101 counts as a GET request answered 1xx; the scrape's own GET is not counted.
+        assert requests_of(samples, "GET", "1xx") == 3
+    finally:
+        for ws in sockets:
+            ws.close()
+    poll(lambda: value(scrape(server.url), "coachwhip_websockets_open") == 0, 10,
+         what="the gauge back to 0")  # fmt: skip
+    assert value(scrape(server.url), "coachwhip_websockets_total") == 3
