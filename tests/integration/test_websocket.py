@@ -690,6 +690,32 @@ def test_sigterm_closes_websockets_with_1001(serve: Serve):
         assert time.monotonic() - start < 5, "not within --timeout-graceful-shutdown"
 
 
+def test_sighup_with_workers_closes_websockets_1001_and_does_not_wait_forever(serve: Serve):
+    # A rolling restart: the old workers close their WebSockets with 1001 and exit, even for a
+    # client that never answers the close (the closing handshake is bounded by 10 s, well within
+    # the 30 s --timeout-graceful-shutdown); new connections go to the new workers.
+    server = serve(WS_APP, "--workers", "2")
+    key = unique("sighup")
+    with contextlib.ExitStack() as stack:
+        polite = [stack.enter_context(ws_connect(server, f"/echo?id={key}")) for _ in range(3)]
+        for ws in polite:
+            ws.send("up")
+            assert ws.recv(timeout=5) == "up"
+        silent = stack.enter_context(open_ws(server, "/echo"))  # never answers a close frame
+        silent.send_frame(OP_TEXT, b"up")
+        assert silent.read_message().payload == b"up"
+        start = time.monotonic()
+        server.send_signal(signal.SIGHUP)
+        for ws in polite:
+            assert closed_with(ws, timeout=10)[0] == 1001
+        assert silent.expect_close(1001, timeout=10)
+        poll(lambda: server.output.count("exited (status 0)") >= 2, 25, what="both workers rolled")
+        assert time.monotonic() - start < 20, "the old workers waited on the silent client"
+    with ws_connect(server, "/echo") as ws:
+        ws.send("after")
+        assert ws.recv(timeout=5) == "after"
+
+
 # --- permessage-deflate ---------------------------------------------------------------------------
 
 
