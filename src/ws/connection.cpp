@@ -116,11 +116,11 @@ bool connection::reading_paused() const noexcept {
 
 void connection::read_input() {
     while (read_ready_ && state_ != state::closed) {
-        if (state_ == state::failing) {
+        if (state_ == state::failing || state_ == state::draining) {
             if (fin_sent_) linger_read();
-            break;
+            break;  // before our FIN, read_ready_ stays set
         }
-        if (state_ == state::draining || reading_paused()) break;  // read_ready_ stays set
+        if (reading_paused()) break;  // read_ready_ stays set
         auto [buf, room] =
             in_.reserve(cfg_.read_chunk, std::max(cfg_.read_chunk, in_.size() + cfg_.read_chunk));
         if (room == 0) break;
@@ -286,9 +286,9 @@ void connection::on_pong(std::string_view payload) {
     ping_rtt_ms_ = std::max<uint64_t>(owner_.now_ms() - ping_sent_ms_, 1);
 }
 
-// Failing, after our FIN: what the client still sends is read and dropped, so that closing does
-// not reset the connection under our close frame (a reset discards data the client has not read
-// yet). Ends at the client's EOF, the close timer, or linger_max_bytes.
+// Failing or draining, after our FIN: what the client still sends is read and dropped, so that
+// closing does not reset the connection under our close frame (a reset discards data the client
+// has not read yet). Ends at the client's EOF, the close timer, or linger_max_bytes.
 void connection::linger_read() {
     char sink[4096];
     while (read_ready_ && state_ != state::closed) {
@@ -567,10 +567,14 @@ void connection::flush() {
         ex_->post(http::ev_drain);
     }
     if (!out_.empty() || !close_sent_) return;
-    // Our close frame is out. Both closes exchanged (or no close timer to wait with): close the
-    // TCP connection. Failing: FIN, then read until the client's EOF (linger_read).
-    if (state_ == state::draining || !cfg_.close_timeout_ms) return close_now();
-    if (state_ == state::failing && !fin_sent_) {
+    // Our close frame is out. No close timer to wait with: close the TCP connection now. Both
+    // closes exchanged (draining), or failing: FIN, then read until the client's EOF
+    // (linger_read), so that closing does not reset the connection under our last frames: the
+    // client may still send a pong or a frame that crossed our close, and a close with unread
+    // input makes Linux send RST and drop what the client has not read yet (§7.1.1: the server
+    // closes the TCP connection first; the client closes on seeing our FIN).
+    if (!cfg_.close_timeout_ms) return close_now();
+    if ((state_ == state::failing || state_ == state::draining) && !fin_sent_) {
         t_.shutdown_write();
         fin_sent_ = true;
         read_ready_ = true;

@@ -27,8 +27,9 @@
 //     |  zlib failure (1011): our close frame, ev_disconnect(1006)       ^ (a protocol error in
 //     |                                                     closing -----'  closing: no 2nd close)
 //     `--EOF, reset, write timeout: ev_disconnect(1006)---------------------------------> closed
-//   draining --our last frame written--> closed            (we close the TCP first, §7.1.1)
-//   failing  --our close frame written: FIN; read and discard until EOF--> closed
+//   draining, failing --our close frame written: FIN; read and discard until EOF--> closed
+//                        (we close the TCP first, §7.1.1; reading on until the client's EOF
+//                        keeps a frame that crossed our close from turning the close into RST)
 //   closing, draining, failing --close timer (--ws-close-timeout)--> closed (reset if output
 //                                                                    is still unwritten)
 //   (close_timeout_ms 0: no waiting at all; the connection closes once our close frame is out)
@@ -271,7 +272,7 @@ class connection final : public http::response_sink {
     std::string close_reason_out_;  // ... and its reason (cut to 123 bytes when encoded)
     bool close_queued_ = false;     // our close frame goes out once pending_ is empty
     bool close_sent_ = false;       // ... and is in out_: nothing may follow it
-    bool fin_sent_ = false;         // failing: shutdown_write() done, discarding input
+    bool fin_sent_ = false;         // draining/failing: shutdown_write() done, discarding input
     bool disconnected_ = false;     // ev_disconnect posted (exactly once)
     bool read_ready_ = true;        // the transport may have unread bytes (edge-triggered)
     bool short_read_drains_ = false;

@@ -670,6 +670,13 @@ TEST(WsClose, ClientCloseIsEchoedAndTheServerClosesFirst) {
     h.open();
     h.feed(close(1000, "bye"));
     EXPECT_EQ(h.t.output, std::string("\x88\x05", 2) + code_bytes(1000) + "bye");
+    // Our FIN first (§7.1.1); what crosses it is read and dropped until the client's EOF, so
+    // the close never becomes a reset that discards our close frame.
+    EXPECT_TRUE(h.t.shut);
+    EXPECT_FALSE(h.t.closed);
+    h.feed(pong("crossed our close"));
+    EXPECT_FALSE(h.t.closed);
+    h.end_input();
     EXPECT_TRUE(h.t.closed);
     EXPECT_FALSE(h.t.aborted);
     EXPECT_EQ(h.disconnects, 1);
@@ -691,8 +698,21 @@ TEST(WsClose, AppCloseWaitsForTheClientsCloseAndReportsItsCode) {
     EXPECT_EQ(h.disconnects, 1);
     EXPECT_EQ(h.code, 4001);
     EXPECT_EQ(h.reason, "ok");
+    EXPECT_TRUE(h.t.shut);
+    h.end_input();
     EXPECT_TRUE(h.closed());
     EXPECT_EQ(describe(h.out()), "close:1000");  // one close frame: ours, no echo
+}
+
+TEST(WsClose, CloseTimerEndsTheWaitForTheClientsEof) {
+    harness h;
+    h.open();
+    h.feed(close(1000));
+    EXPECT_TRUE(h.t.shut);
+    EXPECT_EQ(h.keepalive, timer_kind::close);  // the client never closes its side
+    h.fire(timer_kind::close);
+    EXPECT_TRUE(h.closed());
+    EXPECT_FALSE(h.t.aborted);  // everything was written: a plain close
 }
 
 TEST(WsClose, CloseTimerEndsAnUnansweredClose) {
@@ -813,6 +833,8 @@ TEST(WsClose, ClientCloseWaitsForBlockedOutputThenCloses) {
     EXPECT_TRUE(h.write_armed);
     EXPECT_EQ(h.keepalive, timer_kind::close);
     h.client_reads(SIZE_MAX);
+    EXPECT_TRUE(h.t.shut);
+    h.end_input();
     EXPECT_TRUE(h.closed());
     EXPECT_FALSE(h.t.aborted);
     EXPECT_EQ(describe(h.out()), "binary:" + std::string(5000, 'o') + " | close:1000");
@@ -827,7 +849,9 @@ TEST(WsClose, AppCloseResumesReadingPausedByTheQueue) {
     EXPECT_EQ(h.ex->ws_inbox.size(), 1u);
     h.ex->ws_close(1000, "");
     h.pump();
-    EXPECT_TRUE(h.closed());  // "b" dropped, the client's close read, the handshake done
+    EXPECT_TRUE(h.t.shut);  // "b" dropped, the client's close read, the handshake done
+    h.end_input();
+    EXPECT_TRUE(h.closed());
     EXPECT_EQ(h.code, 1000);
     EXPECT_EQ(h.ex->ws_inbox.size(), 1u);  // what was delivered stays for the app
 }
@@ -882,6 +906,7 @@ TEST(WsShutdown, GoingAwayToTheClientAndTheAppThenTheHandshake) {
     EXPECT_EQ(h.keepalive, timer_kind::close);
     EXPECT_EQ(h.ex->ws_send(true, "x").status, http::send_status::closed);
     h.feed(close(1001));
+    h.end_input();
     EXPECT_TRUE(h.closed());
     EXPECT_EQ(h.disconnects, 1);  // exactly once
     EXPECT_EQ(h.code, 1001);
