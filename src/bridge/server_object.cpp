@@ -21,12 +21,19 @@ namespace {
 // 64 connections (strace), each shrink followed by page faults that zero fresh pages again.
 // Keeping up to 16 MiB of free heap at the top stops that churn; the memory is reused, not
 // leaked. An operator's MALLOC_TRIM_THRESHOLD_ (glibc's own variable) wins.
+//
+// Setting it also switches off glibc's sliding mmap threshold (it starts at 128 KiB and rises to
+// the size of the largest mmapped block freed, up to 32 MiB), which left every allocation of
+// 128 KiB and more to mmap: a 1 MiB WebSocket message (its buffer, the Python bytes, the output)
+// was mapped, page-faulted in and unmapped several times per echo, 61% of the server's samples
+// (bench/NOTES.md, optimisation 22). So the threshold is set where the sliding one would end.
 void tune_allocator() {
 #if defined(__GLIBC__)
     static bool done = false;
-    if (done || std::getenv("MALLOC_TRIM_THRESHOLD_")) return;
+    if (done) return;
     done = true;
-    mallopt(M_TRIM_THRESHOLD, 16 * 1024 * 1024);
+    if (!std::getenv("MALLOC_TRIM_THRESHOLD_")) mallopt(M_TRIM_THRESHOLD, 16 * 1024 * 1024);
+    if (!std::getenv("MALLOC_MMAP_THRESHOLD_")) mallopt(M_MMAP_THRESHOLD, 32 * 1024 * 1024);
 #endif
 }
 
