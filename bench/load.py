@@ -1,5 +1,6 @@
-"""Load generation with wrk, or bench/tlsload for a TLS handshake per request (pinned to CPU 1 in
-the main suite), and the server's memory sampled while it runs."""
+"""Load generation with wrk, bench/tlsload for a TLS handshake per request, or bench/wsload for
+WebSocket round trips (pinned to CPU 1 in the main suite), and the server's memory sampled while
+it runs."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import tlssetup
+import wssetup
 from scenarios import Scenario
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -131,7 +133,9 @@ def client_argv(
     duration_s: float,
     client: Client,
 ) -> list[str]:
-    """The load generator's command line for this scenario: wrk, or tlsload."""
+    """The load generator's command line for this scenario: wrk, tlsload or wsload."""
+    if scenario.client == "wsload":
+        return wssetup.wsload_argv(scenario, port, connections, duration_s, client.cpus)
     if scenario.client == "tlsload":
         return tlsload_argv(scenario, port, connections, duration_s, client)
     return wrk_argv(scenario, script, port, connections, duration_s, client)

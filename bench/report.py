@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from envsetup import BUILD_INFO
-from scenarios import SCENARIOS, Scenario
+from scenarios import BY_KEY, SCENARIOS, Scenario
 from servers import SPECS
 
 HEADLINE_CONNECTIONS = 64
@@ -28,6 +28,8 @@ VERSIONED = (
     "fastapi",
     "starlette",
     "pydantic",
+    "websockets",
+    "wsproto",
 )
 COLORS = {
     "coachwhip": "#d1495b",
@@ -39,6 +41,9 @@ COLORS = {
     "coachwhip-w2": "#8f2d56",
     "coachwhip-w2-reuseport": "#2e4057",
     "nginx": "#6c757d",
+    "uvicorn-wsproto": "#5fb3c2",
+    "uvicorn-sansio": "#004f5c",
+    "wsload-echo": "#6c757d",
 }
 HATCH = {"coachwhip-ceiling": "///"}
 
@@ -122,6 +127,13 @@ def _busy(rs: list[dict[str, Any]]) -> dict[str, float]:
         out["client_busy"] = statistics.median(
             r["client_cpu_s"] / r["duration_us"] * 1e6 for r in runs
         )
+        served = [r for r in runs if r.get("requests")]
+        if served:
+            out["client_cpu_us"] = statistics.median(
+                r["client_cpu_s"] / r["requests"] * 1e6 for r in served
+            )
+    if runs and all("mib_per_s" in r for r in runs):
+        out["mib_per_s"] = statistics.median(r["mib_per_s"] for r in runs)
     if runs:
         out["server_busy"] = statistics.median(r["cpu_s"] / r["duration_us"] * 1e6 for r in runs)
     shares = [r["resumed"] / r["handshakes"] for r in rs if r.get("handshakes")]
@@ -136,6 +148,18 @@ def headline_connections(plan: dict[str, Any]) -> int:
         if HEADLINE_CONNECTIONS in plan["concurrency"]
         else plan["concurrency"][0]
     )
+
+
+def scenario_concurrency(plan: dict[str, Any], s: Scenario) -> list[int]:
+    """The connection counts a scenario ran at: its own (WebSocket), or the plan's."""
+    return list(plan.get("scenario_concurrency", {}).get(s.key, plan["concurrency"]))
+
+
+def headline_for(plan: dict[str, Any], s: Scenario) -> int:
+    counts = scenario_concurrency(plan, s)
+    if s.key in plan.get("scenario_concurrency", {}):
+        return HEADLINE_CONNECTIONS if HEADLINE_CONNECTIONS in counts else counts[-1]
+    return headline_connections(plan)
 
 
 def _row(cells: Iterable[str]) -> str:
@@ -173,13 +197,16 @@ def markdown(
     failures: list[str],
     idle_tls: dict[str, dict[str, Any]] | None = None,
     runs: list[dict[str, Any]] | None = None,
+    idle_ws: dict[str, dict[str, dict[str, Any]]] | None = None,
 ) -> str:
     plan = meta["plan"]
     scenarios = [s for s in SCENARIOS if s.key in plan["scenarios"]]
-    plain = [s for s in scenarios if not s.tls]
+    plain = [s for s in scenarios if not s.tls and not s.ws]
     over_tls = [s for s in scenarios if s.tls]
+    over_ws = [s for s in scenarios if s.ws]
     # Servers that ran at all (nginx joins the TLS scenarios only), the ceiling apart.
     ran = {n for (_, n, _) in summary} | set(idle) | set(idle_tls or {})
+    ran |= {n for by_server in (idle_ws or {}).values() for n in by_server}
     servers = [s for s in plan["servers"] if s != "coachwhip-ceiling" and s in ran]
     plain_servers = [n for n in servers if any(SPECS[n].runs_in(s.key) for s in plain)]
     peers = [s for s in servers if s != "coachwhip"]
@@ -194,8 +221,12 @@ def markdown(
             meta, runs or [], summary, over_tls, servers, headline_connections(plan)
         )
     out += _idle_section(idle_tls or {}, [n for n in servers if n in (idle_tls or {})], tls=True)
+    if over_ws:
+        import ws_report  # imports this module
+
+        out += ws_report.section(meta, summary, idle_ws or {}, servers)
     if summary:
-        out += _details(summary, scenarios, plan, peers)
+        out += _details(summary, [s for s in scenarios if s.ws != "idle"], plan, peers)
     out += _notes(plan, failures, ran)
     return "\n".join(out)
 
@@ -210,6 +241,14 @@ def _build(env: dict[str, Any]) -> str:
 
 def _header(meta: dict[str, Any]) -> list[str]:
     env, plan, v = meta["environment"], meta["plan"], meta["environment"]["versions"]
+    own = plan.get("scenario_concurrency") or {}
+    if plan["scenarios"] and all(k in own for k in plan["scenarios"] if BY_KEY[k].ws != "idle"):
+        # Every scenario ran at connection counts of its own (a WebSocket run).
+        client, warm = "bench/wsload", "at the scenario's highest count"
+        counts = "each scenario's own connection counts (below)"
+    else:
+        client, warm = "wrk", "at 64 connections"
+        counts = ", ".join(map(str, plan["concurrency"])) + " connection(s)"
     return [
         f"# coachwhip benchmarks — {meta['date']}" + (" (smoke run)" if plan["smoke"] else ""),
         "",
@@ -219,16 +258,47 @@ def _header(meta: dict[str, Any]) -> list[str]:
         f"{v['uvloop']}, httptools {v['httptools']}), granian {v['granian']}, hypercorn "
         f"{v['hypercorn']}; FastAPI {v['fastapi']} (Starlette {v['starlette']}, pydantic "
         f"{v['pydantic']}).",
-        f"- **Method:** one worker per server, pinned to CPU 0 with `taskset -c 0`; wrk "
+        f"- **Method:** one worker per server, pinned to CPU 0 with `taskset -c 0`; {client} "
         f"(one thread) pinned to CPU 1. Per scenario every server is started, checked with "
-        f"one request and warmed up ({plan['warmup_s']:g} s at 64 connections), then the "
+        f"one request and warmed up ({plan['warmup_s']:g} s {warm}), then the "
         f"servers take turns (A B C D, A B C D, ...) for {plan['rounds']} round(s) of "
-        f"{plan['duration_s']:g} s at {', '.join(map(str, plan['concurrency']))} "
-        f"connection(s). Figures are medians over rounds; RSS is the peak of VmRSS summed "
+        f"{plan['duration_s']:g} s at {counts}. "
+        f"Figures are medians over rounds; RSS is the peak of VmRSS summed "
         f"over the server's process tree, sampled every 100 ms.",
         f"- **Command:** `{meta['command']}` ({meta['elapsed_min']:.1f} min).",
         *_tls_header(meta),
+        *_ws_header(meta),
         "",
+    ]
+
+
+def _ws_header(meta: dict[str, Any]) -> list[str]:
+    if not meta.get("ws"):
+        return []
+    v, plan = meta["environment"]["versions"], meta["plan"]
+    own = plan.get("scenario_concurrency") or {}
+    counts = "; ".join(f"{k} at {', '.join(map(str, c))}" for k, c in own.items())
+    return [
+        f"- **WebSocket:** websockets {v.get('websockets', '?')} and wsproto "
+        f"{v.get('wsproto', '?')} (uvicorn's two implementations; hypercorn uses wsproto, granian "
+        f"its own in Rust). The load generator is bench/wsload (C++20, one thread, epoll): "
+        f"connections are opened first, then each sends a message, waits for the whole echo, "
+        f"checks it and sends the next. Connections: {counts or 'as above'}. No extension is "
+        f"offered in the echo scenarios, so every server echoes uncompressed frames.",
+        *_busy_machine(meta),
+    ]
+
+
+def _busy_machine(meta: dict[str, Any]) -> list[str]:
+    load = meta["environment"]["loadavg_at_start"]
+    if load < 1.0:
+        return []
+    return [
+        f"- **A busy machine:** the load average was {load:.2f} at the start: other processes "
+        f"shared both CPUs with the servers and the load generator, so neither side's core is "
+        f"near full below and every figure is lower than on a quiet machine. The servers took "
+        f"turns, so each met the same conditions, but see the spread column (max - min over "
+        f"rounds, relative to the median) before trusting a ratio.",
     ]
 
 
@@ -513,7 +583,7 @@ def scenario_table(
     """Every figure of one scenario, a row per concurrency and server; the column before
     'socket errors' is the report's own (`last_cell(server, conns, entry)`)."""
     rows = []
-    for conns in plan["concurrency"]:
+    for conns in scenario_concurrency(plan, s):
         for n in plan["servers"]:
             e = summary.get((s.key, n, conns))
             if e is None:
@@ -534,6 +604,8 @@ def scenario_table(
                 ]
             )
     header = ["conns", "server", "req/s", "spread", "p50 ms", "p99 ms", "peak RSS MiB"]
+    if s.ws:
+        header[2] = "round trips/s"
     header += ["CPU µs/req", last_header, "socket errors"]
     return [f"**{_label(s)}**", "", *_table(header, rows)]
 
@@ -557,6 +629,13 @@ def _details(
 def _notes(plan: dict[str, Any], failures: list[str], ran: set[str] | None = None) -> list[str]:
     out = ["## Server command lines", ""]
     out += [f"- **{n}**: {SPECS[n].flags}" for n in plan["servers"] if ran is None or n in ran]
+    if any(BY_KEY[k].ws for k in plan["scenarios"] if k in BY_KEY):
+        out += [
+            "- in the WebSocket scenarios: uvicorn `--ws websockets`, uvicorn-wsproto `--ws "
+            "wsproto`; everything else each server's defaults (uvicorn and coachwhip: 16 MiB "
+            "message limit, pings every 20 s, permessage-deflate on; hypercorn: 16 MiB, no "
+            "pings; granian: no permessage-deflate).",
+        ]
     if any(k.startswith("tls") for k in plan["scenarios"]):
         out += [
             "- over TLS: coachwhip and uvicorn `--ssl-certfile --ssl-keyfile`, granian "
@@ -584,7 +663,7 @@ def _notes(plan: dict[str, Any], failures: list[str], ran: set[str] | None = Non
 # ------------------------------------------------------------------------ chart
 
 
-def chart(summary: Summary, plan: dict[str, Any], path: Path, title: str) -> None:
+def chart(summary: Summary, plan: dict[str, Any], path: Path, title: str) -> bool:
     """One panel per scenario, each with its own linear scale (a 1 MiB stream and a 13-byte
     answer differ thirtyfold in req/s), bars per server at the headline concurrency."""
     import matplotlib
@@ -595,14 +674,17 @@ def chart(summary: Summary, plan: dict[str, Any], path: Path, title: str) -> Non
     from matplotlib.ticker import FuncFormatter
 
     c = headline_connections(plan)
-    scenarios = [s for s in SCENARIOS if s.key in plan["scenarios"]]
+    scenarios = [s for s in SCENARIOS if s.key in plan["scenarios"] and s.ws != "idle"]
+    if not scenarios:
+        return False
     cols = min(3, len(scenarios))
     rows = (len(scenarios) + cols - 1) // cols
     fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 2.9 * rows + 0.6), squeeze=False)
     kilo = FuncFormatter(lambda v, _: f"{v / 1000:g}k" if v >= 1000 else f"{v:g}")
     for ax, s in zip(axes.flat, scenarios, strict=False):
-        names = [n for n in plan["servers"] if (s.key, n, c) in summary]
-        values = [summary[(s.key, n, c)]["rps"] for n in names]
+        at = headline_for(plan, s)
+        names = [n for n in plan["servers"] if (s.key, n, at) in summary]
+        values = [summary[(s.key, n, at)]["rps"] for n in names]
         bars = ax.bar(
             range(len(names)),
             values,
@@ -619,7 +701,8 @@ def chart(summary: Summary, plan: dict[str, Any], path: Path, title: str) -> Non
                 va="bottom",
                 fontsize=7,
             )
-        ax.set_title(s.short, fontsize=9)
+        own = s.key in plan.get("scenario_concurrency", {})
+        ax.set_title(s.short + (f", {at} conn." if at != c or own else ""), fontsize=9)
         ax.set_xticks([])
         ax.yaxis.set_major_formatter(kilo)
         ax.tick_params(axis="y", labelsize=7)
@@ -628,8 +711,15 @@ def chart(summary: Summary, plan: dict[str, Any], path: Path, title: str) -> Non
     for ax in list(axes.flat)[len(scenarios) :]:
         ax.set_visible(False)
     for row in axes:
-        row[0].set_ylabel("requests/s", fontsize=8)
-    shown = {n for (k, n, conns) in summary if conns == c and k in plan["scenarios"]}
+        row[0].set_ylabel(
+            "round trips/s" if all(s.ws for s in scenarios) else "requests/s", fontsize=8
+        )
+    shown = {
+        n
+        for s in scenarios
+        for (k, n, conns) in summary
+        if k == s.key and conns == headline_for(plan, s)
+    }
     handles = [
         Patch(facecolor=COLORS.get(n, "#999"), hatch=HATCH.get(n, ""), edgecolor="white", label=n)
         for n in plan["servers"]
@@ -640,6 +730,7 @@ def chart(summary: Summary, plan: dict[str, Any], path: Path, title: str) -> Non
     fig.tight_layout(rect=(0, 0.05, 1, 1))
     fig.savefig(path, dpi=120)
     plt.close(fig)
+    return True
 
 
 def write(
@@ -650,31 +741,44 @@ def write(
     idle: dict[str, dict[str, Any]],
     failures: list[str],
     idle_tls: dict[str, dict[str, Any]] | None = None,
+    idle_ws: dict[str, dict[str, dict[str, Any]]] | None = None,
 ) -> Path:
     """Write <stem>.json, <stem>.png and <stem>.md into `out_dir`; return the markdown path."""
     summary = summarise(runs)
     data = {"meta": meta, "runs": runs, "idle": idle, "failures": failures}
     if idle_tls:
         data["idle_tls"] = idle_tls
+    if idle_ws:
+        data["idle_ws"] = idle_ws
     (out_dir / f"{stem}.json").write_text(json.dumps(data, indent=1) + "\n")
-    if meta["plan"]["scenarios"]:
-        chart(
-            summary,
-            meta["plan"],
-            out_dir / f"{stem}.png",
-            f"Requests/s at {headline_connections(meta['plan'])} connections, one worker on "
-            f"one core (median of {meta['plan']['rounds']}) — {meta['date']}",
+    plan = meta["plan"]
+    ws_only = bool(plan["scenarios"]) and all(BY_KEY[k].ws for k in plan["scenarios"])
+    what = (
+        "WebSocket round trips/s"
+        if ws_only
+        else f"Requests/s at {headline_connections(plan)} connections"
+    )
+    drawn = bool(plan["scenarios"]) and chart(
+        summary,
+        plan,
+        out_dir / f"{stem}.png",
+        f"{what}, one worker on one core (median of {plan['rounds']}) — {meta['date']}",
+    )
+    md = markdown(meta, summary, idle, failures, idle_tls, runs, idle_ws)
+    alt = "WebSocket round trips per second" if ws_only else "requests per second at 64 connections"
+    if drawn:
+        # Before the first throughput table: the main one, or the TLS (WebSocket) one in a
+        # TLS-only (WebSocket-only) run.
+        headings = (
+            "## Requests per second",
+            "## TLS: requests per second",
+            "## WebSocket: round trips per second",
         )
-    md = markdown(meta, summary, idle, failures, idle_tls, runs)
-    if meta["plan"]["scenarios"]:
-        # Before the first throughput table: the main one, or the TLS one in a TLS-only run.
-        heading = next(
-            (h for h in ("## Requests per second", "## TLS: requests per second") if h in md), ""
-        )
+        heading = next((h for h in headings if h in md), "")
         if heading:
             md = md.replace(
                 heading,
-                f"![requests per second at 64 connections]({stem}.png)\n\n{heading}",
+                f"![{alt}]({stem}.png)\n\n{heading}",
                 1,
             )
     path = out_dir / f"{stem}.md"
@@ -705,6 +809,7 @@ def main(argv: list[str]) -> int:
             data["idle"],
             data["failures"],
             data.get("idle_tls"),
+            data.get("idle_ws"),
         )
     print(path)
     return 0

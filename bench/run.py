@@ -4,10 +4,12 @@
     python3 bench/run.py                   # full run -> bench/results/<date>.{md,png,json}
     python3 bench/run.py --workers-report  # only coachwhip's 1 vs 2 workers, on both CPUs
                                            #   -> bench/results/<date>-workers.{md,png,json}
-    python3 bench/run.py --smoke           # every scenario once, ~1 s each, then a tiny
-                                           #   workers report; results in a temp dir
+    python3 bench/run.py --smoke           # every scenario but TLS once, ~1 s each, then a
+                                           #   tiny workers report; results in a temp dir
     python3 bench/run.py --scenarios tls   # the TLS scenarios (nginx joins as the limit)
                                            #   -> bench/results/<date>-tls.{md,png,json}
+    python3 bench/run.py --scenarios ws    # the WebSocket scenarios (bench/wsload)
+                                           #   -> bench/results/<date>-ws.{md,png,json}
 
 The first run creates bench/.venv and installs the peers (see envsetup.py); later runs reuse it
 and only rebuild coachwhip. Exits non-zero if a server fails to start or a run fails."""
@@ -35,9 +37,10 @@ import report
 import suite
 import tlssetup
 import workers_report
+import wssetup
 from load import WRK_CPU
 from scenarios import BY_KEY, DEFAULT_KEYS, GROUPS
-from servers import PEERS, SERVER_CPU, SPECS, WORKERS_SERVERS, raise_nofile
+from servers import MAIN_SERVERS, SERVER_CPU, SPECS, WORKERS_SERVERS, raise_nofile
 
 BENCH_DIR = Path(__file__).resolve().parent
 DEFAULTS = {
@@ -49,8 +52,8 @@ DEFAULTS = {
 }
 QUIET_LOAD = 0.5
 SMOKE = {"duration": 1.0, "rounds": 1, "warmup": 0.5, "concurrency": "64", "idle_connections": 200}
-# nginx takes part in the TLS scenarios only (servers.TLS_ONLY).
-MAIN_SERVERS = (*PEERS, "coachwhip-ceiling", "nginx")
+# nginx takes part in the TLS scenarios only (servers.TLS_ONLY), uvicorn-wsproto and
+# wsload-echo in the WebSocket ones (servers.MAIN_SERVERS).
 WORKERS_SCENARIOS = ("hello", "fastapi")
 WORKERS_CONCURRENCY = "64,256"
 # The workers report leaves the scheduler free on both CPUs: two workers pinned to one core would
@@ -93,8 +96,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument(
         "--scenarios",
         help=f"comma-separated subset of {','.join(BY_KEY)}, or none (only the idle-memory "
-        f"measurement); `tls` stands for {','.join(GROUPS['tls'])}. Default all but the TLS "
-        f"ones ({','.join(DEFAULT_KEYS)}), --workers-report: {','.join(WORKERS_SCENARIOS)}",
+        f"measurement); `tls` stands for {','.join(GROUPS['tls'])}, `ws` for "
+        f"{','.join(GROUPS['ws'])}. Default all but the TLS and WebSocket ones "
+        f"({','.join(DEFAULT_KEYS)}; --smoke adds the WebSocket ones), --workers-report: "
+        f"{','.join(WORKERS_SCENARIOS)}",
     )
     p.add_argument(
         "--servers",
@@ -105,8 +110,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument(
         "--idle-connections",
         type=int,
-        help=f"idle keep-alive connections to measure, main suite only; 0 skips "
-        f"({DEFAULTS['idle_connections']})",
+        help=f"idle keep-alive connections (and WebSockets in idle-ws*) to measure, main suite "
+        f"only; 0 skips ({DEFAULTS['idle_connections']})",
     )
     p.add_argument(
         "--out", type=Path, help="output directory (bench/results, or a temp dir with --smoke)"
@@ -125,6 +130,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         help="use the coachwhip already installed in bench/.venv (no rebuild)",
     )
     args = p.parse_args(argv)
+    # Without --concurrency the WebSocket scenarios keep their own connection counts.
+    args.concurrency_given = args.concurrency is not None
     if args.concurrency is None and args.workers_report and not args.smoke:
         args.concurrency = WORKERS_CONCURRENCY
     for key, value in (SMOKE if args.smoke else DEFAULTS).items():
@@ -158,10 +165,16 @@ class Part:
         return bool(self.scenarios) and all(BY_KEY[k].tls for k in self.scenarios)
 
     @property
+    def ws_only(self) -> bool:
+        return bool(self.scenarios) and all(BY_KEY[k].ws for k in self.scenarios)
+
+    @property
     def stem_suffix(self) -> str:
-        """<date>-workers.* for the workers report, <date>-tls.* for a run of TLS scenarios
-        only, so that it does not replace the day's main report."""
-        return "-workers" if self.workers else "-tls" if self.tls_only else ""
+        """<date>-workers.* for the workers report, <date>-tls.* (<date>-ws.*) for a run of TLS
+        (WebSocket) scenarios only, so that it does not replace the day's main report."""
+        if self.workers:
+            return "-workers"
+        return "-tls" if self.tls_only else "-ws" if self.ws_only else ""
 
 
 def parts(args: argparse.Namespace) -> list[Part]:
@@ -173,7 +186,10 @@ def parts(args: argparse.Namespace) -> list[Part]:
     srv = None if args.servers is None else [x for x in args.servers.split(",") if x]
     if args.workers_report:
         return [Part(True, scn or [*WORKERS_SCENARIOS], srv or [*WORKERS_SERVERS])]
-    main = Part(False, [*DEFAULT_KEYS] if scn is None else scn, srv or [*MAIN_SERVERS])
+    # A smoke run checks the WebSocket scenarios too (a minute more); the full default run
+    # leaves them to `--scenarios ws`, which writes a report of its own.
+    defaults = [*DEFAULT_KEYS, *(GROUPS["ws"] if args.smoke else ())]
+    main = Part(False, defaults if scn is None else scn, srv or [*MAIN_SERVERS])
     if not args.smoke:
         return [main]
     # Both parts. Multi-worker servers pinned to one core would say nothing: workers report only.
@@ -206,6 +222,8 @@ def preflight(todo: list[Part]) -> None:
     if any(BY_KEY[k].tls for part in todo for k in part.scenarios):
         tools += ["openssl", "curl", "g++"]
         tools += ["nginx"] if any("nginx" in part.servers for part in todo) else []
+    if any(BY_KEY[k].ws for part in todo for k in part.scenarios):
+        tools += [] if "g++" in tools else ["g++"]
     for tool in tools:
         if shutil.which(tool) is None:
             sys.exit(
@@ -298,6 +316,14 @@ def make_plan(part: Part, args: argparse.Namespace, logs: Path) -> suite.Plan:
         plan.tls_files = tlssetup.make_cert(plan.log_dir / "tls")
     if any(s.client == "tlsload" for s in plan.scenarios):
         tlssetup.ensure_tlsload()
+    if any(s.client == "wsload" for s in plan.scenarios):
+        wssetup.ensure_wsload()
+    # WebSocket scenarios run at their own connection counts unless --concurrency was given;
+    # a smoke run takes only the highest.
+    for s in plan.scenarios:
+        if s.concurrency and not args.concurrency_given:
+            counts = list(s.concurrency)
+            plan.scenario_concurrency[s.key] = counts[-1:] if args.smoke else counts
     return plan
 
 
@@ -343,7 +369,10 @@ def run_part(
     results = suite.Results()
     try:
         for scenario in plan.scenarios:
-            suite.run_scenario(plan, scenario, results)
+            if scenario.ws == "idle":
+                suite.run_ws_idle(plan, scenario, results)
+            else:
+                suite.run_scenario(plan, scenario, results)
         for over_tls in plan.idle_kinds:
             suite.run_idle(plan, BY_KEY["hello"].app, results, over_tls)
     except (KeyboardInterrupt, SystemExit):  # the servers are stopped; keep what was measured
@@ -377,6 +406,7 @@ def _finish(
             "scenarios": [s.key for s in plan.scenarios],
             "servers": plan.servers,
             "concurrency": plan.concurrency,
+            "scenario_concurrency": plan.scenario_concurrency,
             "rounds": plan.rounds,
             "duration_s": plan.duration_s,
             "warmup_s": plan.warmup_s,
@@ -395,14 +425,29 @@ def _finish(
             "nginx": tlssetup.nginx_version(),
             "checks": results.tls_checks,
         }
+    if any(s.ws for s in plan.scenarios):
+        meta["ws"] = {
+            "client": "bench/wsload (C++20, one thread, epoll; g++ -O2)",
+            "checks": results.ws_checks,
+            "skipped": results.skipped,
+        }
     stem = meta["date"] + part.stem_suffix
     if part.workers:
         path = workers_report.write(out, stem, meta, results.runs, results.failures)
     else:
         path = report.write(
-            out, stem, meta, results.runs, results.idle, results.failures, results.idle_tls
+            out,
+            stem,
+            meta,
+            results.runs,
+            results.idle,
+            results.failures,
+            results.idle_tls,
+            results.idle_ws,
         )
     print(f"\nbench: {len(results.runs)} runs in {elapsed / 60:.1f} min; report {path}", flush=True)
+    if results.skipped:
+        print(f"bench: {len(results.skipped)} skipped:", *results.skipped, sep="\n  ")
     if results.failures:
         print(f"bench: {len(results.failures)} failure(s):", *results.failures, sep="\n  ")
 

@@ -1,5 +1,5 @@
-"""The scenarios: which app each serves, the request wrk (or tlsload) sends, and how one answer
-is checked."""
+"""The scenarios: which app each serves, the request wrk (or tlsload, or wsload) sends, and how
+one answer is checked."""
 
 from __future__ import annotations
 
@@ -36,7 +36,12 @@ class Scenario:
 
     `tls`: served over TLS (every server gets the same certificate; see tls.py). `client` is the
     load generator: "wrk", or "tlsload" (bench/tlsload/: a new connection, TLS handshake and
-    GET per request), which with `resume` offers each connection the previous one's session."""
+    GET per request), which with `resume` offers each connection the previous one's session.
+
+    WebSocket scenarios have `client` "wsload" (bench/wsload/) and `ws` its mode: "echo" (round
+    trips of a `ws_size`-byte text message), "large" (of a `ws_size`-byte binary message) or
+    "idle" (connections opened and held while the server's memory is read; `deflate` offers
+    permessage-deflate). `concurrency` replaces --concurrency's default for the scenario."""
 
     key: str
     title: str
@@ -54,6 +59,10 @@ class Scenario:
     tls: bool = False
     client: str = "wrk"
     resume: bool = False
+    ws: str = ""
+    ws_size: int = 0
+    deflate: bool = False
+    concurrency: tuple[int, ...] = ()
 
     def args_for(self, server: str) -> tuple[str, ...]:
         return tuple(
@@ -151,12 +160,61 @@ SCENARIOS: tuple[Scenario, ...] = (
         client="tlsload",
         resume=True,
     ),
+    # WebSocket (bench/wsload). Every message of the echo is checked byte for byte by wsload.
+    Scenario(
+        "ws-echo",
+        "WebSocket echo, 32-byte text messages",
+        "11. WS echo, 32 B",
+        "apps.ws_echo:app",
+        "/",
+        _is_hello,
+        client="wsload",
+        ws="echo",
+        ws_size=32,
+        concurrency=(1, 64),
+    ),
+    Scenario(
+        "ws-large",
+        "WebSocket echo, 1 MiB binary messages",
+        "12. WS echo, 1 MiB",
+        "apps.ws_echo:app",
+        "/",
+        _is_hello,
+        client="wsload",
+        ws="large",
+        ws_size=1024 * 1024,
+        concurrency=(1, 4),
+    ),
+    Scenario(
+        "idle-ws",
+        "idle WebSockets (one echo each, no extension offered)",
+        "13. idle WS",
+        "apps.ws_echo:app",
+        "/",
+        _is_hello,
+        client="wsload",
+        ws="idle",
+        ws_size=32,
+    ),
+    Scenario(
+        "idle-ws-deflate",
+        "idle WebSockets (one echo each, permessage-deflate offered)",
+        "14. idle WS, deflate",
+        "apps.ws_echo:app",
+        "/",
+        _is_hello,
+        client="wsload",
+        ws="idle",
+        ws_size=32,
+        deflate=True,
+    ),
 )
 
 BY_KEY = {s.key: s for s in SCENARIOS}
 TLS_KEYS = tuple(s.key for s in SCENARIOS if s.tls)
-# What runs when --scenarios is not given: everything but TLS, which runs on request
-# (--scenarios tls, or its keys).
-DEFAULT_KEYS = tuple(s.key for s in SCENARIOS if not s.tls)
+WS_KEYS = tuple(s.key for s in SCENARIOS if s.ws)
+# What runs when --scenarios is not given: everything but TLS and WebSocket, which run on
+# request (--scenarios tls, --scenarios ws, or their keys).
+DEFAULT_KEYS = tuple(s.key for s in SCENARIOS if not s.tls and not s.ws)
 # --scenarios shorthands.
-GROUPS = {"tls": TLS_KEYS}
+GROUPS = {"tls": TLS_KEYS, "ws": WS_KEYS}

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import procfs
 import tlssetup
+import wssetup
 from tlssetup import TlsFiles
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -35,7 +36,8 @@ class ServerSpec:
     `only` restricts it to those scenarios (empty: all of them). `workers` > 1: a supervisor
     runs that many worker processes as its children; the handle waits for all of them and
     measures the CPU time of each. `tls(files, port)` gives the flags that make it serve TLS
-    with the bench certificate (None: it takes no part in the TLS scenarios)."""
+    with the bench certificate (None: it takes no part in the TLS scenarios). `ws_flags` are
+    added in the WebSocket scenarios (which WebSocket implementation a server uses)."""
 
     name: str
     argv: Callable[[Path, str, int], list[str]]
@@ -44,6 +46,7 @@ class ServerSpec:
     only: tuple[str, ...] = ()
     workers: int = 1
     tls: Callable[[TlsFiles, int], list[str]] | None = None
+    ws_flags: tuple[str, ...] = ()
 
     def runs_in(self, scenario: str) -> bool:
         return not self.only or scenario in self.only
@@ -171,7 +174,14 @@ def _nginx_tls(files: TlsFiles, port: int) -> list[str]:
     return ["-p", str(conf.parent), "-c", str(conf)]
 
 
+def _wsload_echo(bin_dir: Path, app: str, port: int) -> list[str]:
+    """bench/wsload's own echo server (C++, no Python, no app): the limit of the load
+    generator."""
+    return [str(wssetup.WSLOAD), "--serve", str(port)]
+
+
 TLS_ONLY = ("tls-hello", "tls-handshake", "tls-resume", "idle-tls")
+WS_ONLY = ("ws-echo", "ws-large", "idle-ws", "idle-ws-deflate")
 
 SPECS: dict[str, ServerSpec] = {
     s.name: s
@@ -187,6 +197,17 @@ SPECS: dict[str, ServerSpec] = {
             _uvicorn,
             "--workers 1 --loop uvloop --http httptools --no-access-log --lifespan off",
             tls=_tls_flags("--ssl-certfile", "--ssl-keyfile"),
+            # Its legacy websockets implementation, as the issue asks (0.54's `auto` is
+            # websockets-sansio: `uvicorn-sansio` below).
+            ws_flags=("--ws", "websockets"),
+        ),
+        # WebSocket scenarios only: uvicorn with its other WebSocket implementation.
+        ServerSpec(
+            "uvicorn-wsproto",
+            _uvicorn,
+            "uvicorn's flags above, --ws wsproto",
+            only=WS_ONLY,
+            ws_flags=("--ws", "wsproto"),
         ),
         # --runtime-threads 2 beat granian's default of 1 by 5-15% on the one core it is given
         # (bench/README.md, "The servers' settings"); granian-rt1 below keeps that re-checkable.
@@ -220,6 +241,23 @@ SPECS: dict[str, ServerSpec] = {
             env=(("COACHWHIP_BENCH_CEILING", "1"),),
             only=("hello",),
         ),
+        # WebSocket scenarios only: bench/wsload --serve, a C++ epoll echo server with no app:
+        # what the load generator can do against a server that costs next to nothing.
+        ServerSpec(
+            "wsload-echo",
+            _wsload_echo,
+            "bench/wsload --serve: a C++ echo server, one thread, no Python, no app (the load "
+            "generator's limit)",
+            only=("ws-echo", "ws-large"),
+        ),
+        # Not run by default: uvicorn 0.54's default WebSocket implementation.
+        ServerSpec(
+            "uvicorn-sansio",
+            _uvicorn,
+            "uvicorn's flags above, --ws websockets-sansio (what 0.54 picks for `--ws auto`)",
+            only=WS_ONLY,
+            ws_flags=("--ws", "websockets-sansio"),
+        ),
         # Not run by default: granian with its default threading (--servers granian,granian-rt1).
         ServerSpec(
             "granian-rt1",
@@ -246,6 +284,17 @@ SPECS: dict[str, ServerSpec] = {
     )
 }
 PEERS = ("coachwhip", "uvicorn", "granian", "hypercorn")
+# Who runs by default, in this order; each takes part only where `only` allows.
+MAIN_SERVERS = (
+    "coachwhip",
+    "uvicorn",
+    "uvicorn-wsproto",
+    "granian",
+    "hypercorn",
+    "coachwhip-ceiling",
+    "nginx",
+    "wsload-echo",
+)
 WORKERS_SERVERS = ("coachwhip", "coachwhip-w2", "coachwhip-w2-reuseport")
 
 

@@ -1,6 +1,7 @@
 """The measuring itself: per scenario, start every server, check and warm each up, then run
-wrk (or tlsload) against them in alternation (A B C D, A B C D, ...) at each concurrency;
-afterwards the memory of idle servers and of idle keep-alive connections, plain and over TLS.
+wrk (or tlsload, or wsload) against them in alternation (A B C D, A B C D, ...) at each
+concurrency; afterwards the memory of idle servers and of idle keep-alive connections, plain and
+over TLS; idle WebSockets are a scenario of their own (run_ws_idle).
 The same machinery serves the main suite (servers on CPU 0, wrk on CPU 1) and the workers report
 (both on CPUs 0 and 1)."""
 
@@ -14,6 +15,7 @@ from typing import Any
 import idle
 import load
 import tlssetup
+import wssetup
 from scenarios import Scenario
 from servers import SERVER_CPU, SPECS, Server, ServerError
 
@@ -35,9 +37,14 @@ class Plan:
     server_cpus: str = str(SERVER_CPU)  # taskset -c syntax
     client: load.Client = field(default_factory=load.Client)
     tls_files: tlssetup.TlsFiles | None = None  # the certificate, when a TLS scenario runs
+    # Scenarios with connection counts of their own (WebSocket), instead of `concurrency`.
+    scenario_concurrency: dict[str, list[int]] = field(default_factory=dict)
 
     def servers_for(self, scenario: Scenario) -> list[str]:
         return [n for n in self.servers if SPECS[n].serves(scenario.key, scenario.tls)]
+
+    def concurrency_for(self, scenario: Scenario) -> list[int]:
+        return self.scenario_concurrency.get(scenario.key, self.concurrency)
 
     @property
     def idle_kinds(self) -> list[bool]:
@@ -45,7 +52,8 @@ class Plan:
         scenario runs or none at all (--scenarios none), over TLS when a TLS scenario runs."""
         if self.idle_connections <= 0:
             return []
-        kinds = [False] if not self.scenarios or any(not s.tls for s in self.scenarios) else []
+        http = [s for s in self.scenarios if not s.ws]
+        kinds = [False] if not self.scenarios or any(not s.tls for s in http) else []
         return kinds + ([True] if any(s.tls for s in self.scenarios) else [])
 
     def idle_servers(self, over_tls: bool) -> list[str]:
@@ -53,18 +61,23 @@ class Plan:
         return [n for n in self.servers if SPECS[n].serves(key, over_tls)]
 
     def runs(self) -> int:
-        return (
-            sum(len(self.servers_for(s)) for s in self.scenarios)
-            * len(self.concurrency)
-            * self.rounds
+        return sum(
+            len(self.servers_for(s)) * len(self.concurrency_for(s)) * self.rounds
+            for s in self.scenarios
+            if s.ws != "idle"
         )
 
     def estimate_s(self) -> float:
         """Rough wall time: runs, warm-ups, and about 3 s per scenario to start and stop."""
-        warmups = sum(len(self.servers_for(s)) for s in self.scenarios)
+        warmups = sum(len(self.servers_for(s)) for s in self.scenarios if s.ws != "idle")
         idle_s = sum(
             (5 + self.idle_connections / (300 if kind else 1000)) * len(self.idle_servers(kind))
             for kind in self.idle_kinds
+        )
+        idle_s += sum(
+            (5 + self.idle_connections / 1000) * len(self.servers_for(s))
+            for s in self.scenarios
+            if s.ws == "idle" and self.idle_connections > 0
         )
         return (
             self.runs() * (self.duration_s + PAUSE_S + 0.2)
@@ -81,12 +94,22 @@ class Results:
     idle_tls: dict[str, dict[str, Any]] = field(default_factory=dict)
     # server -> what `curl -k` saw before its first TLS measurement (protocol, certificate)
     tls_checks: dict[str, dict[str, str]] = field(default_factory=dict)
+    # idle WebSocket scenario -> server -> its memory with plan.idle_connections open
+    idle_ws: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    # server -> scenario -> what its 101 said in the WebSocket check (Server, extensions)
+    ws_checks: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)
+    # Servers left out of a scenario for lack of a feature (no WebSocket): not failures.
+    skipped: list[str] = field(default_factory=list)
     interrupted: bool = False
 
     def fail(self, message: str) -> None:
         print(f"FAIL {message}", flush=True)
         self.failures.append(message)
+
+    def skip(self, message: str) -> None:
+        print(f"SKIP {message}", flush=True)
+        self.skipped.append(message)
 
 
 def _start(
@@ -102,6 +125,12 @@ def _start(
     over_tls = over_tls or (scenario is not None and scenario.tls)
     if over_tls and plan.tls_files is None:
         raise RuntimeError("a TLS scenario needs plan.tls_files (tlssetup.make_cert)")
+
+    def extra(n: str) -> tuple[str, ...]:
+        if scenario is None:
+            return ()
+        return scenario.args_for(n) + (SPECS[n].ws_flags if scenario.ws else ())
+
     started = [
         Server(
             SPECS[n],
@@ -109,7 +138,7 @@ def _start(
             plan.bin_dir,
             plan.log_dir / f"{tag}-{n}.log",
             plan.server_cpus,
-            extra=scenario.args_for(n) if scenario else (),
+            extra=extra(n),
             tls_files=plan.tls_files if over_tls else None,
         )
         for n in names
@@ -138,7 +167,7 @@ def _check_tls(server: Server, path: str, check: Any, results: Results) -> None:
     results.tls_checks[server.name] = {"curl": got.protocol, "subject": got.subject}
 
 
-def _check(server: Server, scenario: Scenario, results: Results) -> None:
+def _check(server: Server, scenario: Scenario, results: Results, cpus: str) -> None:
     if scenario.tls:
         _check_tls(server, scenario.path, scenario.check, results)
     body = b"x" * scenario.body_size
@@ -151,6 +180,10 @@ def _check(server: Server, scenario: Scenario, results: Results) -> None:
         raise server.fail(
             f"wrong answer to {scenario.method} {scenario.path}: {status} {answer[:60]!r}"
         )
+    if scenario.ws:
+        # Raises NoWebSocket if the upgrade got plain HTTP, OSError if the echo was wrong.
+        got = wssetup.check(scenario, server.port, cpus)
+        results.ws_checks.setdefault(server.name, {})[scenario.key] = got
 
 
 @dataclass
@@ -233,18 +266,25 @@ def run_scenario(plan: Plan, scenario: Scenario, results: Results) -> None:
     print(f"\n== {scenario.key}: {scenario.title} ({', '.join(names)})", flush=True)
     servers = _start(plan, names, scenario.app, scenario.key, results, scenario)
     script = load.write_script(scenario, plan.log_dir)
+    # WebSocket scenarios warm up at their own highest connection count (64 x 1 MiB in flight
+    # would be another scenario).
+    warm_connections = max(plan.concurrency_for(scenario)) if scenario.ws else WARMUP_CONNECTIONS
     try:
         for server in list(servers):
             try:
-                _check(server, scenario, results)
-                warm = _measure(plan, server, scenario, script, WARMUP_CONNECTIONS, plan.warmup_s)
+                _check(server, scenario, results, plan.client.cpus)
+                warm = _measure(plan, server, scenario, script, warm_connections, plan.warmup_s)
                 if (why := _verdict(server, scenario, warm.result)) is not None:
                     raise server.fail(f"warm-up: {why}")
+            except wssetup.NoWebSocket as e:
+                results.skip(f"{scenario.key} {server.name}: {e}")
+                servers.remove(server)
+                server.stop()
             except (ServerError, load.WrkError, OSError) as e:
                 results.fail(f"{scenario.key}: {e}")
                 servers.remove(server)
                 server.stop()
-        for connections in plan.concurrency:
+        for connections in plan.concurrency_for(scenario):
             for rnd in range(1, plan.rounds + 1):
                 for server in list(servers):
                     _run_one(plan, server, scenario, script, connections, rnd, results, servers)
@@ -272,7 +312,11 @@ def _run_one(
     results.runs.append({**key, "round": rnd, **m.as_dict()})
     result = m.result
     errors = f" socket errors {result.socket_errors}" if result.socket_errors else ""
-    if scenario.client == "tlsload":
+    if scenario.client == "wsload":
+        busy = result.client_cpu_s / (result.duration_us / 1e6) if result.duration_us else 0.0
+        mib = f"  {result.extra.get('mib_per_s', 0):,.0f} MiB/s" if scenario.ws == "large" else ""
+        errors = f"{mib}  client cpu {busy:.0%}{errors}"
+    elif scenario.client == "tlsload":
         hs = result.extra.get("handshakes") or 0
         resumed = (
             f" resumed {result.extra.get('resumed', 0) / hs:.0%}" if scenario.resume and hs else ""
@@ -294,6 +338,72 @@ def _run_one(
         results.fail(f"{scenario.key} c={connections} {server.name}: {why} (log {server.log_path})")
         if server.proc.poll() is not None:
             servers.remove(server)
+
+
+def run_ws_idle(plan: Plan, scenario: Scenario, results: Results) -> None:
+    """Idle RSS after start, then the RSS cost of `plan.idle_connections` open WebSockets held
+    by wsload, each after one echo (with permessage-deflate offered, if the scenario does)."""
+    count = plan.idle_connections
+    if count <= 0:
+        return
+    names = plan.servers_for(scenario)
+    store = results.idle_ws.setdefault(scenario.key, {})
+    offer = ", permessage-deflate offered" if scenario.deflate else ""
+    print(
+        f"\n== {scenario.key}: server RSS at rest, then with {count:,} idle WebSockets{offer}",
+        flush=True,
+    )
+    for name in names:
+        for server in _start(plan, [name], scenario.app, scenario.key, results, scenario):
+            try:
+                _check(server, scenario, results, plan.client.cpus)
+                store[name] = r = _ws_idle_one(plan, server, scenario, count)
+                print(
+                    f"    {name:<16} idle {r['idle_rss_kib'] / 1024:6.1f} MiB, with {count:,} "
+                    f"WebSockets {r['loaded_rss_kib'] / 1024:6.1f} MiB = "
+                    f"{r['kib_per_connection']:.1f} KiB each, opened in {r['open_seconds']:.1f} s"
+                    f" ({r['closed']} closed early; extensions: {r['extensions'] or 'none'})",
+                    flush=True,
+                )
+            except wssetup.NoWebSocket as e:
+                results.skip(f"{scenario.key} {name}: {e}")
+            except (OSError, ServerError) as e:
+                results.fail(f"{scenario.key} {name}: {e}")
+            finally:
+                server.stop()
+
+
+def _ws_idle_one(plan: Plan, server: Server, scenario: Scenario, count: int) -> dict[str, Any]:
+    time.sleep(1.0)
+    server.refresh_pids()
+    idle_tree, idle_worker = server.rss_kib()
+
+    def measure() -> tuple[int, int]:
+        time.sleep(1.0)
+        server.refresh_pids()
+        return server.rss_kib()
+
+    ready, done, (tree, worker) = wssetup.hold_idle(
+        scenario, server.port, count, plan.client.cpus, measure
+    )
+    if ready["opened"] < count:
+        raise OSError(
+            f"opened only {ready['opened']:,} of {count:,} WebSockets "
+            f"({ready.get('last_error') or '?'}; log {server.log_path})"
+        )
+    return {
+        "idle_rss_kib": idle_tree,
+        "idle_worker_rss_kib": idle_worker,
+        "loaded_rss_kib": tree,
+        "loaded_worker_rss_kib": worker,
+        "connections": count,
+        "closed": done.get("closed", 0),
+        "open_seconds": ready["open_seconds"],
+        "extensions": ready.get("ws_extensions", ""),
+        "compressed_echoes": ready.get("compressed", 0),
+        "client_cpu_s": done.get("client_self_cpu_s", 0.0),
+        "kib_per_connection": round((tree - idle_tree) / count, 2),
+    }
 
 
 def run_idle(plan: Plan, hello_app: str, results: Results, over_tls: bool = False) -> None:
