@@ -393,7 +393,7 @@ OPTIONS: tuple[Option, ...] = (
         "ws-ping-interval",
         "float",
         20.0,
-        "Send a WebSocket ping after this many idle seconds (0: never).",
+        "Send a WebSocket keepalive ping every this many seconds (0: never).",
         metavar="S",
         minimum=0,
     ),
