@@ -2,16 +2,21 @@
 """Writes the committed seed corpora under fuzz/corpus/ (run it again after editing a list).
 
 Each seed is a named file so a failing replay says which case broke. The parser seeds are raw
-request bytes; the chunked seeds carry three control bytes and the connection seeds seven
+request bytes; the chunked seeds carry three control bytes and the connection seeds eight
 before the client's bytes (the layouts are described at the top of each fuzz_*.cpp).
-The cases follow /work/shared/ATTACKS.md sections A-C plus valid requests of many shapes.
+The cases follow /work/shared/ATTACKS.md sections A-C plus valid requests of many shapes, and
+WebSocket handshakes followed by client frames (valid and broken) for fuzz_connection.
+Files named by a 40-hex SHA-1 are a fuzzing run's inputs merged in (libFuzzer -merge=1): they
+are kept when the named seeds are rewritten.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import pathlib
+import re
 import shutil
+import zlib
 
 ROOT = pathlib.Path(__file__).resolve().parent / "corpus"
 
@@ -247,17 +252,143 @@ CONVERSATIONS = {
     "Upgrade: websocket\r\n\r\n",
 }
 
+# ---- WebSocket conversations for fuzz_connection: a handshake, then the client's frames ---------
+
+WS_KEY = "dGhlIHNhbXBsZSBub25jZQ=="
+MASK = b"\x37\xfa\x21\x3d"
+
+
+def ws_handshake(
+    extra: str = "",
+    version: str = "13",
+    key: str = WS_KEY,
+    http: str = "1.1",
+    method: str = "GET",
+    connection: str = "Upgrade",
+) -> bytes:
+    return (
+        f"{method} /ws HTTP/{http}\r\nHost: a\r\nUpgrade: websocket\r\nConnection: {connection}\r\n"
+        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: {version}\r\n{extra}\r\n"
+    ).encode()
+
+
+def ws_frame(
+    op: int, payload: bytes = b"", fin: bool = True, rsv1: bool = False, mask: bytes | None = MASK
+) -> bytes:
+    """One client frame (RFC 6455 §5.2): masked unless mask is None."""
+    b0 = (0x80 if fin else 0) | (0x40 if rsv1 else 0) | op
+    n = len(payload)
+    m = 0x80 if mask else 0
+    if n <= 125:
+        head = bytes([b0, m | n])
+    elif n <= 0xFFFF:
+        head = bytes([b0, m | 126]) + n.to_bytes(2, "big")
+    else:
+        head = bytes([b0, m | 127]) + n.to_bytes(8, "big")
+    if not mask:
+        return head + payload
+    return head + mask + bytes(c ^ mask[i % 4] for i, c in enumerate(payload))
+
+
+def ws_close(code: int | None = 1000, reason: bytes = b"") -> bytes:
+    return ws_frame(0x8, b"" if code is None else code.to_bytes(2, "big") + reason)
+
+
+def deflated(messages: list[bytes], takeover: bool = True) -> list[bytes]:
+    """permessage-deflate payloads (RFC 7692 §7.2.1: the 00 00 ff ff tail removed)."""
+    out = []
+    c = zlib.compressobj(6, zlib.DEFLATED, -15)
+    for m in messages:
+        if not takeover:
+            c = zlib.compressobj(6, zlib.DEFLATED, -15)
+        data = c.compress(m) + c.flush(zlib.Z_SYNC_FLUSH)
+        assert data.endswith(b"\x00\x00\xff\xff")
+        out.append(data[:-4])
+    return out
+
+
+PMD = "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
+PMD_NO_TAKEOVER = (
+    "Sec-WebSocket-Extensions: permessage-deflate; client_no_context_takeover; "
+    "server_no_context_takeover; server_max_window_bits=10, permessage-deflate\r\n"
+)
+_z = deflated([b"hello hello hello", b"hello again, hello"])
+_zn = deflated([b"abcabcabcabc", b"abcabcabcabc"], takeover=False)
+
+WS_CONVERSATIONS = {
+    "ws-echo": ws_handshake()
+    + ws_frame(0x1, b"hello")
+    + ws_frame(0x9, b"p")
+    + ws_frame(0x2, bytes(range(200)))
+    + ws_close(1000, b"bye"),
+    "ws-subprotocols": ws_handshake("Sec-WebSocket-Protocol: chat, superchat\r\n")
+    + ws_frame(0x1, b"{\"a\":1}")
+    + ws_close(1000),
+    "ws-deflate": ws_handshake(PMD)
+    + ws_frame(0x1, _z[0], rsv1=True)
+    + ws_frame(0x1, _z[1], rsv1=True)
+    + ws_frame(0x1, b"plain")
+    + ws_close(1001, b"going"),
+    "ws-deflate-no-takeover": ws_handshake(PMD_NO_TAKEOVER)
+    + ws_frame(0x2, _zn[0], rsv1=True)
+    + ws_frame(0x2, _zn[1], rsv1=True)
+    + ws_close(None),
+    "ws-fragments-pings": ws_handshake()
+    + ws_frame(0x1, b"frag", fin=False)
+    + ws_frame(0x9, b"between")
+    + ws_frame(0x0, b"ment\xe2\x82", fin=False)
+    + ws_frame(0x0, b"\xac", fin=True)
+    + ws_frame(0xA, b"\x00\x00\x00\x01")
+    + ws_close(4000, b"\xe2\x82\xac"),
+    "ws-large": ws_handshake() + ws_frame(0x2, b"L" * 70000) + ws_close(1000),
+    "ws-no-close": ws_handshake() + ws_frame(0x1, b"then EOF"),
+    "ws-after-get": GET.encode() + ws_handshake() + ws_frame(0x1, b"second") + ws_close(1000),
+    "ws-frames-look-like-http": ws_handshake() + GET.encode() + GET.encode(),
+    "ws-unmasked": ws_handshake() + ws_frame(0x1, b"unmasked", mask=None),
+    "ws-bad-utf8": ws_handshake() + ws_frame(0x1, b"\xed\xa0\x80"),
+    "ws-ping-flood": ws_handshake() + ws_frame(0x9, b"x" * 125) * 40 + ws_close(1000),
+    # broken handshakes: answered 400/426 without the app (or, without --ws, plain requests)
+    "ws-bad-key": ws_handshake(key="abc"),
+    "ws-version-8": ws_handshake(version="8") + ws_frame(0x1, b"x"),
+    "ws-http10": ws_handshake(http="1.0"),
+    "ws-post": ws_handshake(method="POST"),
+    "ws-body": ws_handshake("Content-Length: 5\r\n") + b"hello" + ws_frame(0x1, b"x"),
+    "ws-chunked-body": ws_handshake("Transfer-Encoding: chunked\r\n") + b"0\r\n\r\n",
+    "ws-no-connection-upgrade": ws_handshake(connection="keep-alive"),
+    "ws-two-keys": ws_handshake(f"Sec-WebSocket-Key: {WS_KEY}\r\n"),
+    "ws-bad-subprotocol": ws_handshake("Sec-WebSocket-Protocol: chat, sup\xe9r\r\n"),
+    "ws-many-subprotocols": ws_handshake(
+        "Sec-WebSocket-Protocol: " + ", ".join(f"p{i}" for i in range(40)) + "\r\n"
+    ),
+    "ws-bad-extension": ws_handshake("Sec-WebSocket-Extensions: permessage-deflate;;=\r\n"),
+}
+WS_BROKEN = {name for name in WS_CONVERSATIONS if name.startswith("ws-b") or "-no-conn" in name}
+WS_BROKEN |= {"ws-version-8", "ws-http10", "ws-post", "ws-two-keys", "ws-many-subprotocols"}
+WS_BROKEN |= {"ws-chunked-body"}
+
 # Control bytes for fuzz_connection (see fuzz_connection.cpp): flags, app seed, split seed,
-# client reading, config, plans, limits. Each conversation gets the variants below.
+# client reading, config, plans, limits, WebSocket. Each conversation gets the variants below.
 CONNECTION_CONTROLS = {
     # whole, all plans drawn, client reads everything, defaults; half-close at the end
-    "": bytes([0x08, 0x11, 0x22, 0x00, 0x00, 0x7F, 0x00]),
+    "": bytes([0x08, 0x11, 0x22, 0x00, 0x00, 0x7F, 0x00, 0x00]),
     # differential: split in 1..8-byte pieces, rerun whole, compare
-    "-diff": bytes([0x8A, 0x05, 0x33, 0x00, 0x00, 0x7F, 0x00]),
-    # slow reader, tiny limits, timers, shutdown, max_body 1 KiB, refuse the 2nd request
-    "-hostile": bytes([0x3B, 0x2A, 0x44, 0x02, 0x5A, 0x7F, 0xDA]),
+    "-diff": bytes([0x8A, 0x05, 0x33, 0x00, 0x00, 0x7F, 0x00, 0x00]),
+    # slow reader, tiny limits, timers, shutdown, max_body 1 KiB, refuse the 2nd request;
+    # WebSocket: no context takeover asked for, small windows, tiny ws limits
+    "-hostile": bytes([0x3B, 0x2A, 0x44, 0x02, 0x5A, 0x7F, 0xDA, 0x2E]),
     # the peer resets after some segment; one-byte-a-time client with a small read window
-    "-reset": bytes([0x49, 0x3C, 0x55, 0x01, 0x00, 0x7F, 0x00]),
+    "-reset": bytes([0x49, 0x3C, 0x55, 0x01, 0x00, 0x7F, 0x00, 0x10]),
+}
+# Variants for WebSocket conversations only.
+WS_CONTROLS = {
+    # timers fire midway and at the end (ping, pong, close); mid ws limits, no close timer
+    "-timers": bytes([0x2C, 0x07, 0x66, 0x00, 0x00, 0x7F, 0xC0, 0x30]),
+    # another app: a different answer to the handshake; deflate off
+    "-app2": bytes([0x0B, 0x5D, 0x21, 0x00, 0x00, 0x7F, 0x00, 0x01]),
+    "-app3": bytes([0x0C, 0xA7, 0x12, 0x00, 0x00, 0x7F, 0x00, 0x00]),
+    # the owner has no WebSocket (upgrade() says false); --ws none
+    "-refused": bytes([0x08, 0x11, 0x22, 0x00, 0x00, 0x7F, 0x00, 0x40]),
+    "-ws-none": bytes([0x08, 0x11, 0x22, 0x00, 0x00, 0x7F, 0x00, 0x80]),
 }
 # Variants for a few conversations only, to keep the corpus lean.
 CONNECTION_VARIANT_CASES = {
@@ -276,7 +407,7 @@ CONNECTION_VARIANT_CASES = {
 # Regressions: inputs that once failed, with the controls that made them fail.
 REGRESSIONS = {
     # 413 or 400 depending on segmentation (max_body checked once per read); fixed in 4f8f9fc.
-    "regress-chunked-limit-413-or-400": bytes([0x8E, 0x05, 0x33, 0x00, 0x00, 0x00, 0x03])
+    "regress-chunked-limit-413-or-400": bytes([0x8E, 0x05, 0x33, 0x00, 0x00, 0x00, 0x03, 0x00])
     + f"POST / HTTP/1.1\r\n{H}Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n"
     "6\r\nworld\rXX\r\n0\r\n\r\n".encode(),
 }
@@ -494,10 +625,21 @@ def write_proxy_seeds() -> None:
         print(f"{target}: {len(list((ROOT / target).iterdir()))} seeds")
 
 
+MERGED = re.compile(r"[0-9a-f]{40}")
+
+
+def clear_named_seeds(target: str) -> None:
+    """Removes the named seeds of `target`, keeping inputs merged in from fuzzing runs."""
+    d = ROOT / target
+    d.mkdir(parents=True, exist_ok=True)
+    for f in d.iterdir():
+        if not MERGED.fullmatch(f.name):
+            f.unlink()
+
+
 def main() -> None:
     for target in ("fuzz_parser", "fuzz_chunked", "fuzz_connection"):
-        shutil.rmtree(ROOT / target, ignore_errors=True)
-        (ROOT / target).mkdir(parents=True)
+        clear_named_seeds(target)
     for name, req in REQUESTS.items():
         write("fuzz_parser", name, as_bytes(req))
     for name, body in CHUNKED.items():
@@ -508,6 +650,17 @@ def main() -> None:
             if suffix and name not in CONNECTION_VARIANT_CASES and suffix != "-diff":
                 continue
             write("fuzz_connection", name + suffix, ctl + as_bytes(conv))
+    for name, conv in WS_CONVERSATIONS.items():
+        for suffix, ctl in CONNECTION_CONTROLS.items():
+            if name in WS_BROKEN and suffix not in ("", "-diff"):
+                continue
+            write("fuzz_connection", name + suffix, ctl + conv)
+        if name in WS_BROKEN:
+            continue
+        for suffix, ctl in WS_CONTROLS.items():
+            if suffix in ("-refused", "-ws-none") and name not in ("ws-echo", "ws-deflate"):
+                continue
+            write("fuzz_connection", name + suffix, ctl + conv)
     for name, data in REGRESSIONS.items():
         write("fuzz_connection", name, data)
     for target in ("fuzz_parser", "fuzz_chunked", "fuzz_connection"):
