@@ -322,7 +322,7 @@ WS_CONVERSATIONS = {
     + ws_frame(0x2, bytes(range(200)))
     + ws_close(1000, b"bye"),
     "ws-subprotocols": ws_handshake("Sec-WebSocket-Protocol: chat, superchat\r\n")
-    + ws_frame(0x1, b"{\"a\":1}")
+    + ws_frame(0x1, b'{"a":1}')
     + ws_close(1000),
     "ws-deflate": ws_handshake(PMD)
     + ws_frame(0x1, _z[0], rsv1=True)
