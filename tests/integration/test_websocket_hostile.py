@@ -582,6 +582,43 @@ def test_client_that_never_reads_makes_the_app_send_wait(serve: Serve):
         assert int(progress()["sent"]) > sent  # type: ignore[call-overload]
 
 
+def test_a_gigabyte_each_way_never_sits_in_memory(serve: Serve):
+    # The bound: a 1 GiB stream in either direction, with a client and an app that both
+    # keep up, passes through; the server's memory stays flat (output waits at 256 KiB, input at
+    # --ws-max-queue messages).
+    server = serve(WS_APP, "--no-access-log")
+    rss = PeakRss(server)
+    key = unique("down")
+    with WsConnection(server.host, server.port, timeout=30) as conn:
+        conn.handshake(f"/stream?id={key}&mib=1024")
+        received = 0
+        while True:
+            got = conn.read_frame(timeout=30)
+            assert got is not None, "EOF in the middle of the stream"
+            if got.opcode == OP_TEXT:
+                assert got.payload == b"end"
+                break
+            received += len(got.payload)
+            if received % (64 * MIB) == 0:
+                rss.sample()
+        assert received == 1024 * MIB
+    key = unique("up")
+    one = frame(OP_BINARY, b"u" * MIB, mask_key=ZERO_MASK)
+    with WsConnection(server.host, server.port, timeout=30) as conn:
+        conn.handshake(f"/sink?id={key}")
+        for i in range(1024):
+            conn.send(one)
+            if i % 64 == 0:
+                rss.sample()
+        conn.send(frame(OP_CLOSE, close_payload(1000)))
+        conn.expect_close(1000, timeout=30)
+    event = wait_event(server, key, is_disconnect, timeout=30)
+    assert event["code"] == 1000
+    progress = httpx.get(f"{server.url}/progress", params={"id": key}, timeout=5).json()
+    assert progress["received"] == 1024 * MIB, progress
+    assert rss.growth_mib < 64, f"the server grew {rss.growth_mib:.0f} MiB over 2 GiB"
+
+
 def test_flooding_client_pauses_reading_when_the_app_does_not_receive(serve: Serve):
     server = serve(WS_APP, "--no-access-log", "--ws-max-queue", "4")
     key = unique("slow")

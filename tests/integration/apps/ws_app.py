@@ -342,6 +342,21 @@ async def ws_stream(scope: Scope, receive: Receive, send: Send) -> None:
     await until_disconnect(receive, key)
 
 
+async def ws_sink(scope: Scope, receive: Receive, send: Send) -> None:
+    """Receives and counts (bytes received in PROGRESS) until the client closes."""
+    key = key_of(scope)
+    state = PROGRESS.setdefault(key, {"received": 0, "done": False})
+    await expect_connect(receive)
+    await accept(send)
+    while True:
+        message = await receive()
+        if message["type"] == "websocket.disconnect":
+            state["done"] = True
+            record(key, disconnect_event(message))
+            return
+        state["received"] += len(message.get("bytes") or b"")
+
+
 WS_ROUTES: dict[str, Handler] = {
     "/echo": ws_echo,
     "/shape": ws_shape,
@@ -358,6 +373,7 @@ WS_ROUTES: dict[str, Handler] = {
     "/wait-before": ws_wait_before,
     "/slow-receiver": ws_slow_receiver,
     "/stream": ws_stream,
+    "/sink": ws_sink,
 }
 
 
