@@ -148,6 +148,10 @@ def test_missing_dependency_inside_user_module_is_a_traceback_not_a_typo() -> No
         ("--port", "0", "--timeout-graceful-shutdown", "x"),
         ("--port", "0", "--backlog", "many"),
         ("--port", "0", "--no-such-flag"),
+        ("--port", "0", "--ws", "ws4py"),
+        ("--port", "0", "--ws-per-message-deflate", "maybe"),
+        ("--port", "0", "--ws-max-size", "0"),
+        ("--port", "0", "--ws-ping-interval", "-1"),
     ],
     ids=[
         "port",
@@ -158,6 +162,10 @@ def test_missing_dependency_inside_user_module_is_a_traceback_not_a_typo() -> No
         "graceful",
         "backlog",
         "unknown-flag",
+        "ws",
+        "ws-per-message-deflate",
+        "ws-max-size",
+        "ws-ping-interval",
     ],
 )
 def test_bad_flag_value_is_status_2(args: tuple[str, ...]) -> None:
@@ -434,3 +442,14 @@ def test_configuration_never_loads_the_engine() -> None:
         "assert 'coachwhip._core' not in sys.modules, 'the engine was loaded'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=30)
+
+
+@pytest.mark.parametrize("value", ["false", "0", "no"])
+def test_ws_per_message_deflate_takes_a_value_as_in_uvicorn(serve: Serve, value: str) -> None:
+    # uvicorn spells it `--ws-per-message-deflate BOOLEAN`; the app comes after the value.
+    from websockets.sync.client import connect
+
+    server = serve("apps.ws_app:app", "--ws-per-message-deflate", value)
+    with connect(server.url.replace("http", "ws", 1) + "/echo") as ws:
+        assert ws.response is not None
+        assert "sec-websocket-extensions" not in ws.response.headers
