@@ -904,6 +904,12 @@ void connection::hand_over() {
         owner_.request_finished(*this);
     }
     owner_.request_done(*this, *ex, request_started_ms_);
+    // Nothing reads the request head again (the app's scope was built from it before it could
+    // accept): an idle WebSocket keeps none of it.
+    ex->method = ex->target = {};
+    std::vector<http::field>().swap(ex->headers);
+    std::vector<std::string_view>().swap(ex->ws_subprotocols);
+    std::string().swap(ex->head_storage);
     std::string leftover(in_.readable());
     in_.discard();
     out_.release();

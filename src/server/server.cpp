@@ -70,22 +70,24 @@ struct server::conn_entry final : loop::io_handler {
         : srv(s),
           transport(fd, s.m_),
           tls(tls_ctx ? std::make_unique<tls::transport>(tls_ctx, transport) : nullptr),
-          conn(tls ? static_cast<core::transport&>(*tls) : transport, s, cfg, s.events_,
-               std::move(c), std::move(l)),
+          http(std::make_unique<http1::connection>(
+              tls ? static_cast<core::transport&>(*tls) : transport,
+              static_cast<http1::connection_owner&>(s), cfg, s.events_, std::move(c),
+              std::move(l))),
           read_timer(&on_read_timer, this),
           write_timer(&on_write_timer, this),
           rate_timer(&on_rate_timer, this) {}
 
     void on_io(uint32_t ev) override {
         if (tls) {
-            if (proxy_pending && !read_proxy_header()) return conn.release_memory();
+            if (proxy_pending && !read_proxy_header()) return conn().release_memory();
             if (tls->handshaking()) {
-                if (!handshake()) return conn.release_memory();
+                if (!handshake()) return conn().release_memory();
                 ev |= EPOLLIN;  // the first request may already sit decrypted in the TLS layer
             }
             // TLS may need the other direction than the one the protocol waits on.
             if ((ev & EPOLLOUT) && tls->read_wants_write()) ev |= EPOLLIN;
-            const bool blocked = ws ? ws->write_blocked() : conn.write_blocked();
+            const bool blocked = ws ? ws->write_blocked() : conn().write_blocked();
             if ((ev & EPOLLIN) && tls->write_wants_read() && blocked) ev |= EPOLLOUT;
         }
         // A short read drains an edge-triggered socket; with TLS the transport judges that
@@ -93,19 +95,23 @@ struct server::conn_entry final : loop::io_handler {
         const bool drains = !(ev & (EPOLLRDHUP | EPOLLHUP | EPOLLERR));
         if (tls) tls->set_short_read_drains(drains);
         if (ws) return ws_io(ev, drains && !tls);
-        if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) conn.on_readable(drains && !tls);
+        if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) conn().on_readable(drains && !tls);
+        if (ws) return ws_rest(ev);  // upgraded just now: the WebSocket takes the rest
         // HUP/ERR: reset, or both directions shut. Nothing more can be written, so close now,
         // even while reading is paused (else the fd and buffers stay until the app finishes).
         if ((ev & (EPOLLHUP | EPOLLERR)) &&
-            conn.current_state() != http1::connection::state::closed)
-            conn.on_hangup();
-        else if ((ev & EPOLLOUT) && conn.write_blocked())
-            conn.on_writable();
-        conn.release_memory();  // no-op unless it closed; the entry itself is reaped later
+            conn().current_state() != http1::connection::state::closed)
+            conn().on_hangup();
+        else if ((ev & EPOLLOUT) && conn().write_blocked())
+            conn().on_writable();
+        if (http) http->release_memory();  // no-op unless it closed; the entry is reaped later
     }
     // The same for the WebSocket that took over after an upgrade.
     void ws_io(uint32_t ev, bool drains) {
         if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) ws->on_readable(drains);
+        ws_rest(ev);
+    }
+    void ws_rest(uint32_t ev) {
         if ((ev & (EPOLLHUP | EPOLLERR)) && ws->current_state() != ws::connection::state::closed)
             ws->on_hangup();
         else if ((ev & EPOLLOUT) && ws->write_blocked())
@@ -133,7 +139,7 @@ struct server::conn_entry final : loop::io_handler {
     // after closing (an untrusted peer, an invalid header: no answer, as over plain TCP).
     bool read_proxy_header() {
         std::string_view why;
-        const http::endpoint& peer = conn.client();
+        const http::endpoint& peer = conn().client();
         const bool unix_peer = !peer.known;
         const auto& trust = srv.cfg_.forwarded_trust;
         if (unix_peer ? !trust.contains_unix() : !trust.contains(peer.host)) {
@@ -162,7 +168,7 @@ struct server::conn_entry final : loop::io_handler {
         };
         const auto fam = r.source.family;
         if (fam == proxy::address_family::inet || fam == proxy::address_family::inet6)
-            conn.set_peer(endpoint(r.source), endpoint(r.destination));
+            conn().set_peer(endpoint(r.source), endpoint(r.destination));
         tls->preload(std::string_view(proxy_head).substr(r.length));
         proxy_head = std::string();
         proxy_pending = false;
@@ -196,9 +202,9 @@ struct server::conn_entry final : loop::io_handler {
         if (e->tls && e->tls->handshaking()) {
             e->srv.tls_refused(*e, http::refusal::tls_timeout, "no TLS handshake in time");
         } else {
-            e->conn.on_timer(e->read_kind);
+            e->conn().on_timer(e->read_kind);
         }
-        e->conn.release_memory();
+        if (e->http) e->http->release_memory();
     }
     static void on_write_timer(void* ctx) {
         auto* e = static_cast<conn_entry*>(ctx);
@@ -206,13 +212,14 @@ struct server::conn_entry final : loop::io_handler {
             e->ws->on_timer(ws::connection::timer_kind::write);
             return e->ws->release_memory();
         }
-        e->conn.on_timer(timer_kind::write);
-        e->conn.release_memory();
+        e->conn().on_timer(timer_kind::write);
+        if (e->http) e->http->release_memory();
     }
     static void on_rate_timer(void* ctx) {
         auto* e = static_cast<conn_entry*>(ctx);
-        e->conn.on_timer(timer_kind::rate);
-        e->conn.release_memory();
+        if (!e->http) return;  // upgraded (the rate slot is disarmed then)
+        e->conn().on_timer(timer_kind::rate);
+        if (e->http) e->http->release_memory();
     }
 
     server& srv;
@@ -220,7 +227,10 @@ struct server::conn_entry final : loop::io_handler {
     std::unique_ptr<tls::transport> tls;  // between the socket and the protocol, when TLS is on
     std::string proxy_head;               // --proxy-protocol over TLS: the bytes read so far
     bool proxy_pending = false;           // ... and the header is still to come
-    http1::connection conn;
+    // The HTTP/1.1 side (on the heap so that, after a WebSocket upgrade, the server frees it:
+    // server::upgrade hands it to dormant_, destroyed after the I/O phase). conn(): before that.
+    std::unique_ptr<http1::connection> http;
+    http1::connection& conn() noexcept { return *http; }
     loop::timer read_timer;  // TLS handshake, keep-alive, header, body or linger: one at a time
     loop::timer write_timer;
     loop::timer rate_timer;  // minimum data rates
@@ -370,34 +380,34 @@ void server::accept_one(listener_entry& le, int fd, const sockaddr_storage& peer
     conns_.emplace_back(*this, conn_cfg, fd, std::move(client), std::move(local), tls_ctx);
     conn_entry& e = conns_.back();
     e.self = std::prev(conns_.end());
-    e.conn.owner_ctx = &e;
+    e.conn().owner_ctx = &e;
     ++conn_count_;
     if (tls_ctx) {
         e.proxy_pending = cfg_.proxy_protocol;
         e.read_kind = timer_kind::none;
         loop_.arm(e.read_timer, tls_handshake_list_);  // see conn_entry::on_read_timer
     } else {
-        arm_timer(e.conn, timer_kind::keep_alive);  // until the first request byte arrives
+        arm_timer(e.conn(), timer_kind::keep_alive);  // until the first request byte arrives
     }
     if (m_) metrics::add(m_->connections_accepted), metrics::add(m_->connections_open);
-    if (loop_.add(fd, &e, EPOLLIN | EPOLLOUT | EPOLLRDHUP) != 0) e.conn.on_hangup();
+    if (loop_.add(fd, &e, EPOLLIN | EPOLLOUT | EPOLLRDHUP) != 0) e.conn().on_hangup();
 }
 
 void server::tls_established(conn_entry& e) {
     std::shared_ptr<const tls::info> info = e.tls->connection_info();
     if (m_) metrics::add(m_->tls_handshakes[info->resumed ? 1 : 0]);
-    e.conn.set_tls(std::move(info));
+    e.conn().set_tls(std::move(info));
     e.read_timer.disarm();
-    arm_timer(e.conn, timer_kind::keep_alive);
-    if (shutting_down_) e.conn.begin_shutdown();
+    arm_timer(e.conn(), timer_kind::keep_alive);
+    if (shutting_down_) e.conn().begin_shutdown();
 }
 
 void server::tls_refused(conn_entry& e, http::refusal why, std::string_view detail) {
-    refused(e.conn, why);
+    refused(e.conn(), why);
     if (core::log_enabled(core::log_level::debug))
-        core::log(core::log_level::debug, "TLS connection from " + e.conn.client().host +
+        core::log(core::log_level::debug, "TLS connection from " + e.conn().client().host +
                                               " closed: " + std::string(detail));
-    e.conn.on_hangup();
+    e.conn().on_hangup();
 }
 
 void server::set_tls(std::shared_ptr<const tls::context> ctx) {
@@ -423,7 +433,7 @@ void server::shutdown_connections() {
             e.ws->begin_shutdown();
             e.ws->release_memory();
         } else {
-            e.conn.begin_shutdown();
+            e.conn().begin_shutdown();
         }
     }
     if (outer) leave_io();
@@ -433,8 +443,8 @@ void server::close_all() {
     for (auto& e : conns_) {
         if (e.ws) {
             if (e.ws->current_state() != ws::connection::state::closed) e.ws->on_hangup();
-        } else if (e.conn.current_state() != http1::connection::state::closed) {
-            e.conn.on_hangup();
+        } else if (e.conn().current_state() != http1::connection::state::closed) {
+            e.conn().on_hangup();
         }
     }
     reap();
@@ -447,6 +457,7 @@ void server::enter_io() {
 
 void server::leave_io() {
     process_scheduled();
+    dormant_.clear();  // HTTP/1.1 connections a WebSocket took over in this phase
     for (auto& le : listeners_)
         if (le->l->paused()) le->l->resume();
     reap();
@@ -628,6 +639,13 @@ bool server::upgrade(http1::connection& c, const std::shared_ptr<http::exchange>
     if (m_) metrics::add(m_->websockets_open), metrics::add(m_->websockets_total);
     ex->rebind(e->ws.get());
     ex->post(http::ev_drain);  // the app's accept completes
+    // The HTTP/1.1 connection is dormant now and we are inside one of its methods: it is freed
+    // after this I/O phase (leave_io), not here.
+    if (c.scheduled) {
+        std::erase(scheduled_, &c);
+        c.scheduled = false;
+    }
+    dormant_.push_back(std::move(e->http));
     e->ws->start();
     if (shutting_down_) e->ws->begin_shutdown();
     return true;

@@ -177,6 +177,8 @@ class server final : private http1::connection_owner {
     std::vector<std::list<conn_entry>::iterator> graveyard_;
     std::vector<http1::connection*> scheduled_;
     std::vector<ws::connection*> ws_scheduled_;
+    // HTTP/1.1 connections handed over to a WebSocket in this I/O phase (see upgrade()).
+    std::vector<std::unique_ptr<http1::connection>> dormant_;
     std::unique_ptr<ws_owner> ws_owner_;  // the WebSocket connections' owner: forwards here
     http::event_queue events_;
     size_t conn_count_ = 0;
