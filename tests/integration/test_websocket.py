@@ -549,6 +549,29 @@ def test_send_before_accept_raises_runtime_error(server: ServerProcess):
     assert event["runtime"], event
 
 
+@pytest.mark.parametrize(
+    ("kind", "exc", "says"),
+    [
+        ("accept-owned-header", "RuntimeError", "the server sets them; name a subprotocol"),
+        ("send-both", "RuntimeError", "exactly one of 'bytes' and 'text'"),
+        ("send-neither", "RuntimeError", "exactly one of 'bytes' and 'text'"),
+        ("send-text-bytes", "TypeError", "'text' must be str"),
+        ("close-1005", "RuntimeError", "use 1000 for a normal close"),
+        ("close-reason-bytes", "TypeError", "'reason' must be str"),
+        ("unknown-type", "RuntimeError", "Expected ASGI message 'websocket.send' or"),
+    ],
+)
+def test_app_mistakes_raise_a_message_that_says_what_to_do(
+    server: ServerProcess, kind: str, exc: str, says: str
+):
+    key = unique(kind)
+    with ws_connect(server, f"/mistake?id={key}&kind={kind}") as ws:
+        assert ws.recv(timeout=5) == "still open"  # nothing was sent, the connection goes on
+    event = wait_event(server, key, lambda e: isinstance(e, dict) and "exc" in e)
+    assert event["exc"] == exc, event
+    assert says in event["msg"], event
+
+
 def test_client_leaving_before_accept_gives_disconnect_1006(server: ServerProcess):
     key = unique("leave-before")
     conn = WsConnection(server.host, server.port)

@@ -203,11 +203,13 @@ PyObject* on_close(exchange_object* obj, PyObject* msg) {
         if (code == -1 && PyErr_Occurred()) return nullptr;
     }
     // RFC 6455 §7.4: 1000-1003, 1007-1014 and 3000-4999 may be sent; 1005, 1006 and 1015 never.
+    // (PyErr_Format takes an ASCII format only: a '§' there turns the message into a ValueError.)
     if (code < 1000 || code > 4999 || !ws::is_valid_close_code(static_cast<uint16_t>(code)))
-        return PyErr_Format(PyExc_RuntimeError,
-                            "websocket.close 'code' %ld cannot be sent (RFC 6455 §7.4: use 1000 "
-                            "for a normal close, 1001-1003 or 1007-1014, or 3000-4999)",
-                            code);
+        return PyErr_Format(
+            PyExc_RuntimeError,
+            "websocket.close 'code' %ld cannot be sent (RFC 6455 section 7.4: use 1000 "
+            "for a normal close, 1001-1003 or 1007-1014, or 3000-4999)",
+            code);
     PyObject* reason_obj = get(msg, N().reason, failed);
     if (failed) return nullptr;
     std::string_view reason;

@@ -357,6 +357,40 @@ async def ws_sink(scope: Scope, receive: Receive, send: Send) -> None:
         state["received"] += len(message.get("bytes") or b"")
 
 
+# The app mistakes /mistake?kind= makes after (or instead of) its accept: each message must be
+# refused with an exception that says what is wrong, and the connection must go on.
+MISTAKES: dict[str, tuple[bool, Message]] = {
+    "accept-owned-header": (
+        False,
+        {"type": "websocket.accept", "headers": [(b"sec-websocket-accept", b"x")]},
+    ),
+    "send-both": (True, {"type": "websocket.send", "bytes": b"b", "text": "t"}),
+    "send-neither": (True, {"type": "websocket.send"}),
+    "send-text-bytes": (True, {"type": "websocket.send", "text": b"not str"}),
+    "close-1005": (True, {"type": "websocket.close", "code": 1005}),
+    "close-reason-bytes": (True, {"type": "websocket.close", "reason": b"not str"}),
+    "unknown-type": (True, {"type": "websocket.nonsense"}),
+}
+
+
+async def ws_mistake(scope: Scope, receive: Receive, send: Send) -> None:
+    key = key_of(scope)
+    accepted, message = MISTAKES[query(scope)["kind"]]
+    await expect_connect(receive)
+    if accepted:
+        await accept(send)
+    try:
+        await send(message)
+    except Exception as exc:
+        record(key, exc_info(exc))
+    else:
+        record(key, {"exc": None})
+    if not accepted:
+        await accept(send)  # the refused accept sent nothing: a valid one still works
+    await send({"type": "websocket.send", "text": "still open"})
+    await until_disconnect(receive, key)
+
+
 WS_ROUTES: dict[str, Handler] = {
     "/echo": ws_echo,
     "/shape": ws_shape,
@@ -374,6 +408,7 @@ WS_ROUTES: dict[str, Handler] = {
     "/slow-receiver": ws_slow_receiver,
     "/stream": ws_stream,
     "/sink": ws_sink,
+    "/mistake": ws_mistake,
 }
 
 
