@@ -585,8 +585,12 @@ def test_client_that_never_reads_makes_the_app_send_wait(serve: Serve):
 def test_a_gigabyte_each_way_never_sits_in_memory(serve: Serve):
     # The bound: a 1 GiB stream in either direction, with a client and an app that both
     # keep up, passes through; the server's memory stays flat (output waits at 256 KiB, input at
-    # --ws-max-queue messages).
-    server = serve(WS_APP, "--no-access-log")
+    # --ws-max-queue messages). What may stay is bounded by the queue, not by the stream: 8
+    # queued 1 MiB messages, each copied once more into the app's bytes, plus what glibc keeps
+    # (it returns freed heap to the system above 16 MiB, tune_allocator). With the default queue
+    # of 32 a slow CI machine measured 66 MiB: the queue filled, and that is its bound, not a leak.
+    queue = 8
+    server = serve(WS_APP, "--no-access-log", "--ws-max-queue", str(queue))
     rss = PeakRss(server)
     key = unique("down")
     with WsConnection(server.host, server.port, timeout=30) as conn:
@@ -616,7 +620,10 @@ def test_a_gigabyte_each_way_never_sits_in_memory(serve: Serve):
     assert event["code"] == 1000
     progress = httpx.get(f"{server.url}/progress", params={"id": key}, timeout=5).json()
     assert progress["received"] == 1024 * MIB, progress
-    assert rss.growth_mib < 64, f"the server grew {rss.growth_mib:.0f} MiB over 2 GiB"
+    bound = 2 * queue + 16
+    if os.environ.get("COACHWHIP_TEST_SERVER_PRELOAD"):
+        bound += 48  # ASan: its 16 MiB quarantine, and an allocator that keeps what it freed
+    assert rss.growth_mib < bound, f"the server grew {rss.growth_mib:.0f} MiB over 2 GiB"
 
 
 def test_flooding_client_pauses_reading_when_the_app_does_not_receive(serve: Serve):
