@@ -1,5 +1,10 @@
 """bench/.venv: created on first use, the peers installed from bench/requirements.txt, and
-coachwhip built from this repository into it. Standard library only (runs before the venv)."""
+coachwhip built from this repository into it. Standard library only (runs before the venv).
+
+Lines `# optional: REQUIREMENT -- what it needs` in requirements.txt name peers that compile C
+code at install time and may fail to (bjoern without Debian's libev-dev): each is installed on
+its own after the rest, retried on every run while it is missing, and a failure is reported,
+not fatal; the runner then skips that server (servers.ServerSpec.module)."""
 
 from __future__ import annotations
 
@@ -18,6 +23,7 @@ VENV = BENCH_DIR / ".venv"
 REQUIREMENTS = BENCH_DIR / "requirements.txt"
 STAMP = VENV / "bench-requirements.sha256"
 BUILD_INFO = VENV / "coachwhip-build.json"  # which commit the installed coachwhip was built from
+OPTIONAL = "# optional:"
 
 
 def venv_python() -> Path:
@@ -28,17 +34,54 @@ def in_venv() -> bool:
     return Path(sys.prefix).resolve() == VENV.resolve()
 
 
-def _step(what: str, argv: list[str], log: Path) -> None:
-    print(f"==> {what}", flush=True)
-    start = time.monotonic()
+def _run(argv: list[str], log: Path) -> int:
     with log.open("ab") as out:
         out.write(f"\n$ {' '.join(argv)}\n".encode())
         out.flush()
-        status = subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT, cwd=REPO).returncode
+        return subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT, cwd=REPO).returncode
+
+
+def _step(what: str, argv: list[str], log: Path) -> None:
+    print(f"==> {what}", flush=True)
+    start = time.monotonic()
+    status = _run(argv, log)
     if status != 0:
         tail = "\n    ".join(log.read_text(errors="replace").splitlines()[-20:])
         sys.exit(f"bench: {what} failed (status {status}); log {log}:\n    {tail}")
     print(f"    done in {time.monotonic() - start:.1f} s", flush=True)
+
+
+def optional_requirements() -> list[tuple[str, str]]:
+    """(requirement, what it needs) for each `# optional:` line of requirements.txt."""
+    found = []
+    for line in REQUIREMENTS.read_text().splitlines():
+        if line.startswith(OPTIONAL):
+            requirement, _, needs = line.removeprefix(OPTIONAL).partition(" -- ")
+            found.append((requirement.strip(), needs.strip()))
+    return found
+
+
+def _installed(distribution: str) -> bool:
+    probe = f"import importlib.metadata as m; m.version({distribution!r})"
+    return subprocess.run([str(venv_python()), "-c", probe], capture_output=True).returncode == 0
+
+
+def _ensure_optional(pip: list[str], log: Path) -> None:
+    """Install each optional peer that is missing; report, but carry on after, a failure."""
+    for requirement, needs in optional_requirements():
+        name = requirement.split("==")[0].split(">")[0].split("<")[0].strip()
+        if _installed(name):
+            continue
+        print(f"==> installing the optional peer {requirement}", flush=True)
+        start = time.monotonic()
+        if _run([*pip, "install", "-q", requirement], log) == 0:
+            print(f"    done in {time.monotonic() - start:.1f} s", flush=True)
+        else:
+            print(
+                f"    bench: WARNING: {requirement} did not install ({needs}; log {log}); "
+                f"its server is skipped. It is retried on the next run",
+                flush=True,
+            )
 
 
 def ensure(log: Path, build: bool = True) -> None:
@@ -55,6 +98,7 @@ def ensure(log: Path, build: bool = True) -> None:
             log,
         )
         STAMP.write_text(wanted + "\n")
+    _ensure_optional(pip, log)
     if build:
         source = _source_state()
         # A build directory of its own, so a concurrent developer build in build/ is untouched.

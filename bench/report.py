@@ -30,6 +30,12 @@ VERSIONED = (
     "pydantic",
     "websockets",
     "wsproto",
+    "gunicorn",
+    "pyuwsgi",
+    "bjoern",
+    "fastwsgi",
+    "flask",
+    "werkzeug",
 )
 COLORS = {
     "coachwhip": "#d1495b",
@@ -44,6 +50,13 @@ COLORS = {
     "uvicorn-wsproto": "#5fb3c2",
     "uvicorn-sansio": "#004f5c",
     "wsload-echo": "#6c757d",
+    "gunicorn": "#3d6b35",
+    "gunicorn-gthread": "#7fb069",
+    "granian-wsgi": "#edae49",
+    "granian-wsgi-rt1": "#8d96a3",
+    "uwsgi": "#30638e",
+    "bjoern": "#8f5a9e",
+    "fastwsgi": "#b08968",
 }
 HATCH = {"coachwhip-ceiling": "///"}
 
@@ -214,6 +227,9 @@ def markdown(
     if summary and plain:
         c = headline_connections(plan)
         out += _headline(summary, plain, plain_servers, [p for p in peers if p in plain_servers], c)
+    wsgi = [s for s in plain if s.wsgi]
+    if summary and wsgi:
+        out += _wsgi_p99(summary, wsgi, [p for p in peers if p in plain_servers], plan)
     out += _ceiling(summary, plan)
     out += _idle_section(idle, [n for n in servers if n in idle])
     if summary and over_tls:
@@ -268,7 +284,31 @@ def _header(meta: dict[str, Any]) -> list[str]:
         f"- **Command:** `{meta['command']}` ({meta['elapsed_min']:.1f} min).",
         *_tls_header(meta),
         *_ws_header(meta),
+        *_wsgi_header(meta),
         "",
+    ]
+
+
+def _wsgi_header(meta: dict[str, Any]) -> list[str]:
+    if not any(BY_KEY[k].wsgi for k in meta["plan"]["scenarios"] if k in BY_KEY):
+        return []
+    v = meta["environment"]["versions"]
+    return [
+        f"- **WSGI:** gunicorn {v.get('gunicorn', '?')} (sync, and gthread), granian "
+        f"{v.get('granian', '?')} (`--interface wsgi`), uWSGI {v.get('pyuwsgi', '?')} "
+        f"(pyuwsgi), bjoern {v.get('bjoern', '?')}, fastwsgi {v.get('fastwsgi', '?')}; Flask "
+        f"{v.get('flask', '?')} (Werkzeug {v.get('werkzeug', '?')}). One worker each; 8 Python "
+        f"threads where a server has them (coachwhip `--interface wsgi --threads 8`, gunicorn "
+        f"gthread `--threads 8`, granian `--blocking-threads 8`, uWSGI `--threads 8`); "
+        f"gunicorn sync, bjoern and fastwsgi run the app on one thread. gunicorn sync and uWSGI "
+        f"(`--http-socket`) close the connection after each response."
+        + (
+            f" Scenario 19 (the 10 MiB file) ran at "
+            f"{', '.join(map(str, scenario_concurrency(meta['plan'], BY_KEY['wsgi-file'])))} "
+            f"connection(s)."
+            if "wsgi-file" in meta["plan"]["scenarios"]
+            else ""
+        ),
     ]
 
 
@@ -345,6 +385,28 @@ def _headline(
     return out + _table(
         ["scenario", *(f"p99 {n}" for n in servers), *(f"RSS {n}" for n in servers)], rows
     )
+
+
+def _wsgi_p99(
+    summary: Summary, scenarios: list[Scenario], peers: list[str], plan: dict[str, Any]
+) -> list[str]:
+    """The WSGI scenarios' p99 as coachwhip's divided by each peer's (at most 1: coachwhip's
+    tail is no longer); req/s ratios are in the main table above."""
+
+    def p99(scn: Scenario, srv: str) -> float | None:
+        entry = summary.get((scn.key, srv, headline_for(plan, scn)))
+        return None if entry is None else entry["p99_ms"]
+
+    names = [p for p in peers if any(p99(s, p) is not None for s in scenarios)]
+    rows = [
+        [_label(s), _ms(p99(s, "coachwhip"))]
+        + [_ratio(p99(s, "coachwhip"), p99(s, p)) for p in names]
+        for s in scenarios
+    ]
+    c = headline_connections(plan)
+    out = [f"## WSGI: p99 latency at {c} connections, coachwhip's ÷ each peer's", ""]
+    out += _table(["scenario", "p99 coachwhip (ms)", *(f"cw ÷ {p}" for p in names)], rows)
+    return [*out, "At most 1.00x: coachwhip's p99 is no longer than that peer's.", ""]
 
 
 def _mib(v: float | None) -> str:

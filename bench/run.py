@@ -10,6 +10,8 @@
                                            #   -> bench/results/<date>-tls.{md,png,json}
     python3 bench/run.py --scenarios ws    # the WebSocket scenarios (bench/wsload)
                                            #   -> bench/results/<date>-ws.{md,png,json}
+    python3 bench/run.py --scenarios wsgi  # the WSGI scenarios (WSGI peers, coachwhip
+                                           #   --interface wsgi) -> <date>-wsgi.{md,png,json}
 
 The first run creates bench/.venv and installs the peers (see envsetup.py); later runs reuse it
 and only rebuild coachwhip. Exits non-zero if a server fails to start or a run fails."""
@@ -97,7 +99,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--scenarios",
         help=f"comma-separated subset of {','.join(BY_KEY)}, or none (only the idle-memory "
         f"measurement); `tls` stands for {','.join(GROUPS['tls'])}, `ws` for "
-        f"{','.join(GROUPS['ws'])}. Default all but the TLS and WebSocket ones "
+        f"{','.join(GROUPS['ws'])}, `wsgi` for {','.join(GROUPS['wsgi'])}. Default all but the "
+        f"TLS, WebSocket and WSGI ones "
         f"({','.join(DEFAULT_KEYS)}; --smoke adds the WebSocket ones), --workers-report: "
         f"{','.join(WORKERS_SCENARIOS)}",
     )
@@ -169,11 +172,18 @@ class Part:
         return bool(self.scenarios) and all(BY_KEY[k].ws for k in self.scenarios)
 
     @property
+    def wsgi_only(self) -> bool:
+        return bool(self.scenarios) and all(BY_KEY[k].wsgi for k in self.scenarios)
+
+    @property
     def stem_suffix(self) -> str:
-        """<date>-workers.* for the workers report, <date>-tls.* (<date>-ws.*) for a run of TLS
-        (WebSocket) scenarios only, so that it does not replace the day's main report."""
+        """<date>-workers.* for the workers report, <date>-tls.* (<date>-ws.*, <date>-wsgi.*)
+        for a run of TLS (WebSocket, WSGI) scenarios only, so that it does not replace the
+        day's main report."""
         if self.workers:
             return "-workers"
+        if self.wsgi_only:
+            return "-wsgi"
         return "-tls" if self.tls_only else "-ws" if self.ws_only else ""
 
 

@@ -1,5 +1,6 @@
 """The scenarios: which app each serves, the request wrk (or tlsload, or wsload) sends, and how
-one answer is checked."""
+one answer is checked. The `wsgi-*` scenarios serve WSGI twins of the ASGI apps (apps/wsgi_*.py)
+to the WSGI servers."""
 
 from __future__ import annotations
 
@@ -28,6 +29,13 @@ def _is_item(body: bytes) -> bool:
     return json.loads(body).get("item_id") == 42
 
 
+WSGI_FILE_SIZE = 10 * 1024 * 1024  # apps/wsgi_file.py's file: the bytes 0..255 repeated
+
+
+def _is_file_10mib(body: bytes) -> bool:
+    return body == bytes(range(256)) * (WSGI_FILE_SIZE // 256)
+
+
 @dataclass(frozen=True)
 class Scenario:
     """One scenario. `app` is MODULE:ATTRIBUTE relative to bench/; `lua` names a request script
@@ -41,7 +49,10 @@ class Scenario:
     WebSocket scenarios have `client` "wsload" (bench/wsload/) and `ws` its mode: "echo" (round
     trips of a `ws_size`-byte text message), "large" (of a `ws_size`-byte binary message) or
     "idle" (connections opened and held while the server's memory is read; `deflate` offers
-    permessage-deflate). `concurrency` replaces --concurrency's default for the scenario."""
+    permessage-deflate). `concurrency` replaces --concurrency's default for the scenario.
+
+    `wsgi`: the app is a WSGI callable; only servers that serve WSGI take part (see
+    servers.ServerSpec), and coachwhip gets its WSGI flags (`--interface wsgi --threads N`)."""
 
     key: str
     title: str
@@ -63,6 +74,7 @@ class Scenario:
     ws_size: int = 0
     deflate: bool = False
     concurrency: tuple[int, ...] = ()
+    wsgi: bool = False
 
     def args_for(self, server: str) -> tuple[str, ...]:
         return tuple(
@@ -208,13 +220,68 @@ SCENARIOS: tuple[Scenario, ...] = (
         ws_size=32,
         deflate=True,
     ),
+    # WSGI (issue 15): the same requests as 1, 2, 3 and 5 to WSGI twins of their apps, and a
+    # file sent through wsgi.file_wrapper. Servers: coachwhip --interface wsgi --threads N and
+    # the WSGI peers (servers.WSGI_SERVERS), one worker each.
+    Scenario(
+        "wsgi-hello",
+        "WSGI: GET, 13-byte text",
+        "15. WSGI hello, 13 B",
+        "apps.wsgi_hello:app",
+        "/",
+        _is_hello,
+        wsgi=True,
+    ),
+    Scenario(
+        "wsgi-json",
+        "WSGI: GET, 1 KiB JSON",
+        "16. WSGI JSON, 1 KiB",
+        "apps.wsgi_json1k:app",
+        "/",
+        _is_json_1k,
+        wsgi=True,
+    ),
+    Scenario(
+        "wsgi-upload",
+        "WSGI: POST 16 KiB, read whole",
+        "17. WSGI POST 16 KiB",
+        "apps.wsgi_upload:app",
+        "/",
+        _is_16k,
+        method="POST",
+        body_size=16384,
+        lua="post_16k.lua",
+        wsgi=True,
+    ),
+    Scenario(
+        "wsgi-flask",
+        "WSGI: Flask /items/<int:item_id>",
+        "18. Flask /items/<id>",
+        "apps.wsgi_flask:app",
+        "/items/42",
+        _is_item,
+        wsgi=True,
+    ),
+    Scenario(
+        "wsgi-file",
+        "WSGI: GET, 10 MiB file through wsgi.file_wrapper",
+        "19. WSGI file, 10 MiB",
+        "apps.wsgi_file:app",
+        "/",
+        _is_file_10mib,
+        wsgi=True,
+        # 256 connections would hold 2.5 GiB in flight: a response would take seconds, the
+        # slower servers near wrk's 10 s timeout (as ws-large keeps to 1 and 4 for 1 MiB).
+        concurrency=(1, 64),
+    ),
 )
 
 BY_KEY = {s.key: s for s in SCENARIOS}
 TLS_KEYS = tuple(s.key for s in SCENARIOS if s.tls)
 WS_KEYS = tuple(s.key for s in SCENARIOS if s.ws)
-# What runs when --scenarios is not given: everything but TLS and WebSocket, which run on
-# request (--scenarios tls, --scenarios ws, or their keys).
-DEFAULT_KEYS = tuple(s.key for s in SCENARIOS if not s.tls and not s.ws)
+WSGI_KEYS = tuple(s.key for s in SCENARIOS if s.wsgi)
+# What runs when --scenarios is not given: everything but TLS, WebSocket and WSGI, which run on
+# request (--scenarios tls, --scenarios ws, --scenarios wsgi, or their keys).
+DEFAULT_KEYS = tuple(s.key for s in SCENARIOS if not s.tls and not s.ws and not s.wsgi)
 # --scenarios shorthands.
-GROUPS = {"tls": TLS_KEYS, "ws": WS_KEYS}
+GROUPS = {"tls": TLS_KEYS, "ws": WS_KEYS, "wsgi": WSGI_KEYS}

@@ -1,9 +1,11 @@
 """The servers under test: their command lines, and a handle that starts one pinned to given CPUs
-(CPU 0 in the main suite), waits until it answers, samples its memory and CPU time and stops it."""
+(CPU 0 in the main suite), waits until it answers, samples its memory and CPU time and stops it.
+ASGI servers serve the ASGI scenarios, WSGI servers the `wsgi-*` ones; coachwhip serves both."""
 
 from __future__ import annotations
 
 import http.client
+import importlib.util
 import os
 import re
 import resource
@@ -19,6 +21,7 @@ from pathlib import Path
 import procfs
 import tlssetup
 import wssetup
+from scenarios import WSGI_KEYS
 from tlssetup import TlsFiles
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -27,6 +30,9 @@ NOFILE = 65536  # servers and the idle-connection client both need > 10,000 desc
 KEEP_ALIVE_S = 120  # so 10,000 idle connections stay open while they are measured
 BACKLOG = 2048  # hypercorn's default (100) drops SYNs at 256 connections
 GRANIAN_BACKPRESSURE = 16384
+# Python threads per worker in the WSGI scenarios, the same for every server that has them:
+# coachwhip --threads, gunicorn gthread --threads, granian --blocking-threads, uWSGI --threads.
+WSGI_THREADS = 8
 
 
 @dataclass(frozen=True)
@@ -37,7 +43,13 @@ class ServerSpec:
     runs that many worker processes as its children; the handle waits for all of them and
     measures the CPU time of each. `tls(files, port)` gives the flags that make it serve TLS
     with the bench certificate (None: it takes no part in the TLS scenarios). `ws_flags` are
-    added in the WebSocket scenarios (which WebSocket implementation a server uses)."""
+    added in the WebSocket scenarios (which WebSocket implementation a server uses).
+
+    `asgi` / `wsgi`: which apps it serves: the ASGI scenarios (and the idle measurements), the
+    WSGI ones (`wsgi-*`), or both; `wsgi_flags` are added in the WSGI scenarios (coachwhip's
+    `--interface wsgi --threads N`). `module`: an optional peer's Python module; when it does
+    not import (the package did not install, see envsetup.py) the server is skipped, not
+    failed."""
 
     name: str
     argv: Callable[[Path, str, int], list[str]]
@@ -47,9 +59,23 @@ class ServerSpec:
     workers: int = 1
     tls: Callable[[TlsFiles, int], list[str]] | None = None
     ws_flags: tuple[str, ...] = ()
+    asgi: bool = True
+    wsgi: bool = False
+    wsgi_flags: tuple[str, ...] = ()
+    module: str = ""
 
     def runs_in(self, scenario: str) -> bool:
-        return not self.only or scenario in self.only
+        kind = self.wsgi if scenario in WSGI_KEYS else self.asgi
+        return kind and (not self.only or scenario in self.only)
+
+    def unavailable(self) -> str | None:
+        """Why this server cannot run here (an optional peer not installed), or None."""
+        if self.module and importlib.util.find_spec(self.module) is None:
+            return (
+                f"not installed (`import {self.module}` fails; an optional peer: see "
+                f"bench/requirements.txt and the setup log bench/logs/setup.log)"
+            )
+        return None
 
     def serves(self, scenario: str, over_tls: bool) -> bool:
         """Takes part in `scenario` (a key, or "idle"/"idle-tls"), plain or over TLS."""
@@ -149,6 +175,110 @@ def _coachwhip(bin_dir: Path, app: str, port: int) -> list[str]:
     ]
 
 
+def _gunicorn(worker_class: str, threads: int) -> Callable[[Path, str, int], list[str]]:
+    def argv(bin_dir: Path, app: str, port: int) -> list[str]:
+        return [
+            str(bin_dir / "gunicorn"),
+            app,
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            "1",
+            "--worker-class",
+            worker_class,
+            *(["--threads", str(threads)] if threads > 1 else []),
+            "--keep-alive",
+            str(KEEP_ALIVE_S),
+            "--backlog",
+            str(BACKLOG),
+            # gunicorn 27's control socket defaults to one path per user
+            # (~/.gunicorn/gunicorn.ctl), which the two gunicorn entries, started together,
+            # would share.
+            "--no-control-socket",
+        ]
+
+    return argv
+
+
+def _granian_wsgi(runtime_threads: int) -> Callable[[Path, str, int], list[str]]:
+    def argv(bin_dir: Path, app: str, port: int) -> list[str]:
+        return [
+            str(bin_dir / "granian"),
+            app,
+            "--interface",
+            "wsgi",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+            "--blocking-threads",
+            str(WSGI_THREADS),
+            "--runtime-threads",
+            str(runtime_threads),
+            "--http",
+            "1",
+            "--backlog",
+            str(BACKLOG),
+            "--backpressure",
+            str(GRANIAN_BACKPRESSURE),
+            "--http1-header-read-timeout",
+            "60000",
+        ]
+
+    return argv
+
+
+def _uwsgi(bin_dir: Path, app: str, port: int) -> list[str]:
+    """uWSGI from PyPI's pyuwsgi wheel: a master and one worker with WSGI_THREADS threads,
+    serving HTTP itself (no separate router process) with --http-socket, which closes the
+    connection after each response. Not --http11-socket: its keep-alive holds a thread per
+    connection, so with 8 threads a 9th connection was not answered until one of the 8 went
+    idle for --socket-timeout, and wrk at 64 connections measured 8 of them."""
+    return [
+        str(bin_dir / "uwsgi"),
+        "--http-socket",
+        f"127.0.0.1:{port}",
+        "--module",
+        app,
+        "--master",
+        "--processes",
+        "1",
+        "--threads",
+        str(WSGI_THREADS),
+        "--listen",
+        str(BACKLOG),
+        # Say what --http-socket does (it closes after each response, silently otherwise), so
+        # that wrk reconnects instead of sending the next request into a closed connection
+        # and counting a read error each time.
+        "--add-header",
+        "Connection: close",
+        "--disable-logging",
+        "--need-app",
+        "--single-interpreter",
+    ]
+
+
+def _wsgi_serve(server: str) -> Callable[[Path, str, int], list[str]]:
+    """bjoern and fastwsgi through bench/apps/wsgi_serve.py (neither has a usable CLI)."""
+
+    def argv(bin_dir: Path, app: str, port: int) -> list[str]:
+        return [
+            str(bin_dir / "python"),
+            "-m",
+            "apps.wsgi_serve",
+            server,
+            app,
+            "--port",
+            str(port),
+            "--backlog",
+            str(BACKLOG),
+        ]
+
+    return argv
+
+
 def _coachwhip_workers(count: int, reuse_port: bool) -> Callable[[Path, str, int], list[str]]:
     def argv(bin_dir: Path, app: str, port: int) -> list[str]:
         extra = ["--reuse-port"] if reuse_port else []
@@ -189,8 +319,11 @@ SPECS: dict[str, ServerSpec] = {
         ServerSpec(
             "coachwhip",
             _coachwhip,
-            "--no-access-log --lifespan off --loop uvloop",
+            f"--no-access-log --lifespan off --loop uvloop (WSGI scenarios: also --interface "
+            f"wsgi --threads {WSGI_THREADS})",
             tls=_tls_flags("--ssl-certfile", "--ssl-keyfile"),
+            wsgi=True,
+            wsgi_flags=("--interface", "wsgi", "--threads", str(WSGI_THREADS)),
         ),
         ServerSpec(
             "uvicorn",
@@ -265,6 +398,68 @@ SPECS: dict[str, ServerSpec] = {
             "--interface asgi --workers 1 --runtime-threads 1 --loop uvloop --http 1 "
             "--backpressure 16384",
         ),
+        # WSGI scenarios only (wsgi-*): the WSGI peers, one worker process each, with
+        # WSGI_THREADS Python threads where the server has threads.
+        ServerSpec(
+            "gunicorn",
+            _gunicorn("sync", 1),
+            "--workers 1 --worker-class sync --backlog 2048 --no-control-socket (the sync "
+            "worker serves one request at a time and closes every connection: no keep-alive; "
+            "access log off by default)",
+            asgi=False,
+            wsgi=True,
+        ),
+        ServerSpec(
+            "gunicorn-gthread",
+            _gunicorn("gthread", WSGI_THREADS),
+            f"--workers 1 --worker-class gthread --threads {WSGI_THREADS} --keep-alive 120 "
+            f"--backlog 2048 --no-control-socket",
+            asgi=False,
+            wsgi=True,
+        ),
+        ServerSpec(
+            "granian-wsgi",
+            _granian_wsgi(2),
+            f"--interface wsgi --workers 1 --blocking-threads {WSGI_THREADS} --runtime-threads "
+            f"2 --http 1 --backpressure 16384",
+            asgi=False,
+            wsgi=True,
+        ),
+        ServerSpec(
+            "uwsgi",
+            _uwsgi,
+            f"uWSGI (pyuwsgi) --http-socket --master --processes 1 --threads {WSGI_THREADS} "
+            f"--listen 2048 --disable-logging --single-interpreter (no keep-alive: with "
+            f"--http11-socket's, connections beyond the {WSGI_THREADS} threads wait unanswered)",
+            asgi=False,
+            wsgi=True,
+        ),
+        ServerSpec(
+            "bjoern",
+            _wsgi_serve("bjoern"),
+            "bjoern.run() through apps/wsgi_serve.py: one thread (libev), listen backlog 2048",
+            asgi=False,
+            wsgi=True,
+            module="bjoern",
+        ),
+        ServerSpec(
+            "fastwsgi",
+            _wsgi_serve("fastwsgi"),
+            "fastwsgi through apps/wsgi_serve.py: one thread (libuv), listen backlog 2048",
+            asgi=False,
+            wsgi=True,
+            module="fastwsgi",
+        ),
+        # Not run by default: granian's WSGI with one runtime thread (--servers
+        # granian-wsgi,granian-wsgi-rt1), as granian-rt1 is for ASGI.
+        ServerSpec(
+            "granian-wsgi-rt1",
+            _granian_wsgi(1),
+            f"--interface wsgi --workers 1 --blocking-threads {WSGI_THREADS} --runtime-threads "
+            f"1 --http 1 --backpressure 16384",
+            asgi=False,
+            wsgi=True,
+        ),
         # Not in the main suite: the workers report (run.py --workers-report) compares these
         # with `coachwhip`, on both CPUs.
         ServerSpec(
@@ -284,6 +479,8 @@ SPECS: dict[str, ServerSpec] = {
     )
 }
 PEERS = ("coachwhip", "uvicorn", "granian", "hypercorn")
+# The WSGI peers, in the order they run (after coachwhip) in the wsgi-* scenarios.
+WSGI_SERVERS = ("gunicorn", "gunicorn-gthread", "granian-wsgi", "uwsgi", "bjoern", "fastwsgi")
 # Who runs by default, in this order; each takes part only where `only` allows.
 MAIN_SERVERS = (
     "coachwhip",
@@ -294,6 +491,7 @@ MAIN_SERVERS = (
     "coachwhip-ceiling",
     "nginx",
     "wsload-echo",
+    *WSGI_SERVERS,
 )
 WORKERS_SERVERS = ("coachwhip", "coachwhip-w2", "coachwhip-w2-reuseport")
 
@@ -342,7 +540,12 @@ class Server:
                 raise ValueError(f"{spec.name} has no TLS flags")
             extra = (*spec.tls(tls_files, self.port), *extra)
         self.argv = ["taskset", "-c", cpus, *spec.argv(bin_dir, app, self.port), *extra]
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("COACHWHIP_", "GRANIAN_"))}
+        # Nothing from the caller's environment configures a server behind the bench's back.
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("COACHWHIP_", "GRANIAN_", "UWSGI_", "GUNICORN_"))
+        }
         env.update(spec.env, PYTHONPATH=str(BENCH_DIR), PYTHONUNBUFFERED="1")
         env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"
         self._log = log_path.open("ab")

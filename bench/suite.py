@@ -1,7 +1,8 @@
 """The measuring itself: per scenario, start every server, check and warm each up, then run
 wrk (or tlsload, or wsload) against them in alternation (A B C D, A B C D, ...) at each
 concurrency; afterwards the memory of idle servers and of idle keep-alive connections, plain and
-over TLS; idle WebSockets are a scenario of their own (run_ws_idle).
+over TLS; idle WebSockets are a scenario of their own (run_ws_idle). The WSGI scenarios (wsgi-*)
+run like the plain ones, with the WSGI servers.
 The same machinery serves the main suite (servers on CPU 0, wrk on CPU 1) and the workers report
 (both on CPUs 0 and 1)."""
 
@@ -48,11 +49,13 @@ class Plan:
 
     @property
     def idle_kinds(self) -> list[bool]:
-        """Which idle measurements run (False: plain, True: over TLS): plain when a plain
-        scenario runs or none at all (--scenarios none), over TLS when a TLS scenario runs."""
+        """Which idle measurements run (False: plain, True: over TLS): plain when a plain ASGI
+        scenario runs or none at all (--scenarios none), over TLS when a TLS scenario runs. A
+        run of WSGI scenarios only measures no idle connections (the measurement serves the
+        ASGI hello app)."""
         if self.idle_connections <= 0:
             return []
-        http = [s for s in self.scenarios if not s.ws]
+        http = [s for s in self.scenarios if not s.ws and not s.wsgi]
         kinds = [False] if not self.scenarios or any(not s.tls for s in http) else []
         return kinds + ([True] if any(s.tls for s in self.scenarios) else [])
 
@@ -121,15 +124,25 @@ def _start(
     scenario: Scenario | None = None,
     over_tls: bool = False,
 ) -> list[Server]:
-    """Start the servers together, then wait for each; the ones that fail are recorded."""
+    """Start the servers together, then wait for each; the ones that fail are recorded, the
+    ones not installed here (optional peers) skipped."""
     over_tls = over_tls or (scenario is not None and scenario.tls)
     if over_tls and plan.tls_files is None:
         raise RuntimeError("a TLS scenario needs plan.tls_files (tlssetup.make_cert)")
+    missing = {n: why for n in names if (why := SPECS[n].unavailable()) is not None}
+    for n, why in missing.items():
+        results.skip(f"{tag} {n}: {why}")
+    names = [n for n in names if n not in missing]
 
     def extra(n: str) -> tuple[str, ...]:
         if scenario is None:
             return ()
-        return scenario.args_for(n) + (SPECS[n].ws_flags if scenario.ws else ())
+        spec = SPECS[n]
+        return (
+            scenario.args_for(n)
+            + (spec.ws_flags if scenario.ws else ())
+            + (spec.wsgi_flags if scenario.wsgi else ())
+        )
 
     started = [
         Server(

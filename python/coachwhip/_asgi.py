@@ -17,7 +17,7 @@ from coachwhip._core import ClientDisconnected, Runner
 from coachwhip.logs import error_logger
 
 
-def _caused_by_disconnect(exc: BaseException | None, depth: int = 0) -> bool:
+def caused_by_disconnect(exc: BaseException | None, depth: int = 0) -> bool:
     """True if `exc`, its cause/context chain or an exception group holds ClientDisconnected.
 
     Frameworks often wrap our OSError (Starlette raises its own ClientDisconnect from it, anyio
@@ -27,7 +27,7 @@ def _caused_by_disconnect(exc: BaseException | None, depth: int = 0) -> bool:
         if isinstance(exc, ClientDisconnected):
             return True
         for inner in getattr(exc, "exceptions", ()) or ():
-            if _caused_by_disconnect(inner, depth + 1):
+            if caused_by_disconnect(inner, depth + 1):
                 return True
         exc = exc.__cause__ or exc.__context__
         depth += 1
@@ -36,8 +36,15 @@ def _caused_by_disconnect(exc: BaseException | None, depth: int = 0) -> bool:
 
 def report_failure(exc: BaseException) -> None:
     """Called by the engine's request runner when the app raised `exc` (not CancelledError)."""
-    if _caused_by_disconnect(exc):
+    if caused_by_disconnect(exc):
         error_logger.debug("client disconnected while the app was running: %r", exc)
+    elif isinstance(exc, TypeError) and "positional argument" in str(exc):
+        # Flask or Django served as ASGI fails here on every request: say what to do.
+        error_logger.error(
+            "Exception in ASGI application (calling it with (scope, receive, send) failed: is "
+            "it a WSGI app? use --interface wsgi)",
+            exc_info=exc,
+        )
     else:
         error_logger.error("Exception in ASGI application", exc_info=exc)
 

@@ -132,6 +132,22 @@ OPTIONS: tuple[Option, ...] = (
         "root-path", "str", "", "ASGI root_path: the path the app is mounted at.", metavar="PATH"
     ),
     Option(
+        "interface",
+        "choice",
+        "auto",
+        "What the app speaks: auto detects it (and logs what it chose); asgi and asginl are "
+        "granian's names (asginl: ASGI 3 without lifespan).",
+        choices=("auto", "asgi3", "asgi2", "wsgi", "asgi", "asginl", "rsgi"),
+    ),
+    Option(
+        "threads",
+        "int",
+        8,
+        "WSGI: the threads per worker that run the app (gunicorn's --threads).",
+        metavar="N",
+        minimum=1,
+    ),
+    Option(
         "lifespan",
         "choice",
         "auto",
@@ -480,6 +496,8 @@ class Config:
     app_dir: str = "."
     factory: bool = False
     root_path: str = ""
+    interface: str = "auto"
+    threads: int = 8
     lifespan: str = "auto"
     loop: str = "auto"
     log_level: str = "info"
@@ -563,6 +581,17 @@ class Config:
                 f"--uds-mode: expected an octal file mode like 660, got {self.uds_mode!r}"
             ) from None
         check_allow_ips(self.forwarded_allow_ips, "--forwarded-allow-ips")
+        # granian's spellings of --interface
+        if self.interface == "rsgi":
+            raise ConfigError(
+                "--interface rsgi: coachwhip does not implement RSGI (granian's own interface); "
+                "use --interface asgi3 or wsgi"
+            )
+        if self.interface == "asgi":
+            self.interface = "asgi3"
+        elif self.interface == "asginl":
+            self.interface = "asgi3"
+            self.lifespan = "off"
         if self.metrics_bind is not None:
             parse_host_port(self.metrics_bind, "--metrics-bind")
             self.metrics = True

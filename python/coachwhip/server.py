@@ -15,11 +15,13 @@ import random
 import resource
 import signal
 import socket
+import threading
 from typing import Any, Protocol
 
 from coachwhip import __version__, logs, tls
-from coachwhip.config import Config, ConfigError
+from coachwhip.config import OPTION_BY_ATTR, Config, ConfigError
 from coachwhip.importer import import_app
+from coachwhip.interface import choose
 from coachwhip.lifespan import Lifespan
 from coachwhip.logs import error_logger
 from coachwhip.sockets import (
@@ -67,8 +69,6 @@ def run(
         )
     if supervisor is None and config.needs_supervisor():
         if not isinstance(config.app, str):
-            from coachwhip.config import ConfigError
-
             raise ConfigError(
                 "with --workers > 1, --max-requests, --workers-max-rss or --reload the app "
                 'must be given as an import string ("module:attribute") so that each worker '
@@ -81,9 +81,17 @@ def run(
         target = import_app(config.app, config.app_dir, config.factory)
     else:
         target = config.app() if config.factory else config.app
+    name = repr(config.app) if isinstance(config.app, str) else "the app"
+    interface, served, note = choose(target, config.interface, name)
+    if interface == "wsgi" and config.lifespan == "on":
+        raise ConfigError(
+            "--lifespan on: a WSGI app has no lifespan (PEP 3333); drop --lifespan on, or use "
+            "--interface asgi3 if the app is ASGI"
+        )
     loop = _new_loop(config.loop)
     try:
-        return loop.run_until_complete(Worker(config, target, supervisor).serve())
+        worker = Worker(config, served, supervisor, interface=interface, interface_note=note)
+        return loop.run_until_complete(worker.serve())
     except BindError as exc:
         error_logger.error("%s", exc)
         return 1
@@ -133,9 +141,19 @@ def _loop_name(loop: asyncio.AbstractEventLoop) -> str:
 
 
 class Worker:
-    def __init__(self, config: Config, app: Any, supervisor: SupervisorLink | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        app: Any,
+        supervisor: SupervisorLink | None = None,
+        interface: str = "asgi3",
+        interface_note: str = "",
+    ) -> None:
         self.config = config
         self.app = app
+        self.interface = interface
+        self.interface_note = interface_note or f"--interface {interface}"
+        self.wsgi_threads: list[threading.Thread] = []
         self.supervisor = supervisor
         self.stopping = asyncio.Event()
         self.forced = asyncio.Event()
@@ -161,13 +179,17 @@ class Worker:
     def _new_server(
         self, loop: asyncio.AbstractEventLoop, lifespan: Lifespan | None, hold_requests: bool
     ) -> Any:
-        from coachwhip import _asgi, _core
+        from coachwhip import _asgi, _core, _wsgi
 
         config = self.config
+        wsgi = self.interface == "wsgi"
+        # multiprocess: under a supervisor another process may run the app at the same time
+        # (other workers, or the one being replaced).
+        environ = _wsgi.base_environ(config.root_path, config.threads, self.supervisor is not None)
         return _core.Server(
             self.app,
             loop,
-            _asgi.report_failure,
+            _wsgi.report_failure if wsgi else _asgi.report_failure,
             root_path=config.root_path,
             state=lifespan.state if lifespan is not None else {},
             keep_alive=config.timeout_keep_alive,
@@ -199,12 +221,13 @@ class Worker:
             metrics=config.metrics and not config.metrics_bind,
             tls=self.tls,
             timeout_tls_handshake=config.timeout_tls_handshake,
-            websocket=config.ws != "none",
+            websocket=config.ws != "none" and not wsgi,
             ws_max_size=config.ws_max_size,
             ws_max_queue=config.ws_max_queue,
             ws_ping_interval=config.ws_ping_interval,
             ws_ping_timeout=config.ws_ping_timeout,
             ws_per_message_deflate=config.ws_per_message_deflate,
+            wsgi_environ=environ if wsgi else None,
             **self._shared_metrics(),
         )
 
@@ -237,10 +260,17 @@ class Worker:
         )
         if self.tls is not None and self.supervisor is None:
             tls.announce(self.tls)
+        threads = f", {config.threads} threads" if self.interface == "wsgi" else ""
+        error_logger.info("Interface: %s (%s)%s", self.interface, self.interface_note, threads)
+        if self.interface != "wsgi" and config.threads != OPTION_BY_ATTR["threads"].default:
+            error_logger.info("--threads %d: used by WSGI apps only; ignored", config.threads)
         _raise_open_files_limit(config.max_connections)
         socks = open_listeners(config)
         self._install_signals(loop)
-        lifespan = Lifespan(self.app, config.lifespan) if config.lifespan != "off" else None
+        wsgi = self.interface == "wsgi"  # no lifespan in PEP 3333
+        lifespan = (
+            Lifespan(self.app, config.lifespan) if config.lifespan != "off" and not wsgi else None
+        )
         # A single process accepts while the app starts, so /-/ready can answer 503 meanwhile;
         # requests for the app are held until its startup completed. A worker under the
         # supervisor accepts only once started: the workers already running serve meanwhile.
@@ -267,11 +297,15 @@ class Worker:
             return 0
         if server is None:
             server = self._engine(loop, lifespan, hold_requests=False)
+            self._start_wsgi_threads(server)
             for sock in socks:
                 server.add_listener(sock)
             if metrics_sock is not None:
                 server.add_internal_listener(metrics_sock)
-            loop.add_reader(server.fileno(), server.on_readable)
+            if wsgi:
+                server.start_engine_thread()  # WSGI: the engine never waits on the GIL
+            else:
+                loop.add_reader(server.fileno(), server.on_readable)
         else:
             server.set_ready(True)
             server.release_requests()
@@ -287,7 +321,11 @@ class Worker:
         if not self.stopping.is_set():
             await self.stopping.wait()
         status = await self._drain(server, socks)
-        loop.remove_reader(server.fileno())
+        self._stop_wsgi_threads(server)
+        if wsgi:
+            server.stop_engine_thread()
+        else:
+            loop.remove_reader(server.fileno())
         if metrics_sock is not None:
             metrics_sock.close()
         if lifespan is not None and not self.forced.is_set():
@@ -330,10 +368,45 @@ class Worker:
                 await asyncio.wait_for(self.forced.wait(), 0.02)  # poll the engine's counters
         return FORCED_EXIT_STATUS if self.forced.is_set() else 0
 
+    def _start_wsgi_threads(self, server: Any) -> None:
+        """WSGI: the threads that run the app (--threads), each in Server._wsgi_work()."""
+        if self.interface != "wsgi":
+            return
+        from coachwhip._wsgi import thread_name
+
+        for index in range(self.config.threads):
+            thread = threading.Thread(target=server._wsgi_work, name=thread_name(index))
+            thread.daemon = True  # one stuck in the app must not keep the process alive
+            thread.start()
+            self.wsgi_threads.append(thread)
+
+    def _stop_wsgi_threads(self, server: Any) -> None:
+        """After the drain: idle threads return at once; a call still running had its
+        connection closed, and gets a short moment to notice."""
+        if not self.wsgi_threads:
+            return
+        server._wsgi_stop()
+        for thread in self.wsgi_threads:
+            thread.join(timeout=0.5)
+        stuck = sum(1 for t in self.wsgi_threads if t.is_alive())
+        if stuck:
+            error_logger.warning("%d WSGI thread(s) still running the app at exit", stuck)
+
     def _heartbeat(self, server: Any) -> None:
         """Reports liveness from the event loop itself: a loop stuck in blocking code stops
         beating, and the supervisor replaces the worker (--timeout-worker-healthcheck)."""
         assert self.supervisor is not None
+        stalled = server.wsgi_stalled if self.interface == "wsgi" else 0.0
+        if stalled >= self.config.timeout_worker_healthcheck:
+            # Every WSGI thread is stuck in the app while requests wait: stop beating, so the
+            # supervisor replaces this worker as it would one whose event loop is stuck.
+            error_logger.error(
+                "All %d WSGI threads have been busy for %.0fs with requests waiting: no "
+                "heartbeat, so this worker is replaced (--timeout-worker-healthcheck)",
+                self.config.threads,
+                stalled,
+            )
+            return
         self.supervisor.send(f"BEAT {server.requests_total}")
         if not self.stopping.is_set():
             interval = max(0.05, min(1.0, self.config.timeout_worker_healthcheck / 4))

@@ -21,6 +21,13 @@
 #include "http/exchange.hpp"
 #include "server/server.hpp"
 
+namespace coachwhip::bridge::wsgi {
+class pool;
+}
+namespace coachwhip::bridge {
+class engine_thread;
+}
+
 namespace coachwhip::bridge {
 
 struct exchange_object;
@@ -35,6 +42,10 @@ struct server_object {
     // Requests that arrived before the app's startup completed (hold_requests), with their
     // coalesced events; started by release_requests().
     std::unique_ptr<std::vector<std::pair<std::shared_ptr<http::exchange>, uint8_t>>> held;
+    // WSGI (--interface wsgi): the thread pool's hand-over (wsgi/pool.hpp); null for ASGI.
+    std::unique_ptr<wsgi::pool> wsgi;
+    std::unique_ptr<engine_thread> thread;  // WSGI: the engine's own thread (engine_thread.hpp)
+    PyObject* wsgi_environ;  // dict: the environ keys that are the same for every request
     PyObject* app;
     PyObject* loop;
     PyObject* report_failure;    // callable(exc): logs an app's exception (coachwhip._asgi)

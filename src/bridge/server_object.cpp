@@ -5,7 +5,10 @@
 #include <string>
 
 #include "bridge/asgi/awaitable.hpp"
+#include "bridge/engine_thread.hpp"
 #include "bridge/objects.hpp"
+#include "bridge/wsgi/call.hpp"
+#include "bridge/wsgi/pool.hpp"
 #include "core/log.hpp"
 
 #if defined(__GLIBC__)
@@ -72,6 +75,18 @@ bool hold(server_object* s, const std::shared_ptr<http::exchange>& ex, uint8_t e
 
 void deliver_one(server_object* s, const std::shared_ptr<http::exchange>& ex, uint8_t ev) {
     if ((ev & http::ev_request) && s->bench_ceiling) return answer_from_engine(*ex);
+    if (s->wsgi) {
+        // WSGI before its engine thread started: the same as deliver_wsgi.
+        if (ev & http::ev_request) {
+            s->wsgi->submit(ex);
+            if (++s->requests_total == s->request_limit && s->on_request_limit) {
+                py::ref r(PyObject_CallNoArgs(s->on_request_limit));  // --max-requests
+                if (!r) PyErr_WriteUnraisable(s->on_request_limit);
+            }
+        }
+        if (ev & ~http::ev_request) s->wsgi->deliver(*ex, ev);
+        return;
+    }
     if (ev & http::ev_request) {
         start_exchange(s, ex);
         ev &= static_cast<uint8_t>(~http::ev_body);  // the body is seen on first receive()
@@ -80,7 +95,50 @@ void deliver_one(server_object* s, const std::shared_ptr<http::exchange>& ex, ui
     if (obj && (ev & ~http::ev_request)) deliver_events(obj, ev);
 }
 
+// Whether the engine runs on its own thread now (WSGI): then everything that touches it goes
+// through on_engine(), and events are delivered there (deliver_wsgi), never here.
+bool threaded(const server_object* s) { return s->thread && s->thread->running(); }
+
+// Runs `f` on the engine: on its thread, with the GIL released while waiting, when it has one;
+// else here (`f` must not need the GIL either way).
+template <class F>
+void on_engine(server_object* s, F&& f) {
+    if (threaded(s)) {
+        const std::function<void()> fn(std::forward<F>(f));
+        Py_BEGIN_ALLOW_THREADS s->thread->run(fn);
+        Py_END_ALLOW_THREADS
+    } else {
+        Py_BEGIN_ALLOW_THREADS f();
+        Py_END_ALLOW_THREADS
+    }
+}
+
+// The engine thread's delivery (WSGI), after each phase, without the GIL: requests go to the
+// pool, their later events wake their threads. Only --max-requests calls Python.
+void deliver_wsgi(server_object* s) {
+    for (int round = 0; round < 4 && !s->engine->events().empty(); ++round) {
+        for (auto& ex : s->engine->events().take()) {
+            const uint8_t ev = ex->take_events();
+            if (ev & http::ev_request) {
+                if (s->bench_ceiling) {
+                    answer_from_engine(*ex);
+                    continue;
+                }
+                s->wsgi->submit(ex);
+                if (++s->requests_total == s->request_limit && s->on_request_limit) {
+                    PyGILState_STATE g = PyGILState_Ensure();
+                    py::ref r(PyObject_CallNoArgs(s->on_request_limit));  // --max-requests
+                    if (!r) PyErr_WriteUnraisable(s->on_request_limit);
+                    PyGILState_Release(g);
+                }
+            }
+            if (ev & ~http::ev_request) s->wsgi->deliver(*ex, ev);
+        }
+    }
+}
+
 void deliver_all(server_object* s) {
+    if (threaded(s)) return;  // the engine thread delivers (deliver_wsgi)
     // Delivering starts new apps, which take their first step at once (asgi::step_eagerly):
     // they can buffer output or ask for body, which only schedules engine work and never runs
     // it, so the queue is not refilled underneath us; loop anyway in case that changes.
@@ -103,9 +161,16 @@ void schedule_hook(void* ctx) {
     s->run_scheduled_pending = true;
 }
 
+PyObject* not_with_thread() {
+    PyErr_SetString(PyExc_RuntimeError,
+                    "the engine runs on its own thread (WSGI): not from asyncio");
+    return nullptr;
+}
+
 PyObject* server_on_readable(PyObject* self, PyObject*) {
     if (!engine_of(self)) return nullptr;
     auto* s = reinterpret_cast<server_object*>(self);
+    if (threaded(s)) return not_with_thread();
     Py_BEGIN_ALLOW_THREADS s->engine->run_io();
     Py_END_ALLOW_THREADS deliver_all(s);
     Py_RETURN_NONE;
@@ -115,6 +180,7 @@ PyObject* server_run_scheduled(PyObject* self, PyObject*) {
     if (!engine_of(self)) return nullptr;
     auto* s = reinterpret_cast<server_object*>(self);
     s->run_scheduled_pending = false;
+    if (threaded(s)) return Py_NewRef(Py_None);  // a call_soon from before the thread started
     Py_BEGIN_ALLOW_THREADS s->engine->run_scheduled();
     Py_END_ALLOW_THREADS deliver_all(s);
     Py_RETURN_NONE;
@@ -127,7 +193,8 @@ PyObject* add_listener(PyObject* self, PyObject* arg, bool internal) {
     auto* s = reinterpret_cast<server_object*>(self);
     int fd = PyObject_AsFileDescriptor(arg);
     if (fd < 0) return nullptr;
-    core::error err = s->engine->add_listener(fd, internal);
+    core::error err;
+    on_engine(s, [&] { err = s->engine->add_listener(fd, internal); });
     if (err)
         return PyErr_Format(PyExc_OSError, "cannot listen on fd %d: %s", fd,
                             std::string(err.reason).c_str());
@@ -149,7 +216,8 @@ PyObject* server_fileno(PyObject* self, PyObject*) {
 
 PyObject* server_stop_accepting(PyObject* self, PyObject*) {
     if (!engine_of(self)) return nullptr;
-    reinterpret_cast<server_object*>(self)->engine->stop_accepting();
+    auto* s = reinterpret_cast<server_object*>(self);
+    on_engine(s, [s] { s->engine->stop_accepting(); });
     Py_RETURN_NONE;
 }
 
@@ -157,7 +225,8 @@ PyObject* server_set_ready(PyObject* self, PyObject* arg) {
     if (!engine_of(self)) return nullptr;
     int ready = PyObject_IsTrue(arg);
     if (ready < 0) return nullptr;
-    reinterpret_cast<server_object*>(self)->engine->set_ready(ready);
+    auto* s = reinterpret_cast<server_object*>(self);
+    on_engine(s, [s, ready] { s->engine->set_ready(ready); });
     Py_RETURN_NONE;
 }
 
@@ -169,7 +238,8 @@ PyObject* server_set_tls(PyObject* self, PyObject* arg) {
         if (!PyErr_Occurred()) PyErr_SetString(PyExc_TypeError, "set_tls() needs a TlsContext");
         return nullptr;
     }
-    reinterpret_cast<server_object*>(self)->engine->set_tls(std::move(ctx));
+    auto* s = reinterpret_cast<server_object*>(self);
+    on_engine(s, [s, &ctx] { s->engine->set_tls(std::move(ctx)); });
     Py_RETURN_NONE;
 }
 
@@ -186,16 +256,16 @@ PyObject* server_release_requests(PyObject* self, PyObject*) {
 PyObject* server_shutdown_connections(PyObject* self, PyObject*) {
     if (!engine_of(self)) return nullptr;
     auto* s = reinterpret_cast<server_object*>(self);
-    Py_BEGIN_ALLOW_THREADS s->engine->shutdown_connections();
-    Py_END_ALLOW_THREADS deliver_all(s);
+    on_engine(s, [s] { s->engine->shutdown_connections(); });
+    deliver_all(s);
     Py_RETURN_NONE;
 }
 
 PyObject* server_close_all(PyObject* self, PyObject*) {
     if (!engine_of(self)) return nullptr;
     auto* s = reinterpret_cast<server_object*>(self);
-    Py_BEGIN_ALLOW_THREADS s->engine->close_all();
-    Py_END_ALLOW_THREADS deliver_all(s);
+    on_engine(s, [s] { s->engine->close_all(); });
+    deliver_all(s);
     Py_RETURN_NONE;
 }
 
@@ -212,15 +282,97 @@ PyObject* server_cancel_all(PyObject* self, PyObject*) {
 
 PyObject* server_get_connections(PyObject* self, void*) {
     if (!engine_of(self)) return nullptr;
-    return PyLong_FromSize_t(reinterpret_cast<server_object*>(self)->engine->connection_count());
+    auto* s = reinterpret_cast<server_object*>(self);
+    size_t n = 0;
+    on_engine(s, [s, &n] { n = s->engine->connection_count(); });
+    return PyLong_FromSize_t(n);
 }
 
 PyObject* server_get_requests_total(PyObject* self, void*) {
-    return PyLong_FromUnsignedLongLong(reinterpret_cast<server_object*>(self)->requests_total);
+    auto* s = reinterpret_cast<server_object*>(self);
+    unsigned long long n = 0;
+    on_engine(s, [s, &n] { n = s->requests_total; });
+    return PyLong_FromUnsignedLongLong(n);
 }
 
 PyObject* server_get_active(PyObject* self, void*) {
-    return PyLong_FromSsize_t(reinterpret_cast<server_object*>(self)->live_count);
+    auto* s = reinterpret_cast<server_object*>(self);
+    size_t wsgi = 0;
+    if (s->wsgi) on_engine(s, [s, &wsgi] { wsgi = s->wsgi->live(); });
+    return PyLong_FromSize_t(static_cast<size_t>(s->live_count) + wsgi);
+}
+
+// ---------------------------------------------------------------- WSGI threads
+
+wsgi::pool* pool_of(PyObject* self) {
+    auto* s = reinterpret_cast<server_object*>(self);
+    if (!s->wsgi) PyErr_SetString(PyExc_RuntimeError, "this Server does not serve WSGI");
+    return s->wsgi.get();
+}
+
+// A WSGI thread's whole life: run calls until _wsgi_stop() and an empty queue.
+PyObject* server_wsgi_work(PyObject* self, PyObject*) {
+    wsgi::pool* p = pool_of(self);
+    if (!p) return nullptr;
+    auto* s = reinterpret_cast<server_object*>(self);
+    p->thread_started();
+    while (true) {
+        // While calls are queued, take the next without giving up the GIL: handing the GIL
+        // to another WSGI thread per request costs more than the request.
+        std::shared_ptr<wsgi::call> c = p->try_take();
+        if (!c) {
+            Py_BEGIN_ALLOW_THREADS c = p->take();
+            Py_END_ALLOW_THREADS
+        }
+        if (!c) break;
+        wsgi::run_call(s, c);
+    }
+    p->thread_ended();
+    Py_RETURN_NONE;
+}
+
+PyObject* server_wsgi_stop(PyObject* self, PyObject*) {
+    wsgi::pool* p = pool_of(self);
+    if (!p) return nullptr;
+    p->stop();
+    Py_RETURN_NONE;
+}
+
+// WSGI: the engine leaves asyncio for a thread of its own (engine_thread.hpp).
+PyObject* server_start_engine_thread(PyObject* self, PyObject*) {
+    if (!engine_of(self)) return nullptr;
+    auto* s = reinterpret_cast<server_object*>(self);
+    if (!s->thread) {
+        PyErr_SetString(PyExc_RuntimeError, "only a WSGI Server runs its engine on a thread");
+        return nullptr;
+    }
+    // No asyncio to call run_scheduled: the thread runs scheduled work after each phase.
+    s->engine->set_schedule_hook(nullptr, nullptr);
+    if (int e = s->thread->start()) {
+        s->engine->set_schedule_hook(schedule_hook, s);
+        errno = e;
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    Py_RETURN_NONE;
+}
+
+PyObject* server_stop_engine_thread(PyObject* self, PyObject*) {
+    auto* s = reinterpret_cast<server_object*>(self);
+    if (s->thread && s->thread->running()) {
+        Py_BEGIN_ALLOW_THREADS s->thread->stop();
+        Py_END_ALLOW_THREADS s->engine->set_schedule_hook(schedule_hook, s);
+    }
+    Py_RETURN_NONE;
+}
+
+PyObject* server_get_wsgi_stalled(PyObject* self, void*) {
+    auto* s = reinterpret_cast<server_object*>(self);
+    return PyFloat_FromDouble(s->wsgi ? static_cast<double>(s->wsgi->stalled_ms()) / 1000.0 : 0.0);
+}
+
+PyObject* server_get_wsgi_running(PyObject* self, void*) {
+    auto* s = reinterpret_cast<server_object*>(self);
+    return PyLong_FromSize_t(s->wsgi ? s->wsgi->running() : 0);
 }
 
 // ---------------------------------------------------------------- lifecycle
@@ -277,6 +429,7 @@ int server_init(PyObject* self, PyObject* args, PyObject* kwds) {
                                    "ws_ping_interval",
                                    "ws_ping_timeout",
                                    "ws_per_message_deflate",
+                                   "wsgi_environ",
                                    nullptr};
     PyObject *app, *loop, *report_failure, *root_path = nullptr, *state = Py_None;
     PyObject *access_log = Py_None, *error_log = Py_None;
@@ -300,8 +453,10 @@ int server_init(PyObject* self, PyObject* args, PyObject* kwds) {
     unsigned long long ws_max_size = 16ULL << 20;
     Py_ssize_t ws_max_queue = 32;
     double ws_ping_interval = 20.0, ws_ping_timeout = 20.0;
+    // WSGI: the environ keys every request shares (None: the app is ASGI).
+    PyObject* wsgi_environ = Py_None;
     if (!PyArg_ParseTupleAndKeywords(
-            args, kwds, "OOO|$UOdppOOidddnnnKnnKOKKdppppOppinOdpKnddp", const_cast<char**>(kwlist),
+            args, kwds, "OOO|$UOdppOOidddnnnKnnKOKKdppppOppinOdpKnddpO", const_cast<char**>(kwlist),
             &app, &loop, &report_failure, &root_path, &state, &keep_alive, &server_header,
             &date_header, &access_log, &error_log, &log_level, &header_timeout, &body_timeout,
             &write_timeout, &request_line, &request_fields, &header_size, &max_body, &concurrency,
@@ -309,8 +464,12 @@ int server_init(PyObject* self, PyObject* args, PyObject* kwds) {
             &min_rate_grace, &health, &readiness, &metrics, &hold_requests, &forwarded_allow_ips,
             &proxy_headers, &proxy_protocol, &metrics_fd, &metrics_slot, &tls,
             &tls_handshake_timeout, &websocket, &ws_max_size, &ws_max_queue, &ws_ping_interval,
-            &ws_ping_timeout, &ws_deflate))
+            &ws_ping_timeout, &ws_deflate, &wsgi_environ))
         return -1;
+    if (wsgi_environ != Py_None && !PyDict_Check(wsgi_environ)) {
+        PyErr_SetString(PyExc_TypeError, "wsgi_environ must be a dict or None");
+        return -1;
+    }
     std::shared_ptr<const tls::context> tls_ctx;
     if (!tls_context_of(tls, tls_ctx)) return -1;
     if (request_line < 1 || request_fields < 1 || header_size < 1 || concurrency < 0 ||
@@ -384,6 +543,15 @@ int server_init(PyObject* self, PyObject* args, PyObject* kwds) {
         s->scopes = std::make_unique<asgi::scope_builder>();
         s->held =
             std::make_unique<std::vector<std::pair<std::shared_ptr<http::exchange>, uint8_t>>>();
+        if (wsgi_environ != Py_None) {
+            s->wsgi = std::make_unique<wsgi::pool>(*s->engine, c.conn.write_high_water);
+            s->thread = std::make_unique<engine_thread>(*s->engine, [s] { deliver_wsgi(s); });
+            if (int e = s->wsgi->init_error()) {
+                errno = e;
+                PyErr_SetFromErrno(PyExc_OSError);
+                return -1;
+            }
+        }
     } catch (const std::bad_alloc&) {
         PyErr_NoMemory();
         return -1;
@@ -406,6 +574,7 @@ int server_init(PyObject* self, PyObject* args, PyObject* kwds) {
     s->report_failure = Py_NewRef(report_failure);
     s->root_path = Py_NewRef(root_path ? root_path : py::N().v_empty_str);
     s->state = Py_NewRef(state);
+    s->wsgi_environ = Py_NewRef(wsgi_environ);
     s->access_log = Py_NewRef(access_log);
     s->error_log = Py_NewRef(error_log);
     s->request_limit = request_limit;
@@ -443,6 +612,8 @@ PyObject* server_new(PyTypeObject* type, PyObject* args, PyObject* kwds) {
     new (&s->engine) std::unique_ptr<server::server>();
     new (&s->scopes) std::unique_ptr<asgi::scope_builder>();
     new (&s->held) decltype(s->held)();
+    new (&s->wsgi) decltype(s->wsgi)();
+    new (&s->thread) decltype(s->thread)();
     return self;
 }
 
@@ -463,6 +634,7 @@ int server_traverse(PyObject* self, visitproc visit, void* arg) {
     Py_VISIT(s->error_log);
     Py_VISIT(s->state);
     Py_VISIT(s->on_request_limit);
+    Py_VISIT(s->wsgi_environ);
     return 0;
 }
 
@@ -483,6 +655,7 @@ int server_clear(PyObject* self) {
     Py_CLEAR(s->state);
     Py_CLEAR(s->root_path);
     Py_CLEAR(s->on_request_limit);
+    Py_CLEAR(s->wsgi_environ);
     return 0;
 }
 
@@ -490,6 +663,8 @@ void server_dealloc(PyObject* self) {
     auto* s = reinterpret_cast<server_object*>(self);
     PyObject_GC_UnTrack(self);
     if (s->engine) core::set_log_sink(nullptr, nullptr, core::log_level::info);
+    s->thread.~unique_ptr();  // stops it: nothing runs the engine from here on
+    s->wsgi.~unique_ptr();    // before the engine, whose loop watches its eventfd
     s->engine.~unique_ptr();  // closes every connection; exchanges still alive are detached
     s->scopes.~unique_ptr();
     s->held.~unique_ptr();
@@ -518,6 +693,14 @@ PyMethodDef server_methods[] = {
      "Close idle connections now and the others after their current response."},
     {"close_all", server_close_all, METH_NOARGS, "Close every connection now."},
     {"cancel_all", server_cancel_all, METH_NOARGS, "Cancel the Task of every running app."},
+    {"_wsgi_work", server_wsgi_work, METH_NOARGS,
+     "Run WSGI calls until _wsgi_stop() (the target of each WSGI thread)."},
+    {"start_engine_thread", server_start_engine_thread, METH_NOARGS,
+     "WSGI: run the engine on a thread of its own from now on (not from asyncio)."},
+    {"stop_engine_thread", server_stop_engine_thread, METH_NOARGS,
+     "WSGI: stop the engine's thread (after the drain)."},
+    {"_wsgi_stop", server_wsgi_stop, METH_NOARGS,
+     "WSGI threads return once the calls already queued have run."},
     {nullptr, nullptr, 0, nullptr}};
 
 PyGetSetDef server_getset[] = {
@@ -525,6 +708,10 @@ PyGetSetDef server_getset[] = {
     {"active_requests", server_get_active, nullptr, "Apps still running.", nullptr},
     {"requests_total", server_get_requests_total, nullptr, "Requests handed to the app so far.",
      nullptr},
+    {"wsgi_running", server_get_wsgi_running, nullptr, "WSGI calls a thread is running now.",
+     nullptr},
+    {"wsgi_stalled", server_get_wsgi_stalled, nullptr,
+     "Seconds requests have waited with every WSGI thread busy and none taken (0: not).", nullptr},
     {nullptr, nullptr, nullptr, nullptr, nullptr}};
 
 PyType_Slot server_slots[] = {

@@ -1,5 +1,7 @@
 #include "core/buffer.hpp"
 
+#include <unistd.h>
+
 #include <algorithm>
 
 namespace coachwhip::core {
@@ -67,7 +69,7 @@ void input_buffer::discard() noexcept {
 void output_queue::append(std::string_view bytes) {
     if (bytes.empty()) return;
     bytes_ += bytes.size();
-    if (segs_.size() > head_ && bytes.size() < coalesce_limit) {
+    if (segs_.size() > head_ && bytes.size() < coalesce_limit && segs_.back().fd < 0) {
         auto& last = segs_.back().data;
         if (last.size() + bytes.size() <= coalesce_limit * 2) {
             last.append(bytes);
@@ -99,16 +101,35 @@ void output_queue::append(std::string&& bytes) {
     // Small: into the last unwritten segment when it has room. Otherwise the string itself
     // becomes the segment (no copy), with whatever spare capacity the caller gave it, so the
     // small appends that follow (a response body after its head) land there too.
-    if (bytes.size() < coalesce_limit && segs_.size() > head_ &&
+    if (bytes.size() < coalesce_limit && segs_.size() > head_ && segs_.back().fd < 0 &&
         segs_.back().data.size() + bytes.size() <= coalesce_limit * 2)
         return append(std::string_view(bytes));
     bytes_ += bytes.size();
     segs_.push_back({std::move(bytes), 0});
 }
 
+void output_queue::append_file(int fd, uint64_t offset, size_t len) {
+    if (len == 0) {
+        ::close(fd);
+        return;
+    }
+    bytes_ += len;
+    segment s;
+    s.fd = fd;
+    s.file_offset = offset;
+    s.file_left = len;
+    segs_.push_back(std::move(s));
+}
+
+output_queue::file_part output_queue::front_file() const noexcept {
+    if (head_ >= segs_.size() || segs_[head_].fd < 0) return {};
+    const segment& s = segs_[head_];
+    return {s.fd, s.file_offset, s.file_left};
+}
+
 int output_queue::iov(iovec* out, int max) const noexcept {
     int n = 0;
-    for (size_t i = head_; i < segs_.size() && n < max; ++i, ++n) {
+    for (size_t i = head_; i < segs_.size() && n < max && segs_[i].fd < 0; ++i, ++n) {
         out[n].iov_base = const_cast<char*>(segs_[i].data.data() + segs_[i].offset);
         out[n].iov_len = segs_[i].data.size() - segs_[i].offset;
     }
@@ -119,6 +140,19 @@ void output_queue::consume(size_t n) noexcept {
     bytes_ -= n;
     while (n > 0) {
         auto& s = segs_[head_];
+        if (s.fd >= 0) {
+            if (n < s.file_left) {
+                s.file_offset += n;
+                s.file_left -= n;
+                return;
+            }
+            n -= s.file_left;
+            ::close(s.fd);
+            s.fd = -1;
+            s.file_left = 0;
+            ++head_;
+            continue;
+        }
         size_t left = s.data.size() - s.offset;
         if (n < left) {
             s.offset += n;
@@ -139,6 +173,8 @@ void output_queue::consume(size_t n) noexcept {
 }
 
 void output_queue::clear() noexcept {
+    for (size_t i = head_; i < segs_.size(); ++i)
+        if (segs_[i].fd >= 0) ::close(segs_[i].fd);
     segs_.clear();
     head_ = 0;
     bytes_ = 0;

@@ -14,7 +14,10 @@
 //
 // output_queue: an ordered list of byte segments to be written with writev(). Small writes are
 //   coalesced into the last segment; large ones get their own. `iov()` fills an iovec array from
-//   the front; `consume(n)` drops n written bytes.
+//   the front; `consume(n)` drops n written bytes. A segment may also be a part of a file
+//   (append_file, for sendfile): iov() stops in front of it, and the writer sends it with
+//   `front_file()` and transport::send_file. The queue owns such a file descriptor and closes
+//   it once the part is written, or dropped.
 #pragma once
 
 #include <sys/uio.h>
@@ -82,8 +85,22 @@ class output_queue {
   public:
     static constexpr size_t coalesce_limit = 16 * 1024;  // appends below this are copied together
 
+    output_queue() = default;
+    ~output_queue() { clear(); }
+    output_queue(const output_queue&) = delete;
+    output_queue& operator=(const output_queue&) = delete;
     void append(std::string_view bytes);
     void append(std::string&& bytes);
+    // `len` bytes of the file `fd` from `offset`; takes ownership of `fd` (closed when written,
+    // cleared, or at once when `len` is 0).
+    void append_file(int fd, uint64_t offset, size_t len);
+    // The file part at the front, if the front is one ({-1, 0, 0} when it is not).
+    struct file_part {
+        int fd = -1;
+        uint64_t offset = 0;
+        size_t len = 0;
+    };
+    file_part front_file() const noexcept;
     size_t size() const noexcept { return bytes_; }
     bool empty() const noexcept { return bytes_ == 0; }
     // Fills up to `max` iovecs from the front; returns how many.
@@ -100,6 +117,10 @@ class output_queue {
     struct segment {
         std::string data;
         size_t offset = 0;  // bytes of `data` already written
+        // A file part: `fd` (owned) >= 0, `file_offset` the next byte, `file_left` still to go.
+        int fd = -1;
+        uint64_t file_offset = 0;
+        size_t file_left = 0;
     };
     // A vector with a moving head rather than a std::deque: an empty vector allocates nothing
     // (libstdc++'s deque allocates ~600 bytes up front, per idle connection), and the common

@@ -18,8 +18,12 @@
 
 #include <sys/types.h>
 #include <sys/uio.h>
+#include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <cstddef>
+#include <cstdint>
 
 namespace coachwhip::core {
 
@@ -30,6 +34,18 @@ class transport {
     virtual void shutdown_write() = 0;
     virtual void close() = 0;
     virtual void abort() { close(); }
+    // Writes up to `len` bytes of the file `fd` from `offset` (not moving its position):
+    // bytes written, or -errno (-EIO when the file ended early). A socket overrides it with
+    // sendfile(2), zero copy; this default reads a block and writes it (TLS, in-memory pipes).
+    virtual ssize_t send_file(int fd, uint64_t offset, size_t len) {
+        if (len == 0) return 0;
+        char buf[16384];
+        const ssize_t r = ::pread(fd, buf, std::min(len, sizeof buf), static_cast<off_t>(offset));
+        if (r < 0) return -errno;
+        if (r == 0) return -EIO;
+        const iovec v{buf, static_cast<size_t>(r)};
+        return writev(&v, 1, false);
+    }
 
   protected:
     ~transport() = default;

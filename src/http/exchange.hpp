@@ -22,6 +22,8 @@
 //   reading. `take_body()` empties it and lets the protocol read again.
 #pragma once
 
+#include <unistd.h>
+
 #include <cstdint>
 #include <list>
 #include <memory>
@@ -82,11 +84,23 @@ class response_sink {
     struct head {
         int status;
         std::span<const field> headers;
+        std::string_view reason = {};  // the app's reason phrase (WSGI); empty: the standard one
     };
     // Sends the response head (first call only: `h` non-null) and/or body bytes. `more` false
     // completes the response. A head with `more` false and no content-length gets one from
     // `body.size()`; a head with `more` true and no content-length is sent chunked (HTTP/1.1).
     virtual send_result send(exchange& ex, const head* h, std::string_view body, bool more) = 0;
+    // `len` bytes of the file `fd` from `offset` as response body (with the head when `h` is
+    // non-null), sent zero-copy where the transport can (sendfile). Takes ownership of `fd`,
+    // whatever the result. The same rules and answers as send(), with `len` as the body size;
+    // the file must not shrink meanwhile (the connection is closed if it does).
+    // (A protocol without a response body of its own, WebSocket, answers closed.)
+    virtual send_result send_file(exchange& ex, const head* h, int fd, uint64_t offset,
+                                  uint64_t len, bool more) {
+        (void)ex, (void)h, (void)offset, (void)len, (void)more;
+        ::close(fd);
+        return {send_status::closed, {}};
+    }
     // The app failed: after a head was sent, close the connection; before, the caller sends a
     // 500 through send() instead.
     virtual void abort(exchange& ex) = 0;
@@ -195,6 +209,8 @@ class exchange : public std::enable_shared_from_this<exchange> {
         if (!sink_) return {send_status::closed, {}};
         return sink_->send(*this, h, data, more);
     }
+    send_result send_file(const response_sink::head* h, int fd, uint64_t offset, uint64_t len,
+                          bool more);
     void abort() {
         if (sink_) sink_->abort(*this);
     }
@@ -238,5 +254,14 @@ class exchange : public std::enable_shared_from_this<exchange> {
     response_sink* sink_;
     uint8_t events_ = 0;
 };
+
+inline send_result exchange::send_file(const response_sink::head* h, int fd, uint64_t offset,
+                                       uint64_t len, bool more) {
+    if (!sink_) {
+        ::close(fd);
+        return {send_status::closed, {}};
+    }
+    return sink_->send_file(*this, h, fd, offset, len, more);
+}
 
 }  // namespace coachwhip::http

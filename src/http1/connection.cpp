@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <charconv>
 #include <cstring>
+#include <optional>
 #include <vector>
 
 #include "core/log.hpp"
@@ -683,6 +685,24 @@ void connection::flush() {
         size_t offered = 0;
         for (int i = 0; i < cnt; ++i)
             offered += iov[i].iov_len;
+        if (cnt == 0) {
+            // A file part (wsgi.file_wrapper): zero copy, a bounded slice per call.
+            const core::output_queue::file_part f = out_.front_file();
+            offered = std::min<size_t>(f.len, 1 << 20);
+            ssize_t n = t_.send_file(f.fd, f.offset, offered);
+            if (n > 0) {
+                // A short count is no sign of a full socket here (a transport may send a file
+                // a block at a time): only EAGAIN is.
+                out_.consume(static_cast<size_t>(n));
+                if (response_clock_.running) response_taken_ += static_cast<size_t>(n);
+                progressed = true;
+            } else if (n == -EAGAIN || n == -EWOULDBLOCK) {
+                write_blocked_ = true;
+            } else if (n != -EINTR) {
+                return close_now();  // the client is gone, or the file ended early
+            }
+            continue;
+        }
         // The FIN follows at once when this write empties the output of a connection that
         // closes after its response: start_draining() shuts down or closes right after a
         // complete write, and process() goes from here to finish_request() to start_draining().
@@ -762,7 +782,66 @@ send_result connection::send(http::exchange& ex, const head* h, std::string_view
     return r;
 }
 
-send_result connection::queue_head(const head& h, std::string_view body, bool more) {
+send_result connection::send_file(http::exchange& ex, const head* h, int fd, uint64_t offset,
+                                  uint64_t len, bool more) {
+    send_result r{send_status::error, {}};
+    if (&ex != ex_.get() || state_ != state::in_request) {
+        r = {send_status::closed, {}};
+    } else if (ws_ && ws_->accepted) {
+        r.reason = "the WebSocket was accepted";
+    } else if (response_done_) {
+        r.reason = "response already complete";
+    } else if (!response_started_ && !h) {
+        r.reason = "body before response head";
+    } else if (!response_started_) {
+        r = queue_head(*h, {}, more, len);  // checked against the part, nothing queued on error
+    } else {
+        r = {send_status::proceed, {}};
+    }
+    if (r.status != send_status::proceed && r.status != send_status::wait) {
+        ::close(fd);
+        return r;
+    }
+    r = queue_file(fd, offset, len, more);
+    if (r.status != send_status::error) owner_.schedule(*this);
+    return r;
+}
+
+send_result connection::queue_file(int fd, uint64_t offset, uint64_t len, bool more) {
+    if (framing_.no_body) {
+        ::close(fd);  // HEAD (or 204/304): the head says the length, no byte follows
+        if (!head_request_ && len > 0)
+            return {send_status::error, "a 1xx, 204 or 304 response cannot have a body"};
+    } else {
+        if (framing_.content_length) {
+            const uint64_t total = body_sent_ + len;
+            if (total > *framing_.content_length || (!more && total < *framing_.content_length)) {
+                ::close(fd);
+                return {send_status::error, "response body does not match its content-length"};
+            }
+        }
+        if (framing_.chunked && len > 0) {
+            std::string size_line;
+            char digits[20];
+            auto [end, ec] = std::to_chars(digits, digits + sizeof digits, len, 16);
+            (void)ec;
+            size_line.append(digits, end).append("\r\n");
+            out_.append(std::move(size_line));
+            out_.append_file(fd, offset, static_cast<size_t>(len));
+            out_.append(std::string_view("\r\n"));
+        } else {
+            out_.append_file(fd, offset, static_cast<size_t>(len));
+        }
+        body_sent_ += len;
+        ex_->bytes_sent += len;
+    }
+    return queue_body({}, more);  // ends the response when it is the last part
+}
+
+send_result connection::queue_head(const head& h, std::string_view body, bool more,
+                                   std::optional<uint64_t> file_len) {
+    // The first part of the body: `body`, or a file part the caller queues next.
+    const uint64_t first = file_len ? *file_len : body.size();
     // Answering without the body the client was told to wait for (no 100 sent): the client may
     // or may not send it now, so the connection cannot be reused (RFC 9110 §10.1.1).
     if (continue_owed_) keep_alive_ = false;
@@ -772,7 +851,8 @@ send_result connection::queue_head(const head& h, std::string_view body, bool mo
     opt.keep_alive = keep_alive_ && !shutting_down_;
     opt.server_header = cfg_.server_header;
     opt.date_header = cfg_.date_header;
-    if (!more) opt.body_size = body.size();
+    opt.reason = h.reason;
+    if (!more) opt.body_size = first;
     std::string bytes;
     if (body.size() < core::output_queue::coalesce_limit) {
         // Room for the head and the body that queue_body() appends to it: one allocation and
@@ -789,17 +869,17 @@ send_result connection::queue_head(const head& h, std::string_view body, bool mo
     // never leave a front end tunnelling while we read the bytes behind it as requests.
     if (err) keep_alive_ = false;
     if (err) return {send_status::error, err.reason};
-    if (framing_.no_body && !head_request_ && !body.empty())
+    if (framing_.no_body && !head_request_ && first > 0)
         return {send_status::error, "a 1xx, 204 or 304 response cannot have a body"};
     if (framing_.content_length && !framing_.no_body &&
-        (body.size() > *framing_.content_length ||
-         (!more && body.size() < *framing_.content_length)))
+        (first > *framing_.content_length || (!more && first < *framing_.content_length)))
         return {send_status::error, "response body does not match its content-length"};
     response_started_ = true;
     continue_owed_ = false;
     keep_alive_ = framing_.keep_alive;
     ex_->status = h.status;
     out_.append(std::move(bytes));
+    if (file_len) return {send_status::proceed, {}};  // the caller queues the file part
     return queue_body(body, more);
 }
 

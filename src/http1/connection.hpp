@@ -240,6 +240,8 @@ class connection final : public http::response_sink {
     // ---- response_sink (app side) ----
     http::send_result send(http::exchange& ex, const head* h, std::string_view body,
                            bool more) override;
+    http::send_result send_file(http::exchange& ex, const head* h, int fd, uint64_t offset,
+                                uint64_t len, bool more) override;
     void abort(http::exchange& ex) override;
     void want_body(http::exchange& ex) override;
     http::send_result ws_accept(http::exchange& ex, std::string_view subprotocol,
@@ -288,7 +290,11 @@ class connection final : public http::response_sink {
     bool waiting_for_body() const noexcept;
     void update_rate_clocks();
     void check_rates();
-    http::send_result queue_head(const head& h, std::string_view body, bool more);
+    // `file_len`: the body's first part is a file part of that length (queued by the caller
+    // after the head), not `body`.
+    http::send_result queue_head(const head& h, std::string_view body, bool more,
+                                 std::optional<uint64_t> file_len = std::nullopt);
+    http::send_result queue_file(int fd, uint64_t offset, uint64_t len, bool more);
     http::send_result queue_body(std::string_view body, bool more);
 
     core::transport& t_;

@@ -198,7 +198,11 @@ core::error encode_response_head(std::string& out, int status, std::span<const h
     if (opt.head_request && !framing.content_length && opt.body_size && !status_has_no_body(status))
         framing.content_length = opt.body_size;  // HEAD: say what GET would have sent
 
-    const std::string_view reason = reason_phrase(status);
+    // RFC 9112 §4: reason-phrase = *( HTAB / SP / VCHAR / obs-text ).
+    for (unsigned char c : opt.reason)
+        if (c != '\t' && (c < 0x20 || c == 0x7f))
+            return {500, "response reason phrase contains CR, LF, NUL or another control byte"};
+    const std::string_view reason = opt.reason.empty() ? reason_phrase(status) : opt.reason;
     // Status line, server, date, the app's fields, content-length (20 digits at most),
     // transfer-encoding, connection, the blank line: an upper bound, trimmed at the end.
     const size_t old = out.size();

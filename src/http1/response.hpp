@@ -28,6 +28,8 @@ struct head_options {
     bool server_header = true;          // add "server: coachwhip" unless the app sent one
     bool date_header = true;            // add "date" unless the app sent one
     std::optional<uint64_t> body_size;  // known total body size (the app sent it in one piece)
+    // The app's reason phrase (WSGI status lines carry one); empty: the standard phrase.
+    std::string_view reason;
 };
 
 struct response_framing {

@@ -94,6 +94,8 @@ class event_loop {
 
     // Registers a timeout list (owned by the caller, which must outlive the loop's use of it).
     void add_list(timeout_list* list) { lists_.push_back(list); }
+    // Unregisters a list (its timers must be disarmed) before its owner is destroyed.
+    void remove_list(timeout_list* list) noexcept { std::erase(lists_, list); }
     void arm(timer& t, timeout_list& list) noexcept;
 
     // Waits at most `timeout_ms` (0: poll), dispatches ready fds and expired timers.

@@ -464,9 +464,9 @@ void server::leave_io() {
     in_io_ = false;
 }
 
-void server::run_io() {
+void server::run_io(int timeout_ms) {
     enter_io();
-    loop_.run_once(0);
+    loop_.run_once(timeout_ms);
     leave_io();
 }
 

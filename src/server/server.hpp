@@ -15,6 +15,8 @@
 // `close_all()` when the grace period is over.
 #pragma once
 
+#include <sys/epoll.h>
+
 #include <cstdint>
 #include <list>
 #include <memory>
@@ -101,7 +103,9 @@ class server final : private http1::connection_owner {
     const metrics::region& metrics_region() const noexcept { return metrics_; }
     size_t requests_in_flight() const noexcept { return in_flight_; }
 
-    void run_io();
+    // `timeout_ms`: how long the poll may block (-1: until something is ready). The bridge's
+    // engine thread (WSGI) blocks; under asyncio the poll never does (0).
+    void run_io(int timeout_ms = 0);
     void run_scheduled();
     bool has_scheduled() const noexcept { return !scheduled_.empty() || !ws_scheduled_.empty(); }
 
@@ -113,6 +117,14 @@ class server final : private http1::connection_owner {
     }
 
     http::event_queue& events() noexcept { return events_; }
+
+    // Watches `fd` (edge-triggered, EPOLLIN) in the engine's loop: `h` runs inside run_io(),
+    // before the scheduled connection work, so what it sends goes out in the same phase. For
+    // the bridge's WSGI wake-up eventfd. Returns errno or 0; `remove_io` before closing `fd`.
+    int add_io(int fd, loop::io_handler* h) noexcept { return loop_.add(fd, h, EPOLLIN); }
+    void remove_io(int fd) noexcept { loop_.remove(fd); }
+    // The engine's loop, for the bridge's own timers (engine thread only).
+    loop::event_loop& event_loop() noexcept { return loop_; }
 
   private:
     struct conn_entry;

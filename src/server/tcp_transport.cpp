@@ -1,5 +1,6 @@
 #include "server/tcp_transport.hpp"
 
+#include <sys/sendfile.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -28,6 +29,15 @@ ssize_t tcp_transport::writev(const iovec* iov, int iovcnt, bool fin_next) {
     msg.msg_iovlen = static_cast<size_t>(iovcnt);
     ssize_t n = ::sendmsg(fd_, &msg, MSG_NOSIGNAL | (fin_next ? MSG_MORE : 0));
     if (n < 0) return -errno;
+    if (m_) metrics::add(m_->bytes_sent, static_cast<uint64_t>(n));
+    return n;
+}
+
+ssize_t tcp_transport::send_file(int fd, uint64_t offset, size_t len) {
+    auto off = static_cast<off_t>(offset);
+    ssize_t n = ::sendfile(fd_, fd, &off, len);
+    if (n < 0) return -errno;
+    if (n == 0 && len > 0) return -EIO;  // the file is shorter than it was said to be
     if (m_) metrics::add(m_->bytes_sent, static_cast<uint64_t>(n));
     return n;
 }

@@ -18,6 +18,7 @@ class tcp_transport final : public core::transport {
     int fd() const noexcept { return fd_; }
     ssize_t read(char* buf, size_t len) override;
     ssize_t writev(const iovec* iov, int iovcnt, bool fin_next) override;
+    ssize_t send_file(int fd, uint64_t offset, size_t len) override;
     void shutdown_write() override;
     void close() override;
     void abort() override;

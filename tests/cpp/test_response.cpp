@@ -174,3 +174,24 @@ TEST(ErrorResponse, IsCompleteAndCloses) {
 }
 
 }  // namespace
+
+TEST(ResponseHead, TheAppsReasonPhraseIsSentWhenGivenAndChecked) {
+    head_options opt;
+    opt.body_size = 0;
+    opt.reason = "Fine Thanks";
+    auto e = encode(200, {}, opt);
+    ASSERT_FALSE(e.err);
+    EXPECT_EQ(e.out.rfind("HTTP/1.1 200 Fine Thanks\r\n", 0), 0u);
+    opt.reason = "";
+    e = encode(404, {}, opt);
+    EXPECT_EQ(e.out.rfind("HTTP/1.1 404 Not Found\r\n", 0), 0u);
+    opt.reason = "caf\xe9\tok";  // obs-text and HTAB are allowed
+    EXPECT_FALSE(encode(200, {}, opt).err);
+    const std::string_view bads[] = {"a\r\nx: y", "a\nb", std::string_view("a\0b", 3), "a\x7f"};
+    for (std::string_view bad : bads) {
+        opt.reason = bad;
+        e = encode(200, {}, opt);
+        EXPECT_TRUE(e.err) << bad;
+        EXPECT_TRUE(e.out.empty());
+    }
+}

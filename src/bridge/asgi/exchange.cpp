@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "bridge/access_log.hpp"
 #include "bridge/asgi/awaitable.hpp"
 #include "bridge/asgi/exchange_detail.hpp"
 #include "bridge/asgi/runner.hpp"
@@ -227,21 +228,9 @@ PyObject* copy_headers(exchange_object* obj, PyObject* headers) {
 void write_access_log(exchange_object* obj) {
     server_object* s = obj->srv;
     if (s->access_log == Py_None) return;
-    const http::exchange& ex = *obj->ex;
-    std::string line;
-    line.reserve(96 + ex.target.size());
-    if (ex.client.known) {
-        // An IPv6 address gets brackets before its port, so the line stays parseable.
-        const bool v6 = ex.client.port >= 0 && ex.client.host.find(':') != std::string::npos;
-        line.append(v6 ? "[" : "").append(ex.client.host).append(v6 ? "]" : "");
-        if (ex.client.port >= 0) line.append(":").append(std::to_string(ex.client.port));
-    } else {
-        line.append("-");
-    }
-    line.append(" - \"").append(ex.method).append(" ").append(ex.target);
-    line.append(" HTTP/").append(ex.http_version).append("\" ");
-    line.append(std::to_string(ex.status));
-    py::ref text(py::str(line));  // the parser admits only visible ASCII in method and target
+    std::string line = access_prefix(*obj->ex);
+    line.append(std::to_string(obj->ex->status));
+    py::ref text(py::str(line));
     py::ref r(text ? PyObject_CallOneArg(s->access_log, text.get()) : nullptr);
     if (!r) PyErr_WriteUnraisable(s->access_log);
 }

@@ -1,0 +1,9 @@
+"""WSGI config for mysite: `coachwhip mysite.wsgi:application` (a Django WSGIHandler)."""
+
+import os
+
+from django.core.wsgi import get_wsgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "mysite.settings")
+
+application = get_wsgi_application()
