@@ -696,8 +696,8 @@ void connection::flush() {
                 out_.consume(static_cast<size_t>(n));
                 if (response_clock_.running) response_taken_ += static_cast<size_t>(n);
                 progressed = true;
-            } else if (n == -EAGAIN || n == -EWOULDBLOCK) {
-                write_blocked_ = true;
+            } else if (n == 0 || n == -EAGAIN || n == -EWOULDBLOCK) {
+                write_blocked_ = true;  // (0: a transport that took nothing and said no more)
             } else if (n != -EINTR) {
                 return close_now();  // the client is gone, or the file ended early
             }
