@@ -237,11 +237,13 @@ void pool::wake_engine() {
 
 std::shared_ptr<call> pool::take() {
     std::unique_lock lk(mu_);
-    if (jobs_.empty() && !stopping_) {
-        // Asleep until woken on purpose (wake_one), so that a new call wakes one thread, not
-        // every sleeping one. A call queued before we got here is taken at once instead.
+    // Asleep until woken on purpose (wake_one hands out one token per wake-up), so that a new
+    // call wakes one thread, not every sleeping one. A woken thread may find the queue empty (an
+    // awake thread took the call first): it gives its token back and sleeps again; a token
+    // left behind would make the pool believe a thread is awake and wake nobody.
+    while (jobs_.empty() && !stopping_) {
         ++idle_;
-        jobs_cv_.wait(lk, [&] { return (!jobs_.empty() && waking_ > 0) || stopping_; });
+        jobs_cv_.wait(lk, [&] { return waking_ > 0 || stopping_; });
         --idle_;
         if (waking_ > 0) --waking_;
     }
