@@ -50,6 +50,36 @@ struct request_object {
 
 PyTypeObject* g_input_type = nullptr;
 
+// The environ keys set per request, interned once at module init (immutable afterwards).
+struct environ_keys {
+    PyObject* request_method = nullptr;
+    PyObject* path_info = nullptr;
+    PyObject* query_string = nullptr;
+    PyObject* server_protocol = nullptr;
+    PyObject* url_scheme = nullptr;
+    PyObject* input = nullptr;
+    PyObject* remote_addr = nullptr;
+    PyObject* remote_port = nullptr;
+    PyObject* server_name = nullptr;
+    PyObject* server_port = nullptr;
+    PyObject* file_wrapper = nullptr;
+    PyObject* close = nullptr;
+};
+environ_keys g_keys;
+
+bool init_keys() {
+    const std::pair<PyObject**, const char*> all[] = {
+        {&g_keys.request_method, "REQUEST_METHOD"},  {&g_keys.path_info, "PATH_INFO"},
+        {&g_keys.query_string, "QUERY_STRING"},      {&g_keys.server_protocol, "SERVER_PROTOCOL"},
+        {&g_keys.url_scheme, "wsgi.url_scheme"},     {&g_keys.input, "wsgi.input"},
+        {&g_keys.remote_addr, "REMOTE_ADDR"},        {&g_keys.remote_port, "REMOTE_PORT"},
+        {&g_keys.server_name, "SERVER_NAME"},        {&g_keys.server_port, "SERVER_PORT"},
+        {&g_keys.file_wrapper, "wsgi.file_wrapper"}, {&g_keys.close, "close"}};
+    for (const auto& [slot, text] : all)
+        if (!(*slot = PyUnicode_InternFromString(text))) return false;
+    return true;
+}
+
 request_object* self_of(PyObject* o) { return reinterpret_cast<request_object*>(o); }
 
 void log_text(server_object* srv, const std::string& text) {
@@ -513,6 +543,11 @@ int set_str(PyObject* d, const char* key, std::string_view v) {
     return s ? PyDict_SetItemString(d, key, s.get()) : -1;
 }
 
+int set_str(PyObject* d, PyObject* key, std::string_view v) {
+    py::ref s(py::str(v));
+    return s ? PyDict_SetItem(d, key, s.get()) : -1;
+}
+
 // SERVER_NAME and SERVER_PORT from Host (gunicorn's rule), else the server's address.
 int set_server(PyObject* env, const http::exchange& ex, std::string_view host) {
     std::string name, port;
@@ -534,7 +569,9 @@ int set_server(PyObject* env, const http::exchange& ex, std::string_view host) {
         name = ex.server.known ? ex.server.host : "";
         port = ex.server.port >= 0 ? std::to_string(ex.server.port) : "";
     }
-    return set_str(env, "SERVER_NAME", name) < 0 || set_str(env, "SERVER_PORT", port) < 0 ? -1 : 0;
+    return set_str(env, g_keys.server_name, name) < 0 || set_str(env, g_keys.server_port, port) < 0
+               ? -1
+               : 0;
 }
 
 PyObject* build_environ(server_object* srv, const http::exchange& ex, PyObject* input) {
@@ -556,18 +593,20 @@ PyObject* build_environ(server_object* srv, const http::exchange& ex, PyObject* 
     if (!rp.empty() && path.compare(0, rp.size(), rp) == 0 &&
         (path.size() == rp.size() || path[rp.size()] == '/'))
         path.erase(0, rp.size());
-    if (set_str(d, "REQUEST_METHOD", ex.method) < 0 || set_str(d, "PATH_INFO", path) < 0 ||
-        set_str(d, "QUERY_STRING", query) < 0 ||
-        set_str(d, "SERVER_PROTOCOL", std::string("HTTP/") + std::string(ex.http_version)) < 0 ||
-        set_str(d, "wsgi.url_scheme",
+    if (set_str(d, g_keys.request_method, ex.method) < 0 ||
+        set_str(d, g_keys.path_info, path) < 0 || set_str(d, g_keys.query_string, query) < 0 ||
+        set_str(d, g_keys.server_protocol, std::string("HTTP/") + std::string(ex.http_version)) <
+            0 ||
+        set_str(d, g_keys.url_scheme,
                 ex.scheme == "wss"  ? "https"
                 : ex.scheme == "ws" ? "http"
                                     : ex.scheme) < 0 ||
-        PyDict_SetItemString(d, "wsgi.input", input) < 0)
+        PyDict_SetItem(d, g_keys.input, input) < 0)
         return nullptr;
     if (ex.client.known) {
-        if (set_str(d, "REMOTE_ADDR", ex.client.host) < 0) return nullptr;
-        if (ex.client.port >= 0 && set_str(d, "REMOTE_PORT", std::to_string(ex.client.port)) < 0)
+        if (set_str(d, g_keys.remote_addr, ex.client.host) < 0) return nullptr;
+        if (ex.client.port >= 0 &&
+            set_str(d, g_keys.remote_port, std::to_string(ex.client.port)) < 0)
             return nullptr;
     }
     // Headers: HTTP_<NAME>, repeats joined (cookies with "; "); a name with "_" is dropped so
@@ -627,7 +666,10 @@ void app_failed(request_object* r) {
 
 // Calls result.close() if it has one (PEP 3333: always, however the iteration ended).
 void close_result(request_object* r, PyObject* result) {
-    py::ref close(PyObject_GetAttrString(result, "close"));
+    // A list or tuple (the usual `[body]`) has no close(): asking would build an AttributeError
+    // per request (perf: PyUnicode_FromFormatV in the hello-world profile).
+    if (PyList_CheckExact(result) || PyTuple_CheckExact(result)) return;
+    py::ref close(PyObject_GetAttr(result, g_keys.close));
     if (!close) {
         if (!PyErr_ExceptionMatches(PyExc_AttributeError)) return app_failed(r);
         PyErr_Clear();
@@ -719,7 +761,7 @@ void send_result(request_object* r, PyObject* result) {
         }
         return;
     }
-    PyObject* wrapper = PyDict_GetItemString(r->srv->wsgi_environ, "wsgi.file_wrapper");
+    PyObject* wrapper = PyDict_GetItemWithError(r->srv->wsgi_environ, g_keys.file_wrapper);
     r->file_wrapper = wrapper && Py_TYPE(result) == reinterpret_cast<PyTypeObject*>(wrapper);
     if (r->file_wrapper && send_file_part(r, result)) return;
     py::ref it(PyObject_GetIter(result));
@@ -821,6 +863,7 @@ void run_call(server_object* srv, const std::shared_ptr<call>& c) {
 }
 
 bool init_input_type(PyObject* module) {
+    if (!init_keys()) return false;
     PyObject* type = PyType_FromModuleAndSpec(module, &input_spec, nullptr);
     if (!type) return false;
     g_input_type = reinterpret_cast<PyTypeObject*>(type);
