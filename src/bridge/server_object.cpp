@@ -663,7 +663,13 @@ void server_dealloc(PyObject* self) {
     auto* s = reinterpret_cast<server_object*>(self);
     PyObject_GC_UnTrack(self);
     if (s->engine) core::set_log_sink(nullptr, nullptr, core::log_level::info);
-    s->thread.~unique_ptr();  // stops it: nothing runs the engine from here on
+    if (s->thread && s->thread->running()) {
+        // Normally stopped by stop_engine_thread(); if not, without the GIL: the engine thread
+        // may be waiting for it (a log line) and would never finish its phase.
+        Py_BEGIN_ALLOW_THREADS s->thread->stop();
+        Py_END_ALLOW_THREADS
+    }
+    s->thread.~unique_ptr();  // nothing runs the engine from here on
     s->wsgi.~unique_ptr();    // before the engine, whose loop watches its eventfd
     s->engine.~unique_ptr();  // closes every connection; exchanges still alive are detached
     s->scopes.~unique_ptr();

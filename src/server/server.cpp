@@ -360,6 +360,24 @@ core::error server::add_listener(int fd, bool internal) {
     return {};
 }
 
+namespace {
+
+// 127.0.0.0/8, ::1, or an IPv4-mapped loopback address.
+bool is_loopback(const sockaddr_storage& ss) {
+    if (ss.ss_family == AF_INET) {
+        const auto& a = reinterpret_cast<const sockaddr_in&>(ss).sin_addr;
+        return (ntohl(a.s_addr) >> 24) == 127;
+    }
+    if (ss.ss_family == AF_INET6) {
+        const in6_addr& a = reinterpret_cast<const sockaddr_in6&>(ss).sin6_addr;
+        if (IN6_IS_ADDR_LOOPBACK(&a)) return true;
+        return IN6_IS_ADDR_V4MAPPED(&a) && a.s6_addr[12] == 127;
+    }
+    return false;
+}
+
+}  // namespace
+
 void server::accept_one(listener_entry& le, int fd, const sockaddr_storage& peer) {
     http::endpoint local = le.local;
     if (le.family != AF_UNIX) {
@@ -381,6 +399,7 @@ void server::accept_one(listener_entry& le, int fd, const sockaddr_storage& peer
     conn_entry& e = conns_.back();
     e.self = std::prev(conns_.end());
     e.conn().owner_ctx = &e;
+    e.transport.set_local_peer(le.family == AF_UNIX || is_loopback(peer));
     ++conn_count_;
     if (tls_ctx) {
         e.proxy_pending = cfg_.proxy_protocol;

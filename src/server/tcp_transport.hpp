@@ -16,6 +16,11 @@ class tcp_transport final : public core::transport {
     tcp_transport& operator=(const tcp_transport&) = delete;
 
     int fd() const noexcept { return fd_; }
+    // A peer on this machine (loopback, Unix socket): file parts are copied, not sendfile'd.
+    // Measured (bench/NOTES.md row 26): to a loopback peer, sendfile(2)'s page-referencing
+    // segments cost the reader more than the copy saves the writer (10 MiB file, 64
+    // connections: 116-167 req/s with sendfile, 185-283 copying 16-256 KiB blocks).
+    void set_local_peer(bool local) noexcept { local_peer_ = local; }
     ssize_t read(char* buf, size_t len) override;
     ssize_t writev(const iovec* iov, int iovcnt, bool fin_next) override;
     ssize_t send_file(int fd, uint64_t offset, size_t len) override;
@@ -26,6 +31,8 @@ class tcp_transport final : public core::transport {
   private:
     int fd_;
     metrics::block* m_;
+    bool local_peer_ = false;
+    bool socket_full_ = false;  // the last file block was written short
 };
 
 }  // namespace coachwhip::server

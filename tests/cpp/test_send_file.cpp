@@ -4,8 +4,10 @@
 // every descriptor handed over is checked to be closed exactly once, and not before its time.
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <cstdlib>
@@ -20,6 +22,7 @@
 #include "core/buffer.hpp"
 #include "core/transport.hpp"
 #include "http1/connection.hpp"
+#include "server/tcp_transport.hpp"
 
 using namespace coachwhip;
 using timer_kind = http1::connection_owner::timer_kind;
@@ -914,3 +917,72 @@ TEST(SendFileConnection, RefusedFilesAreClosed) {
 }
 
 }  // namespace
+
+// ---- tcp_transport: sendfile(2) to a remote peer, a copy to a local one ----------------------
+
+namespace {
+
+// Reads everything the peer end of `sv` holds now (non-blocking).
+std::string drain(int fd) {
+    std::string got;
+    char buf[65536];
+    ssize_t n;
+    while ((n = ::read(fd, buf, sizeof buf)) > 0)
+        got.append(buf, static_cast<size_t>(n));
+    return got;
+}
+
+// Sends [offset, offset + len) of `file` through `t` the way http1::connection::flush does (a
+// slice per call until it says it would block, then the reader drains), and returns what the
+// reader got.
+std::string send_through(server::tcp_transport& t, int reader, int file, uint64_t offset,
+                         size_t len) {
+    std::string got;
+    for (int guard = 0; len > 0 && guard < 100000; ++guard) {
+        const ssize_t n = t.send_file(file, offset, std::min<size_t>(len, 1 << 20));
+        if (n > 0) {
+            offset += static_cast<uint64_t>(n);
+            len -= static_cast<size_t>(n);
+        } else if (n == -EAGAIN) {
+            got += drain(reader);
+        } else {
+            ADD_FAILURE() << "send_file: " << n;
+            break;
+        }
+    }
+    return got + drain(reader);
+}
+
+}  // namespace
+
+TEST(SendFileTcp, RemoteAndLocalPeersGetTheSameBytes) {
+    const std::string data = pattern(3 * 1024 * 1024 + 123);
+    for (bool local : {false, true}) {
+        int sv[2];
+        ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+        const int small = 64 * 1024;  // short writes and EAGAIN on the way
+        ::setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof small);
+        const int fd = temp_file(data);
+        server::tcp_transport t(sv[0], nullptr);
+        t.set_local_peer(local);
+        EXPECT_EQ(send_through(t, sv[1], fd, 100, data.size() - 100), data.substr(100))
+            << (local ? "copy" : "sendfile");
+        ::close(fd);
+        ::close(sv[1]);
+    }
+}
+
+TEST(SendFileTcp, AFileShorterThanAskedIsEioBothWays) {
+    for (bool local : {false, true}) {
+        int sv[2];
+        ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+        const int fd = temp_file("abc");
+        server::tcp_transport t(sv[0], nullptr);
+        t.set_local_peer(local);
+        EXPECT_EQ(t.send_file(fd, 0, 10), 3) << local;
+        EXPECT_EQ(t.send_file(fd, 3, 7), -EIO) << local;
+        EXPECT_EQ(drain(sv[1]), "abc");
+        ::close(fd);
+        ::close(sv[1]);
+    }
+}

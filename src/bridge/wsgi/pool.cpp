@@ -65,6 +65,14 @@ void pool::submit(const std::shared_ptr<http::exchange>& ex) {
     c->request = ex.get();
     c->queued_ms = core::now_ms();
     ex->app_handle = c.get();
+    // Body bytes that came with the head go with the call: a small POST is read without a
+    // round trip to this thread (bench wsgi-upload, 16 KiB: one hand-over instead of two).
+    // Nothing is asked for here, so 100 Continue still waits for the app's first read.
+    if (ex->has_body && (!ex->body.empty() || ex->body_complete)) {
+        c->body.swap(ex->body);
+        c->body_complete = ex->body_complete;
+        ex->body_taken();  // empty now: the protocol reads on
+    }
     live_.emplace(c.get(), entry{c, ex});
     std::lock_guard lk(mu_);
     jobs_.push_back(std::move(c));
