@@ -79,7 +79,9 @@ struct exchange_object {
     PyObject* recv_waiter;    // future an app's receive() awaits, or nullptr
     PyObject* send_waiter;    // future an app's send() awaits, or nullptr
     PyObject* start_headers;  // (name0, value0, name1, ...) from http.response.start, until sent
-    int start_status;
+    // 100-999, checked by http.response.start. int16_t, not int: with the flags below it fills
+    // the padding before `prev`, so the object is 96 bytes, not 104 (pymalloc's 112-byte class).
+    int16_t start_status;
     uint8_t asgi_state;    // see exchange_detail.hpp
     uint8_t ws_state;      // ws_none for HTTP; see websocket.cpp
     bool ws_connect_sent;  // websocket.connect was delivered

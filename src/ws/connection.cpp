@@ -93,6 +93,7 @@ bool connection::idle() const noexcept {
 size_t connection::memory() const noexcept {
     size_t n = in_.capacity() + out_.size() + pending_bytes_;
     if (message_.capacity() > std::string().capacity()) n += message_.capacity();
+    if (pong_.capacity() > std::string().capacity()) n += pong_.capacity();
     n += pending_.capacity() * sizeof(outgoing);
     if (z_) n += sizeof(compression) + z_->in.memory() + z_->out.memory();
     return n;
@@ -240,8 +241,7 @@ void connection::finish_frame() {
                 queue_control(opcode::pong, p);
                 return;
             }
-            std::memcpy(pong_.data(), p.data(), p.size());
-            pong_size_ = static_cast<uint8_t>(p.size());
+            pong_.assign(p);
             pong_owed_ = true;
             return;
         }
@@ -387,6 +387,7 @@ void connection::release_memory() noexcept {
     out_.clear();
     out_.release();
     free_string(message_);
+    free_string(pong_);
     std::vector<outgoing>().swap(pending_);
     z_.reset();
 }
@@ -491,7 +492,8 @@ void connection::queue_control(opcode op, std::string_view payload) {
 core::error connection::fill_output() {
     if (close_sent_) return {};
     if (pong_owed_ && out_.size() < cfg_.write_high_water) {
-        queue_control(opcode::pong, {pong_.data(), pong_size_});
+        queue_control(opcode::pong, pong_);
+        free_string(pong_);
         pong_owed_ = false;
     }
     while (pending_head_ < pending_.size() && out_.size() <= cfg_.write_low_water) {

@@ -1,4 +1,5 @@
 // The ASGI `http` face of one request: receive(), send(), and the runner's _finish()/_fail().
+#include <cstddef>
 #include <iterator>
 #include <new>
 #include <span>
@@ -10,6 +11,8 @@
 #include "bridge/asgi/exchange_detail.hpp"
 #include "bridge/asgi/runner.hpp"
 #include "bridge/objects.hpp"
+
+#include <structmember.h>  // T_PYSSIZET, READONLY (Python 3.10 and 3.11 have no Py_T_PYSSIZET)
 
 namespace coachwhip::bridge {
 
@@ -300,7 +303,7 @@ PyObject* on_response_start(exchange_object* obj, PyObject* msg) {
     PyObject* copied = copy_headers(obj, headers);
     if (!copied) return nullptr;
     Py_XSETREF(obj->start_headers, copied);
-    obj->start_status = static_cast<int>(code);
+    obj->start_status = static_cast<int16_t>(code);
     obj->asgi_state = st_head;
     return asgi::ready(Py_NewRef(Py_None));
 }
@@ -480,7 +483,7 @@ void exchange_dealloc(PyObject* self) {
     Py_DECREF(type);
 }
 
-// receive and send come first: start_exchange() binds them by index.
+// receive and send come first: receive_method()/send_method() (defer_to_loop) use them by index.
 PyMethodDef exchange_methods[] = {
     {"receive", exchange_receive, METH_NOARGS, "ASGI receive(): the next request event."},
     {"send", exchange_send, METH_O, "ASGI send(message)."},
@@ -508,6 +511,96 @@ PyType_Spec exchange_spec = {"coachwhip._core.Exchange", sizeof(exchange_object)
                              Py_TPFLAGS_DEFAULT | Py_TPFLAGS_DISALLOW_INSTANTIATION,
                              exchange_slots};
 
+// An idle WebSocket keeps its exchange object for the connection's life. 96 bytes on a 64-bit
+// build (pymalloc's 96-byte class): one field more, or start_status back to int, costs 16 bytes
+// per connection. (Relative to PyObject, whose size differs in debug and free-threaded builds.)
+static_assert(sizeof(void*) != 8 || sizeof(exchange_object) - sizeof(PyObject) <= 80);
+
+// ---------------------------------------------------------------- receive/send callables
+
+// The app's receive and send. A bound builtin method is 72 bytes and GC-tracked (80 in
+// pymalloc); this is 32 and untracked: 96 bytes less per request, which for an idle WebSocket
+// is for the connection's life. Safe for the GC as the bound methods were: the exchange was
+// never GC-visible, and the cycle exchange -> task -> coroutine -> frame -> channel -> exchange
+// is broken by unlink(), as before. What apps can see: `__self__` (the Exchange), `__name__`,
+// `__qualname__`, a repr; the type is coachwhip._core.Channel, so inspect.isbuiltin() is False.
+struct channel_object {
+    PyObject_HEAD PyObject* exchange;  // strong
+    vectorcallfunc vectorcall;         // receive_vectorcall or send_vectorcall
+};
+
+PyTypeObject* g_channel_type = nullptr;
+
+PyObject* channel_exchange(PyObject* self) {
+    return reinterpret_cast<channel_object*>(self)->exchange;
+}
+
+PyObject* receive_vectorcall(PyObject* self, PyObject* const*, size_t nargsf, PyObject* kwnames) {
+    if (PyVectorcall_NARGS(nargsf) != 0 || (kwnames && PyTuple_GET_SIZE(kwnames) != 0))
+        return PyErr_Format(PyExc_TypeError, "receive() takes no arguments");
+    return exchange_receive(channel_exchange(self), nullptr);
+}
+
+PyObject* send_vectorcall(PyObject* self, PyObject* const* args, size_t nargsf, PyObject* kwnames) {
+    if (PyVectorcall_NARGS(nargsf) != 1 || (kwnames && PyTuple_GET_SIZE(kwnames) != 0))
+        return PyErr_Format(PyExc_TypeError, "send() takes exactly one argument (the message)");
+    return exchange_send(channel_exchange(self), args[0]);
+}
+
+void channel_dealloc(PyObject* self) {
+    Py_CLEAR(reinterpret_cast<channel_object*>(self)->exchange);
+    PyTypeObject* type = Py_TYPE(self);
+    PyObject_Free(self);
+    Py_DECREF(type);  // heap type: each instance holds a reference
+}
+
+PyObject* channel_get_name(PyObject* self, void*) {
+    auto* c = reinterpret_cast<channel_object*>(self);
+    return Py_NewRef(c->vectorcall == receive_vectorcall ? N().receive : N().send);
+}
+
+PyObject* channel_repr(PyObject* self) {
+    auto* c = reinterpret_cast<channel_object*>(self);
+    return PyUnicode_FromFormat("<coachwhip %s of %R>",
+                                c->vectorcall == receive_vectorcall ? "receive" : "send",
+                                c->exchange);
+}
+
+PyObject* channel_get_self(PyObject* self, void*) { return Py_NewRef(channel_exchange(self)); }
+
+PyMemberDef channel_members[] = {
+    {"__vectorcalloffset__", T_PYSSIZET,
+     static_cast<Py_ssize_t>(offsetof(channel_object, vectorcall)), READONLY, nullptr},
+    {nullptr, 0, 0, 0, nullptr}};
+
+PyGetSetDef channel_getset[] = {{"__self__", channel_get_self, nullptr, "The Exchange.", nullptr},
+                                {"__name__", channel_get_name, nullptr, nullptr, nullptr},
+                                {"__qualname__", channel_get_name, nullptr, nullptr, nullptr},
+                                {nullptr, nullptr, nullptr, nullptr, nullptr}};
+
+PyType_Slot channel_slots[] = {
+    {Py_tp_dealloc, reinterpret_cast<void*>(channel_dealloc)},
+    {Py_tp_call, reinterpret_cast<void*>(PyVectorcall_Call)},
+    {Py_tp_repr, reinterpret_cast<void*>(channel_repr)},
+    {Py_tp_members, channel_members},
+    {Py_tp_getset, channel_getset},
+    {Py_tp_doc,
+     const_cast<char*>("An ASGI receive() or send() callable (created by the server only).")},
+    {0, nullptr}};
+
+PyType_Spec channel_spec = {
+    "coachwhip._core.Channel", sizeof(channel_object), 0,
+    Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_VECTORCALL | Py_TPFLAGS_DISALLOW_INSTANTIATION,
+    channel_slots};
+
+PyObject* make_channel(PyObject* exchange, vectorcallfunc fn) {
+    auto* c = PyObject_New(channel_object, g_channel_type);
+    if (!c) return nullptr;
+    c->exchange = Py_NewRef(exchange);
+    c->vectorcall = fn;
+    return reinterpret_cast<PyObject*>(c);
+}
+
 }  // namespace detail
 
 using namespace detail;
@@ -516,6 +609,9 @@ bool init_exchange_type(PyObject* module) {
     g_exchange_type =
         reinterpret_cast<PyTypeObject*>(PyType_FromModuleAndSpec(module, &exchange_spec, nullptr));
     if (!g_exchange_type) return false;
+    g_channel_type =
+        reinterpret_cast<PyTypeObject*>(PyType_FromModuleAndSpec(module, &channel_spec, nullptr));
+    if (!g_channel_type) return false;
     client_disconnected_error = PyErr_NewExceptionWithDoc(
         "coachwhip._core.ClientDisconnected",
         "Raised by send() when the client has gone away (ASGI HTTP spec 2.4: an OSError).",
@@ -585,9 +681,8 @@ void start_exchange(server_object* srv, const std::shared_ptr<http::exchange>& e
         send_internal_error(obj);
         return;
     }
-    // The bound methods getattr would make, without the attribute lookup.
-    py::ref receive(PyCFunction_NewEx(&exchange_methods[0], self.get(), nullptr));
-    py::ref send(receive ? PyCFunction_NewEx(&exchange_methods[1], self.get(), nullptr) : nullptr);
+    py::ref receive(make_channel(self.get(), receive_vectorcall));
+    py::ref send(receive ? make_channel(self.get(), send_vectorcall) : nullptr);
     if (!send) {
         PyErr_WriteUnraisable(srv->app);
         send_internal_error(obj);

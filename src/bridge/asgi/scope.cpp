@@ -1,6 +1,8 @@
 #include "bridge/asgi/scope.hpp"
 
 #include <iterator>
+#include <utility>
+#include <vector>
 
 namespace coachwhip::bridge::asgi {
 namespace {
@@ -18,6 +20,79 @@ int set_item(PyObject* d, PyObject* k, PyObject* v) {
     int r = PyDict_SetItem(d, k, v);
     Py_DECREF(v);
     return r;
+}
+
+// Request headers whose values repeat from one connection to the next (the same browser, the
+// same proxy, the same host): a websocket scope shares their (name, value) tuples, which an
+// idle connection keeps for its whole life (wsload's 5 handshake headers: 448 bytes less per
+// connection, more for a browser's). Safe: tuples and bytes are immutable, so sharing is
+// invisible to apps (the `headers` list itself stays per scope). Junk values can fill the
+// cache (bounded: cache_limit entries of at most shared_value_limit bytes, ~350 KiB per
+// worker); the saving is then lost for new values, never made wrong. Names as lowercase ASCII;
+// compared case-insensitively with the raw name.
+constexpr std::string_view low_cardinality_names[] = {
+    "host",   "upgrade",    "connection",      "sec-websocket-version", "sec-websocket-extensions",
+    "origin", "user-agent", "accept-encoding", "accept-language",       "cache-control",
+    "pragma", "accept",
+};
+constexpr size_t shared_value_limit = 256;  // longer values (and paths) are not cached
+
+bool is_low_cardinality(std::string_view raw) {
+    for (std::string_view n : low_cardinality_names) {
+        if (n.size() != raw.size()) continue;
+        bool same = true;
+        for (size_t i = 0; i < n.size() && same; ++i) {
+            char c = raw[i];
+            same = ((c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c) == n[i];
+        }
+        if (same) return true;
+    }
+    return false;
+}
+
+// A new dict of `items` (str keys, in order) whose copies (PyDict_Copy) share its keys table,
+// with room for `spare_slots` more keys; or nullptr with an exception set.
+//
+// It is a "split table", the layout CPython gives instances' __dict__s: the dict is the
+// __dict__ of an instance of a private class, whose keys CPython shares between instances. A
+// copy shares the keys too and allocates only a dict object and its values. Setting a key the
+// template has keeps that layout. A key an app adds goes into the shared keys while they have
+// spare room (every copy then has a slot for it, empty unless set). Past that, the copy that
+// adds one becomes an ordinary ("combined") dict of its own, ~200 bytes larger than a copy of
+// a presized dict (the http scope's).
+//
+// The room: CPython 3.11-3.13 give a class's shared keys 30 slots, and every new instance
+// takes one of the free ones away (while more than one is left). A copy's values array has a
+// slot for each key and each free one: as counted when it is copied (3.11, 3.12), or when the
+// template's instance was made (3.13). So the keys are set on a first instance, more
+// instances use up the room but `spare_slots`, and the template is the instance made last.
+//
+// This relies on CPython's key-sharing dicts (PEP 412), an implementation detail. Should a
+// version stop sharing keys, or size them otherwise, a copy is an ordinary dict with the same
+// items, or a larger split one: that costs memory, never correctness.
+PyObject* split_template(const std::vector<std::pair<PyObject*, PyObject*>>& items,
+                         int spare_slots) {
+    constexpr int shared_keys_max = 30;  // CPython's SHARED_KEYS_MAX_SIZE (3.11-3.13)
+    py::ref ns(PyDict_New());
+    py::ref cls(ns ? PyObject_CallFunction(reinterpret_cast<PyObject*>(&PyType_Type), "s()O",
+                                           "coachwhip_keys", ns.get())
+                   : nullptr);
+    if (!cls) return nullptr;
+    auto make = [&]() -> PyObject* {
+        py::ref inst(PyObject_CallNoArgs(cls.get()));
+        for (auto& [k, v] : items)
+            if (!inst || PyObject_SetAttr(inst.get(), k, v) < 0) return nullptr;
+        return inst.release();
+    };
+    py::ref first(make());  // adds the keys: 30 - 1 - items.size() slots left
+    if (!first) return nullptr;
+    const int instances = shared_keys_max - 2 - static_cast<int>(items.size()) - spare_slots;
+    for (int i = 0; i < instances; ++i) {
+        py::ref spare(PyObject_CallNoArgs(cls.get()));
+        if (!spare) return nullptr;
+    }
+    py::ref inst(make());  // the last one takes one more
+    return inst ? PyObject_GenericGetDict(inst.get(), nullptr) : nullptr;
 }
 }  // namespace
 
@@ -43,6 +118,13 @@ scope_builder::~scope_builder() {
         Py_DECREF(v);
     for (auto& [k, v] : hosts_)
         Py_DECREF(v);
+    for (auto& [k, v] : pairs_)
+        Py_DECREF(v);
+    for (auto& [k, v] : paths_)
+        Py_DECREF(v);
+    Py_XDECREF(ws_template_);
+    Py_XDECREF(text_message_);
+    Py_XDECREF(bytes_message_);
     Py_XDECREF(server_tuple_);
     Py_XDECREF(tls_template_);
     Py_XDECREF(cert_str_);
@@ -50,6 +132,12 @@ scope_builder::~scope_builder() {
     Py_XDECREF(suite_obj_);
     Py_XDECREF(template_);
     Py_XDECREF(asgi_);
+}
+
+void scope_builder::clear_paths() {
+    for (auto& [k, v] : paths_)
+        Py_DECREF(v);
+    paths_.clear();
 }
 
 PyObject* scope_builder::host(const std::string& h) {
@@ -91,11 +179,34 @@ PyObject* scope_builder::header_name(std::string_view raw) {
     return b;
 }
 
-PyObject* scope_builder::headers(const http::exchange& ex) {
+PyObject* scope_builder::header_pair(const http::field& f) {
+    std::string key;
+    key.reserve(f.name.size() + 1 + f.value.size());
+    key.append(f.name).push_back('\0');
+    key.append(f.value);
+    auto it = pairs_.find(key);
+    if (it != pairs_.end()) return Py_NewRef(it->second);
+    py::ref name(header_name(f.name));
+    py::ref value(name ? py::bytes(f.value) : nullptr);
+    PyObject* pair = value ? PyTuple_Pack(2, name.get(), value.get()) : nullptr;
+    if (pair && pairs_.size() < cache_limit) pairs_.emplace(std::move(key), Py_NewRef(pair));
+    return pair;
+}
+
+PyObject* scope_builder::headers(const http::exchange& ex, bool ws) {
     PyObject* list = PyList_New(static_cast<Py_ssize_t>(ex.headers.size()));
     if (!list) return nullptr;
     Py_ssize_t i = 0;
     for (const auto& f : ex.headers) {
+        if (ws && f.value.size() <= shared_value_limit && is_low_cardinality(f.name)) {
+            PyObject* pair = header_pair(f);
+            if (!pair) {
+                Py_DECREF(list);
+                return nullptr;
+            }
+            PyList_SET_ITEM(list, i++, pair);
+            continue;
+        }
         PyObject* name = header_name(f.name);
         PyObject* value = name ? py::bytes(f.value) : nullptr;
         PyObject* pair = value ? PyTuple_Pack(2, name, value) : nullptr;
@@ -118,7 +229,7 @@ PyObject* scope_builder::endpoint(const http::endpoint* ep, bool unix_server) {
     return PyTuple_Pack(2, h.get(), port.get());
 }
 
-bool scope_builder::add_path(PyObject* scope, std::string_view target) {
+bool scope_builder::add_path(PyObject* scope, std::string_view target, bool ws) {
     const auto& n = py::N();
     // absolute-form (RFC 9112 §3.2.2): the path starts after the authority.
     if (target.size() > 7 && (target[0] == 'h' || target[0] == 'H')) {
@@ -134,6 +245,18 @@ bool scope_builder::add_path(PyObject* scope, std::string_view target) {
     std::string_view raw = target.substr(0, q);
     std::string_view query =
         q == std::string_view::npos ? std::string_view() : target.substr(q + 1);
+
+    // A websocket endpoint is one of a few paths, and an idle connection keeps its scope: its
+    // two objects are shared (112 bytes a connection). Both are immutable, so apps cannot tell.
+    // Bounded like the other caches; paths past the limit are built per scope as before.
+    const bool share = ws && raw.size() <= shared_value_limit;
+    if (share) {
+        auto it = paths_.find(raw);
+        if (it != paths_.end())
+            return PyDict_SetItem(scope, n.path, PyTuple_GET_ITEM(it->second, 0)) == 0 &&
+                   PyDict_SetItem(scope, n.raw_path, PyTuple_GET_ITEM(it->second, 1)) == 0 &&
+                   (query.empty() || set_item(scope, n.query_string, py::bytes(query)) == 0);
+    }
 
     std::string decoded;
     percent_decode(raw, decoded);
@@ -151,6 +274,11 @@ bool scope_builder::add_path(PyObject* scope, std::string_view target) {
         PyBytes_Concat(&joined, raw_path.get());
         raw_path = py::ref(joined);
         if (!raw_path) return false;
+    }
+    if (share && paths_.size() < cache_limit) {
+        PyObject* both = PyTuple_Pack(2, path.get(), raw_path.get());
+        if (!both) return false;
+        paths_.emplace(std::string(raw), both);
     }
     return set_item(scope, n.path, path.release()) == 0 &&
            set_item(scope, n.raw_path, raw_path.release()) == 0 &&
@@ -262,6 +390,59 @@ bool scope_builder::make_template() {
     return true;
 }
 
+// The websocket scope's own template: its keys in their final order (no `method`; the
+// `subprotocols` and `extensions` in place), as a split table (see split_template). An idle
+// WebSocket keeps its scope for the connection's life: a copy of this is a dict object and its
+// values (256 bytes on CPython 3.11), where a copy of the presized http template has a
+// 24-bytes-an-entry keys table of its own, which at 568 bytes even goes to glibc (640 in all).
+bool scope_builder::make_ws_template() {
+    const auto& n = py::N();
+    std::vector<std::pair<PyObject*, PyObject*>> items = {
+        {n.type, n.v_websocket},
+        {n.asgi, Py_None},
+        {n.http_version, n.v_http_1_1},
+        {n.scheme, n.v_scheme_ws},
+        {n.path, Py_None},
+        {n.raw_path, Py_None},
+        {n.query_string, n.v_empty_bytes},
+        {n.root_path, root_path_ ? root_path_ : n.v_empty_str},
+        {n.headers, Py_None},
+        {n.client, Py_None},
+        {n.server, Py_None},
+        {n.state, Py_None},
+        {n.subprotocols, Py_None},
+        {n.extensions, Py_None},
+    };
+    if (!state_) items.erase(items.begin() + 11);
+    // 7 spare slots: enough for the keys Starlette's routing adds (measured with 6,000 idle
+    // Starlette WebSockets: they stay split), while an app that adds none pays for few.
+    ws_template_ = split_template(items, 7);
+    return ws_template_ != nullptr;
+}
+
+// An app that keeps the last message while it awaits the next (as a plain `message =
+// await receive()` loop does) keeps this dict while idle: as a split-table copy (see
+// split_template) it is 96 bytes instead of 192.
+PyObject* scope_builder::receive_message(bool text) {
+    const auto& n = py::N();
+    PyObject*& tmpl = text ? text_message_ : bytes_message_;
+    if (!tmpl)
+        tmpl = split_template({{n.type, n.v_ws_receive}, {text ? n.text : n.bytes, Py_None}}, 1);
+    return tmpl ? PyDict_Copy(tmpl) : nullptr;
+}
+
+bool scope_builder::fill(PyObject* d, const http::exchange& ex, bool ws) {
+    const auto& n = py::N();
+    bool unix_server = ex.server.known && ex.server.port < 0;
+    return set_item(d, n.asgi, PyDict_Copy(asgi_)) == 0 &&
+           (ex.http_version == "1.1" || PyDict_SetItem(d, n.http_version, n.v_http_1_0) == 0) &&
+           add_path(d, ex.target, ws) && set_item(d, n.headers, headers(ex, ws)) == 0 &&
+           set_item(d, n.client, endpoint(&ex.client, false)) == 0 &&
+           set_item(d, n.server, server_endpoint(ex.server, unix_server)) == 0 &&
+           (!state_ || set_item(d, n.state, PyDict_Copy(state_)) == 0) &&
+           (!ex.tls || set_item(d, n.extensions, extensions(*ex.tls)) == 0);
+}
+
 PyObject* scope_builder::build(const http::exchange& ex) {
     const auto& n = py::N();
     if (!template_ && !make_template()) {
@@ -273,26 +454,22 @@ PyObject* scope_builder::build(const http::exchange& ex) {
     py::ref scope(PyDict_Copy(template_));
     if (!scope) return nullptr;
     PyObject* d = scope.get();
-    bool unix_server = ex.server.known && ex.server.port < 0;
-    bool ok = set_item(d, n.asgi, PyDict_Copy(asgi_)) == 0 &&
-              (ex.http_version == "1.1" || PyDict_SetItem(d, n.http_version, n.v_http_1_0) == 0) &&
-              set_item(d, n.method, method(ex.method)) == 0 && add_path(d, ex.target) &&
-              (ex.scheme == "http" || PyDict_SetItem(d, n.scheme, scheme(ex.scheme)) == 0) &&
-              set_item(d, n.headers, headers(ex)) == 0 &&
-              set_item(d, n.client, endpoint(&ex.client, false)) == 0 &&
-              set_item(d, n.server, server_endpoint(ex.server, unix_server)) == 0 &&
-              (!state_ || set_item(d, n.state, PyDict_Copy(state_)) == 0) &&
-              (!ex.tls || set_item(d, n.extensions, extensions(*ex.tls)) == 0);
+    bool ok = set_item(d, n.method, method(ex.method)) == 0 && fill(d, ex, false) &&
+              (ex.scheme == "http" || PyDict_SetItem(d, n.scheme, scheme(ex.scheme)) == 0);
     return ok ? scope.release() : nullptr;
 }
 
 PyObject* scope_builder::build_websocket(const http::exchange& ex) {
     const auto& n = py::N();
-    py::ref scope(build(ex));
-    if (!scope) return nullptr;
+    // The http template's asgi_ dict is copied into every scope.
+    if (!template_ && !make_template()) {
+        Py_CLEAR(template_);
+        return nullptr;
+    }
+    if (!ws_template_ && !make_ws_template()) return nullptr;
+    py::ref scope(PyDict_Copy(ws_template_));
+    if (!scope || !fill(scope.get(), ex, true)) return nullptr;
     PyObject* d = scope.get();
-    // http -> ws, https -> wss; a trusted proxy may have named ws or wss already.
-    PyObject* scheme = ex.scheme == "https" || ex.scheme == "wss" ? n.v_scheme_wss : n.v_scheme_ws;
     py::ref subprotocols(PyList_New(static_cast<Py_ssize_t>(ex.ws_subprotocols.size())));
     if (!subprotocols) return nullptr;
     for (size_t i = 0; i < ex.ws_subprotocols.size(); ++i) {
@@ -300,15 +477,16 @@ PyObject* scope_builder::build_websocket(const http::exchange& ex) {
         if (!p) return nullptr;
         PyList_SET_ITEM(subprotocols.get(), static_cast<Py_ssize_t>(i), p);
     }
-    PyObject* ext = PyDict_GetItemWithError(d, n.extensions);  // borrowed: the TLS one, if any
+    // fill() set the TLS extension dict, if any; otherwise the template's None is still there.
+    PyObject* ext = PyDict_GetItemWithError(d, n.extensions);  // borrowed
     if (!ext && PyErr_Occurred()) return nullptr;
-    py::ref extensions(ext ? Py_NewRef(ext) : PyDict_New());
+    py::ref extensions(ext && ext != Py_None ? Py_NewRef(ext) : PyDict_New());
     py::ref empty(PyDict_New());
     if (!extensions || !empty || PyDict_SetItem(extensions.get(), n.v_ws_response, empty.get()) < 0)
         return nullptr;
-    const bool ok = PyDict_DelItem(d, n.method) == 0 &&
-                    PyDict_SetItem(d, n.type, n.v_websocket) == 0 &&
-                    PyDict_SetItem(d, n.scheme, scheme) == 0 &&
+    // http -> ws (the template's), https -> wss; a trusted proxy may have named ws or wss already.
+    const bool secure = ex.scheme == "https" || ex.scheme == "wss";
+    const bool ok = (!secure || PyDict_SetItem(d, n.scheme, n.v_scheme_wss) == 0) &&
                     PyDict_SetItem(d, n.subprotocols, subprotocols.get()) == 0 &&
                     PyDict_SetItem(d, n.extensions, extensions.get()) == 0;
     return ok ? scope.release() : nullptr;
