@@ -82,6 +82,8 @@ class scope_builder {
     PyObject* state_ = nullptr;          // borrowed
     PyObject* template_ = nullptr;       // owned; built on first use (after configure)
     PyObject* ws_template_ = nullptr;    // owned; the websocket scope's split-table template
+    PyObject* ws_asgi_ = nullptr;        // owned; its `asgi` (split table), copied per scope
+    PyObject* ws_extensions_ = nullptr;  // owned; {"websocket.http.response": None} (split)
     PyObject* text_message_ = nullptr;   // owned; receive_message's split-table templates
     PyObject* bytes_message_ = nullptr;  // owned
     PyObject* asgi_ = nullptr;           // owned; {"version": "3.0", "spec_version": "2.4"}, copied
