@@ -415,6 +415,30 @@ def test_scope_without_subprotocols_has_an_empty_list(server: ServerProcess):
     assert scope["subprotocols"] == []
 
 
+def test_what_an_app_writes_into_its_scope_no_other_connection_sees(server: ServerProcess):
+    # The server builds websocket scopes from shared templates and shares their immutable parts
+    # (header tuples, paths) between connections: every dict and list must still be the
+    # connection's own, before and after another connection scribbles on its scope.
+    with ws_connect(server, "/scope") as ws:
+        pristine = json.loads(ws.recv(timeout=5))
+    with ws_connect(server, "/scribble") as first, ws_connect(server, "/scribble") as second:
+        for ws in (first, second):  # both wrote into their own copies only
+            scribbled = json.loads(ws.recv(timeout=5))
+            assert scribbled["asgi"]["version"] == "scribbled"
+            assert scribbled["subprotocols"] == ["scribbled"]
+            assert scribbled["extension_values"]["websocket.http.response"] == "non-empty"
+        with ws_connect(server, "/scope") as ws:
+            after = json.loads(ws.recv(timeout=5))
+    assert after["asgi"] == pristine["asgi"] == {"version": "3.0", "spec_version": "2.4"}
+    assert after["keys"] == pristine["keys"]
+    assert after["extensions"].keys() == pristine["extensions"].keys()
+    assert after["extension_values"] == {"websocket.http.response": {}}
+    assert after["subprotocols"] == []
+    assert after["state"] == pristine["state"] == {"token": "lifespan-token", "started": True}
+    assert [name for name, _ in after["headers"]] == [name for name, _ in pristine["headers"]]
+    assert after["headers"][0] == pristine["headers"][0]  # host: a shared tuple
+
+
 def test_root_path_is_the_same_as_for_http(serve: Serve):
     server = serve(WS_APP, "--root-path", "/mnt")
     # the path convention (with or without the root path in front) is the server's; it must be

@@ -4,6 +4,7 @@ WebSocket routes (by path; `?id=X` names what a route records):
   /echo            accept, echo every message with its type; records the disconnect
   /shape           accept, answer each message with the sorted keys of the receive event (JSON)
   /scope...        accept (any path under /scope), send the scope as JSON text
+  /scribble        accept, write into every mutable part of the scope, send it as JSON text
   /subprotocol     accept with ?pick=P (default: the first offered) and extra headers
   /close           accept, then close with ?code= and ?reason=; records the disconnect
   /deny-close      websocket.close before accept (HTTP 403)
@@ -187,6 +188,23 @@ async def ws_shape(scope: Scope, receive: Receive, send: Send) -> None:
 async def ws_scope(scope: Scope, receive: Receive, send: Send) -> None:
     await expect_connect(receive)
     await accept(send)
+    await send({"type": "websocket.send", "text": json.dumps(describe(scope))})
+    await until_disconnect(receive, key_of(scope))
+
+
+async def ws_scribble(scope: Scope, receive: Receive, send: Send) -> None:
+    """What an app may do to its own scope, none of which another connection may see."""
+    await expect_connect(receive)
+    await accept(send)
+    scope["asgi"]["version"] = "scribbled"
+    scope["extensions"]["scribbled"] = {}
+    scope["extensions"]["websocket.http.response"]["scribbled"] = True
+    scope["subprotocols"].append("scribbled")
+    scope["headers"].append((b"x-scribbled", b"1"))
+    scope["headers"][0] = (b"host", b"scribbled")
+    scope["state"]["scribbled"] = True
+    for i in range(20):  # more keys than the scope's spare room
+        scope[f"scribbled-{i}"] = i
     await send({"type": "websocket.send", "text": json.dumps(describe(scope))})
     await until_disconnect(receive, key_of(scope))
 
@@ -394,6 +412,7 @@ async def ws_mistake(scope: Scope, receive: Receive, send: Send) -> None:
 WS_ROUTES: dict[str, Handler] = {
     "/echo": ws_echo,
     "/shape": ws_shape,
+    "/scribble": ws_scribble,
     "/subprotocol": ws_subprotocol,
     "/close": ws_close,
     "/deny-close": ws_deny_close,
