@@ -86,7 +86,7 @@ void engine_thread::main() {
             std::lock_guard lk(mu_);
             if (quit_) break;
         }
-        engine_.run_io(-1);
+        engine_.run_io(engine_.has_scheduled() ? 0 : -1);  // leftover work: poll, do not wait
         after_phase_();
         // Delivering can schedule connection work (a response the pool handed over on ev_drain,
         // say); with no asyncio to call run_scheduled soon, run it here.

@@ -173,6 +173,9 @@ PyObject* server_on_readable(PyObject* self, PyObject*) {
     if (threaded(s)) return not_with_thread();
     Py_BEGIN_ALLOW_THREADS s->engine->run_io();
     Py_END_ALLOW_THREADS deliver_all(s);
+    // Work left scheduled after the phase's rounds (the hook fires only when the first
+    // connection is scheduled, and not from inside a phase): ask for another flush phase.
+    if (s->engine->has_scheduled()) schedule_hook(s);
     Py_RETURN_NONE;
 }
 
@@ -183,6 +186,7 @@ PyObject* server_run_scheduled(PyObject* self, PyObject*) {
     if (threaded(s)) return Py_NewRef(Py_None);  // a call_soon from before the thread started
     Py_BEGIN_ALLOW_THREADS s->engine->run_scheduled();
     Py_END_ALLOW_THREADS deliver_all(s);
+    if (s->engine->has_scheduled()) schedule_hook(s);  // as in on_readable
     Py_RETURN_NONE;
 }
 

@@ -679,6 +679,10 @@ void connection::on_writable() {
 
 void connection::flush() {
     bool progressed = false;
+    // File parts are bounded per call: a reader that keeps up would otherwise take a whole
+    // large file in one go while every other connection waits (wsgi-file, 64 connections: p99
+    // 3.1 s against a p50 of 115 ms). The rest goes out in the next round of scheduled work.
+    size_t file_budget = 256 << 10;
     while (!out_.empty() && !write_blocked_ && state_ != state::closed) {
         iovec iov[64];
         int cnt = out_.iov(iov, 64);
@@ -687,12 +691,17 @@ void connection::flush() {
             offered += iov[i].iov_len;
         if (cnt == 0) {
             // A file part (wsgi.file_wrapper): zero copy, a bounded slice per call.
+            if (file_budget == 0) {
+                owner_.schedule(*this);
+                break;
+            }
             const core::output_queue::file_part f = out_.front_file();
-            offered = std::min<size_t>(f.len, 1 << 20);
+            offered = std::min<size_t>(f.len, file_budget);
             ssize_t n = t_.send_file(f.fd, f.offset, offered);
             if (n > 0) {
                 // A short count is no sign of a full socket here (a transport may send a file
                 // a block at a time): only EAGAIN is.
+                file_budget -= std::min(file_budget, static_cast<size_t>(n));
                 out_.consume(static_cast<size_t>(n));
                 if (response_clock_.running) response_taken_ += static_cast<size_t>(n);
                 progressed = true;
