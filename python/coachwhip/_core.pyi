@@ -98,6 +98,20 @@ class Server:
         metrics_slot: int = 0,
         tls: TlsContext | None = None,
         timeout_tls_handshake: float = 5.0,
+        websocket: bool = True,
+        ws_max_size: int = 16777216,
+        ws_max_queue: int = 32,
+        ws_ping_interval: float = 20.0,
+        ws_ping_timeout: float = 20.0,
+        ws_per_message_deflate: bool = True,
+        wsgi_environ: dict[str, Any] | None = None,
+        http1: bool = True,
+        http2: bool = True,
+        http2_max_concurrent_streams: int = 100,
+        http2_initial_stream_window_size: int = 262144,
+        http2_initial_connection_window_size: int = 1048576,
+        http2_max_frame_size: int = 16384,
+        http2_max_headers_size: int = 65536,
     ) -> None: ...
     def add_listener(self, sock: Any) -> None: ...
     def fileno(self) -> int: ...

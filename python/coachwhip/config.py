@@ -430,6 +430,55 @@ OPTIONS: tuple[Option, ...] = (
         valued=True,
     ),
     Option(
+        "http",
+        "choice",
+        "auto",
+        "Protocols on the app's listeners (granian's flag): 'auto' speaks HTTP/1.1 and HTTP/2 "
+        "(h2 chosen by ALPN over TLS; h2c with prior knowledge on a plain port), '1' HTTP/1.1 "
+        "only, '2' HTTP/2 only.",
+        choices=("auto", "1", "2"),
+    ),
+    Option(
+        "http2-max-concurrent-streams",
+        "int",
+        100,
+        "HTTP/2: streams a client may have open at once on one connection.",
+        metavar="N",
+        minimum=1,
+    ),
+    Option(
+        "http2-initial-stream-window-size",
+        "int",
+        262144,
+        "HTTP/2: request body bytes a stream may send before its app reads them.",
+        metavar="BYTES",
+        minimum=1,
+    ),
+    Option(
+        "http2-initial-connection-window-size",
+        "int",
+        1048576,
+        "HTTP/2: request body bytes in flight on one connection, over all its streams.",
+        metavar="BYTES",
+        minimum=65535,
+    ),
+    Option(
+        "http2-max-frame-size",
+        "int",
+        16384,
+        "HTTP/2: the largest frame payload the client may send (16384-16777215).",
+        metavar="BYTES",
+        minimum=16384,
+    ),
+    Option(
+        "http2-max-headers-size",
+        "int",
+        65536,
+        "HTTP/2: the largest decoded request header list (431 above it).",
+        metavar="BYTES",
+        minimum=1,
+    ),
+    Option(
         "health",
         "bool",
         False,
@@ -537,6 +586,12 @@ class Config:
     ws_ping_interval: float = 20.0
     ws_ping_timeout: float = 20.0
     ws_per_message_deflate: bool = True
+    http: str = "auto"
+    http2_max_concurrent_streams: int = 100
+    http2_initial_stream_window_size: int = 262144
+    http2_initial_connection_window_size: int = 1048576
+    http2_max_frame_size: int = 16384
+    http2_max_headers_size: int = 65536
     health: bool = False
     readiness: bool = False
     metrics: bool = False
@@ -592,6 +647,18 @@ class Config:
         elif self.interface == "asginl":
             self.interface = "asgi3"
             self.lifespan = "off"
+        for attr, top in (
+            ("http2_initial_stream_window_size", 2**31 - 1),
+            ("http2_initial_connection_window_size", 2**31 - 1),
+            ("http2_max_frame_size", 2**24 - 1),
+            ("http2_max_concurrent_streams", 2**32 - 1),
+            ("http2_max_headers_size", 2**32 - 1),
+        ):
+            if getattr(self, attr) > top:
+                raise ConfigError(
+                    f"--{attr.replace('_', '-')}: at most {top} (RFC 9113 §6.5.2), "
+                    f"got {getattr(self, attr)}"
+                )
         if self.metrics_bind is not None:
             parse_host_port(self.metrics_bind, "--metrics-bind")
             self.metrics = True

@@ -227,6 +227,13 @@ class Worker:
             ws_ping_interval=config.ws_ping_interval,
             ws_ping_timeout=config.ws_ping_timeout,
             ws_per_message_deflate=config.ws_per_message_deflate,
+            http1=config.http != "2",
+            http2=config.http != "1",
+            http2_max_concurrent_streams=config.http2_max_concurrent_streams,
+            http2_initial_stream_window_size=config.http2_initial_stream_window_size,
+            http2_initial_connection_window_size=config.http2_initial_connection_window_size,
+            http2_max_frame_size=config.http2_max_frame_size,
+            http2_max_headers_size=config.http2_max_headers_size,
             wsgi_environ=environ if wsgi else None,
             **self._shared_metrics(),
         )

@@ -16,6 +16,8 @@ from coachwhip.logs import error_logger
 
 SECRET_ENV = "COACHWHIP_WORKER_TLS_SECRET"  # the fd of the supervisor's memfd
 SECRET_BYTES = 32
+# What ALPN offers for each --http (most preferred first).
+ALPN = {"auto": "h2,http/1.1", "1": "http/1.1", "2": "h2"}
 
 
 def load(config: Config, secret: bytes | None = None) -> Any:
@@ -34,6 +36,7 @@ def load(config: Config, secret: bytes | None = None) -> Any:
             ciphers=config.ssl_ciphers,
             min_version=config.ssl_min_version,
             ticket_secret=secret,
+            alpn=ALPN[config.http],
         )
     except ValueError as exc:
         raise ConfigError(str(exc)) from None

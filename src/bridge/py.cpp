@@ -23,6 +23,8 @@ bool init_names() {
         {&n.v_http_disconnect, "http.disconnect"},
         {&n.v_response_start, "http.response.start"},
         {&n.v_response_body, "http.response.body"},
+        {&n.v_response_trailers, "http.response.trailers"},
+        {&n.v_http_2, "2"},
         {&n.v_http_1_1, "1.1"},
         {&n.v_http_1_0, "1.0"},
         {&n.v_scheme_http, "http"},

@@ -64,7 +64,7 @@ struct names {
     X(set_exception) X(cancelled) X(cancel) X(done) X(receive) X(send) X(context)             \
     X(extensions) X(tls) X(server_cert) X(client_cert_chain) X(client_cert_name)              \
     X(client_cert_error) X(tls_version) X(cipher_suite) X(server_name) X(bytes) X(text)       \
-    X(code) X(reason) X(subprotocol) X(subprotocols)
+    X(code) X(reason) X(subprotocol) X(subprotocols) X(more_trailers)
 // clang-format on
 #define COACHWHIP_DECLARE(n) PyObject* n = nullptr;
     COACHWHIP_NAMES(COACHWHIP_DECLARE)
@@ -76,6 +76,8 @@ struct names {
     PyObject* v_http_disconnect = nullptr;    // "http.disconnect"
     PyObject* v_response_start = nullptr;     // "http.response.start"
     PyObject* v_response_body = nullptr;      // "http.response.body"
+    PyObject* v_response_trailers = nullptr;  // "http.response.trailers" (message, extension)
+    PyObject* v_http_2 = nullptr;             // "2"
     PyObject* v_http_1_1 = nullptr;           // "1.1"
     PyObject* v_http_1_0 = nullptr;           // "1.0"
     PyObject* v_scheme_http = nullptr;        // "http"

@@ -74,6 +74,9 @@ bool hold(server_object* s, const std::shared_ptr<http::exchange>& ex, uint8_t e
 }
 
 void deliver_one(server_object* s, const std::shared_ptr<http::exchange>& ex, uint8_t ev) {
+    // An HTTP/2 stream the client reset before its app started: it never starts (Rapid Reset
+    // costs the engine's bookkeeping, not an app call).
+    if ((ev & http::ev_request) && ex->cancelled) return;
     if ((ev & http::ev_request) && s->bench_ceiling) return answer_from_engine(*ex);
     if (s->wsgi) {
         // WSGI before its engine thread started: the same as deliver_wsgi.
@@ -119,6 +122,7 @@ void deliver_wsgi(server_object* s) {
     for (int round = 0; round < 4 && !s->engine->events().empty(); ++round) {
         for (auto& ex : s->engine->events().take()) {
             const uint8_t ev = ex->take_events();
+            if ((ev & http::ev_request) && ex->cancelled) continue;  // see deliver_one
             if (ev & http::ev_request) {
                 if (s->bench_ceiling) {
                     answer_from_engine(*ex);
@@ -434,6 +438,13 @@ int server_init(PyObject* self, PyObject* args, PyObject* kwds) {
                                    "ws_ping_timeout",
                                    "ws_per_message_deflate",
                                    "wsgi_environ",
+                                   "http1",
+                                   "http2",
+                                   "http2_max_concurrent_streams",
+                                   "http2_initial_stream_window_size",
+                                   "http2_initial_connection_window_size",
+                                   "http2_max_frame_size",
+                                   "http2_max_headers_size",
                                    nullptr};
     PyObject *app, *loop, *report_failure, *root_path = nullptr, *state = Py_None;
     PyObject *access_log = Py_None, *error_log = Py_None;
@@ -459,17 +470,41 @@ int server_init(PyObject* self, PyObject* args, PyObject* kwds) {
     double ws_ping_interval = 20.0, ws_ping_timeout = 20.0;
     // WSGI: the environ keys every request shares (None: the app is ASGI).
     PyObject* wsgi_environ = Py_None;
+    // HTTP/2 (--http, --http2-*: granian's names; defaults in http2::connection_config).
+    int http1 = 1, http2 = 1;
+    const http2::connection_config h2_defaults;
+    unsigned long h2_streams = h2_defaults.max_concurrent_streams;
+    unsigned long h2_stream_window = h2_defaults.initial_stream_window;
+    unsigned long h2_conn_window = h2_defaults.initial_connection_window;
+    unsigned long h2_frame = h2_defaults.max_frame_size;
+    unsigned long h2_headers = h2_defaults.max_header_list;
     if (!PyArg_ParseTupleAndKeywords(
-            args, kwds, "OOO|$UOdppOOidddnnnKnnKOKKdppppOppinOdpKnddpO", const_cast<char**>(kwlist),
-            &app, &loop, &report_failure, &root_path, &state, &keep_alive, &server_header,
-            &date_header, &access_log, &error_log, &log_level, &header_timeout, &body_timeout,
-            &write_timeout, &request_line, &request_fields, &header_size, &max_body, &concurrency,
-            &max_connections, &request_limit, &on_request_limit, &min_body_rate, &min_response_rate,
-            &min_rate_grace, &health, &readiness, &metrics, &hold_requests, &forwarded_allow_ips,
-            &proxy_headers, &proxy_protocol, &metrics_fd, &metrics_slot, &tls,
-            &tls_handshake_timeout, &websocket, &ws_max_size, &ws_max_queue, &ws_ping_interval,
-            &ws_ping_timeout, &ws_deflate, &wsgi_environ))
+            args, kwds, "OOO|$UOdppOOidddnnnKnnKOKKdppppOppinOdpKnddpOppkkkkk",
+            const_cast<char**>(kwlist), &app, &loop, &report_failure, &root_path, &state,
+            &keep_alive, &server_header, &date_header, &access_log, &error_log, &log_level,
+            &header_timeout, &body_timeout, &write_timeout, &request_line, &request_fields,
+            &header_size, &max_body, &concurrency, &max_connections, &request_limit,
+            &on_request_limit, &min_body_rate, &min_response_rate, &min_rate_grace, &health,
+            &readiness, &metrics, &hold_requests, &forwarded_allow_ips, &proxy_headers,
+            &proxy_protocol, &metrics_fd, &metrics_slot, &tls, &tls_handshake_timeout, &websocket,
+            &ws_max_size, &ws_max_queue, &ws_ping_interval, &ws_ping_timeout, &ws_deflate,
+            &wsgi_environ, &http1, &http2, &h2_streams, &h2_stream_window, &h2_conn_window,
+            &h2_frame, &h2_headers))
         return -1;
+    if (!http1 && !http2) {
+        PyErr_SetString(PyExc_ValueError, "at least one of http1 and http2 must be on");
+        return -1;
+    }
+    // RFC 9113 §6.5.2: windows up to 2^31-1, frames of 2^14 to 2^24-1 bytes.
+    if (h2_streams < 1 || h2_streams > 0xffffffffUL || h2_stream_window < 1 ||
+        h2_stream_window > 0x7fffffffUL || h2_conn_window < 65535 ||
+        h2_conn_window > 0x7fffffffUL || h2_frame < 16384 || h2_frame > 16777215 ||
+        h2_headers < 1 || h2_headers > 0xffffffffUL) {
+        PyErr_SetString(PyExc_ValueError,
+                        "HTTP/2 settings out of range: streams >= 1, windows up to 2147483647 "
+                        "(the connection's at least 65535), frame size 16384-16777215");
+        return -1;
+    }
     if (wsgi_environ != Py_None && !PyDict_Check(wsgi_environ)) {
         PyErr_SetString(PyExc_TypeError, "wsgi_environ must be a dict or None");
         return -1;
@@ -540,6 +575,14 @@ int server_init(PyObject* self, PyObject* args, PyObject* kwds) {
         c.ws.ping_timeout_ms = ms(ws_ping_timeout);
         c.ws.write_high_water = c.conn.write_high_water;
         c.ws.write_low_water = c.conn.write_low_water;
+        c.http1 = http1;
+        c.http2 = http2;
+        c.h2.max_concurrent_streams = static_cast<uint32_t>(h2_streams);
+        c.h2.initial_stream_window = static_cast<uint32_t>(h2_stream_window);
+        c.h2.initial_connection_window = static_cast<uint32_t>(h2_conn_window);
+        c.h2.max_frame_size = static_cast<uint32_t>(h2_frame);
+        c.h2.max_header_list = static_cast<uint32_t>(h2_headers);
+        c.h2.stream_high_water = c.conn.body_high_water;
         c.conn.head_limits.max_request_line = static_cast<size_t>(request_line);
         c.conn.head_limits.max_headers = static_cast<size_t>(request_fields);
         c.conn.head_limits.max_head = static_cast<size_t>(header_size);

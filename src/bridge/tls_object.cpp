@@ -37,18 +37,33 @@ bool text_arg(PyObject* arg, const char* name, std::string& out) {
 }
 
 int tls_init(PyObject* self, PyObject* args, PyObject* kwds) {
-    static const char* kwlist[] = {"certfile",    "keyfile",       "password",
-                                   "ca_certs",    "cert_reqs",     "ciphers",
-                                   "min_version", "ticket_secret", nullptr};
+    static const char* kwlist[] = {"certfile",  "keyfile", "password",    "ca_certs",
+                                   "cert_reqs", "ciphers", "min_version", "ticket_secret",
+                                   "alpn",      nullptr};
     PyObject *certfile, *keyfile = Py_None, *password = Py_None, *ca_certs = Py_None;
     PyObject *ciphers = Py_None, *min_version = Py_None;
     PyObject* secret = Py_None;
+    PyObject* alpn = Py_None;  // a str of comma-separated protocols, most preferred first
     int cert_reqs = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|$OOOiOOO", const_cast<char**>(kwlist),
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|$OOOiOOOO", const_cast<char**>(kwlist),
                                      &certfile, &keyfile, &password, &ca_certs, &cert_reqs,
-                                     &ciphers, &min_version, &secret))
+                                     &ciphers, &min_version, &secret, &alpn))
         return -1;
     tls::settings s;
+    if (alpn != Py_None) {
+        std::string list;
+        if (!text_arg(alpn, "alpn", list)) return -1;
+        s.alpn.clear();
+        for (size_t start = 0; start <= list.size();) {
+            const size_t end = std::min(list.find(',', start), list.size());
+            if (end > start) s.alpn.push_back(list.substr(start, end - start));
+            start = end + 1;
+        }
+        if (s.alpn.empty()) {
+            PyErr_SetString(PyExc_ValueError, "alpn must name at least one protocol");
+            return -1;
+        }
+    }
     if (secret != Py_None) {
         if (!PyBytes_Check(secret)) {
             PyErr_SetString(PyExc_TypeError, "ticket_secret must be bytes or None");

@@ -61,6 +61,17 @@ struct send_result {
     std::string_view reason;  // static string when status == error
 };
 
+// The HTTP/2 client connection preface (RFC 9113 §3.4): what a plaintext connection starts with
+// when its client speaks HTTP/2 with prior knowledge (h2c).
+inline constexpr std::string_view h2_client_preface = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+// An answer the engine gives itself, without the app (the internal endpoints under /-/).
+struct internal_reply {
+    int status = 200;
+    std::string_view content_type = "text/plain; charset=utf-8";
+    std::string body;
+};
+
 // Events the protocol side posts to the app side (bit flags, coalesced until delivered).
 enum event : uint8_t {
     ev_request = 1,     // the request head is complete: start the app
@@ -85,6 +96,9 @@ class response_sink {
         int status;
         std::span<const field> headers;
         std::string_view reason = {};  // the app's reason phrase (WSGI); empty: the standard one
+        // Trailers follow the body (ASGI http.response.trailers, HTTP/2 only): the body's last
+        // send() does not end the response; send_trailers() with `more` false does.
+        bool trailers = false;
     };
     // Sends the response head (first call only: `h` non-null) and/or body bytes. `more` false
     // completes the response. A head with `more` false and no content-length gets one from
@@ -99,6 +113,12 @@ class response_sink {
                                   uint64_t len, bool more) {
         (void)ex, (void)h, (void)offset, (void)len, (void)more;
         ::close(fd);
+        return {send_status::closed, {}};
+    }
+    // Trailer fields after the body (the head said `trailers`; HTTP/2). `more` false ends the
+    // response. proceed / closed / error (an invalid field; nothing was sent).
+    virtual send_result send_trailers(exchange& ex, std::span<const field> fields, bool more) {
+        (void)ex, (void)fields, (void)more;
         return {send_status::closed, {}};
     }
     // The app failed: after a head was sent, close the connection; before, the caller sends a
@@ -169,6 +189,10 @@ class exchange : public std::enable_shared_from_this<exchange> {
     bool expect_continue = false;
     bool has_body = false;       // the request announced a body (CL > 0 or chunked)
     bool client_closed = false;  // the client half-closed: it will send nothing more
+    // The client cancelled the request (HTTP/2 RST_STREAM) before the app side saw it: posted
+    // with ev_disconnect; the app side never starts such a request.
+    bool cancelled = false;
+    uint32_t stream_id = 0;  // HTTP/2: the stream that carries it (the protocol's own use)
 
     // ---- request body (protocol appends, app takes) ----
     std::string body;  // decoded bytes not yet taken by the app
@@ -191,6 +215,10 @@ class exchange : public std::enable_shared_from_this<exchange> {
     uint16_t ws_close_code = 0;
     std::string ws_close_reason;
 
+    // The app announced response trailers (http.response.start "trailers"; HTTP/2 only): the
+    // app side's bookkeeping, its last body does not complete the response.
+    bool trailers = false;
+
     // ---- response accounting (for the access log) ----
     int status = 0;
     uint64_t bytes_sent = 0;
@@ -211,6 +239,10 @@ class exchange : public std::enable_shared_from_this<exchange> {
     }
     send_result send_file(const response_sink::head* h, int fd, uint64_t offset, uint64_t len,
                           bool more);
+    send_result send_trailers(std::span<const field> fields, bool more) {
+        if (!sink_) return {send_status::closed, {}};
+        return sink_->send_trailers(*this, fields, more);
+    }
     void abort() {
         if (sink_) sink_->abort(*this);
     }

@@ -23,6 +23,7 @@ enum class refusal : uint8_t {
     tls_handshake,     // closed: the TLS handshake failed (alert, garbage, old version, no cert)
     tls_timeout,       // closed: --timeout-tls-handshake
     tls_plain_http,    // 400: plain HTTP sent to a TLS port
+    h2_abuse,          // GOAWAY: HTTP/2 floods (SETTINGS, PING, rapid reset: ENHANCE_YOUR_CALM)
     count
 };
 

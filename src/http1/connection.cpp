@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "core/log.hpp"
+#include "http/forwarded.hpp"
 #include "proxy/proxy_protocol.hpp"
 
 namespace coachwhip::http1 {
@@ -59,19 +60,16 @@ connection::connection(core::transport& t, connection_owner& owner, const connec
       server_(std::move(server)),
       in_(cfg.read_blocks) {
     set_read_timer(timer_kind::keep_alive);
-    if (cfg.forwarded_trust) forwarded_peer_ = trusts_peer(*cfg.forwarded_trust);
+    if (cfg.forwarded_trust)
+        forwarded_peer_ = http::trusts_peer(client_, server_, *cfg.forwarded_trust);
     proxy_pending_ = cfg.proxy_protocol_from != nullptr;
 }
 
 void connection::set_peer(http::endpoint client, http::endpoint server) {
     client_ = std::move(client);
     server_ = std::move(server);
-    if (cfg_.forwarded_trust) forwarded_peer_ = trusts_peer(*cfg_.forwarded_trust);
-}
-
-bool connection::trusts_peer(const proxy::trusted_networks& trust) const noexcept {
-    const bool unix_peer = server_.known && server_.port < 0;  // AF_UNIX (see http::endpoint)
-    return unix_peer ? trust.contains_unix() : client_.known && trust.contains(client_.host);
+    if (cfg_.forwarded_trust)
+        forwarded_peer_ = http::trusts_peer(client_, server_, *cfg_.forwarded_trust);
 }
 
 // --proxy-protocol (HAProxy's spec, v1 and v2): the header's addresses replace the socket's,
@@ -81,7 +79,7 @@ bool connection::trusts_peer(const proxy::trusted_networks& trust) const noexcep
 bool connection::consume_proxy_header() {
     set_read_timer(timer_kind::header);  // the header counts toward the head's deadline
     std::string_view why;
-    if (!trusts_peer(*cfg_.proxy_protocol_from)) {
+    if (!http::trusts_peer(client_, server_, *cfg_.proxy_protocol_from)) {
         why = "its address is not in --forwarded-allow-ips";
     } else {
         const proxy::proxy_result r = proxy::decode_proxy_header(in_.readable(), {});
@@ -96,7 +94,8 @@ bool connection::consume_proxy_header() {
                 server_ = endpoint(r.destination);
             }
             if (r.tlvs.ssl.present && (r.tlvs.ssl.client & 0x01)) scheme_ = "https";
-            if (cfg_.forwarded_trust) forwarded_peer_ = trusts_peer(*cfg_.forwarded_trust);
+            if (cfg_.forwarded_trust)
+                forwarded_peer_ = http::trusts_peer(client_, server_, *cfg_.forwarded_trust);
             in_.consume(r.length);
             scanned_ = 0;
             proxy_pending_ = false;
@@ -279,6 +278,7 @@ void connection::try_parse_head() {
         if (proxy_pending_ && (in_.empty() || !consume_proxy_header())) return;
         std::string_view data = in_.readable();
         if (data.empty()) return;
+        if (first_request_ && cfg_.h2_prior_knowledge && check_h2_preface()) return;
         set_read_timer(timer_kind::header);  // from the first byte; trickling does not extend it
         // Re-parse only when it can change the answer: the first bytes (garbage is rejected at
         // once), a newly completed line, or a head past its limits (414/431). So a client trickling
@@ -304,48 +304,15 @@ void connection::try_parse_head() {
             return;
         }
         if (r.status == parse_status::error) return reject(r.error);
+        first_request_ = false;
+        if (cfg_.http1_refused)
+            return reject({505, "this server speaks HTTP/2 only (--http 2): use an HTTP/2 client"});
         request_info info = analyze_request(head);
         if (info.error) return reject(info.error);
         if (!answer_internal(head, info, r.head_length))
             return start_request(head, info, r.head_length);
         if (state_ != state::read_head) return;
     }
-}
-
-// Proxy headers from a trusted peer: the client and scheme they name replace the socket's (the
-// rules are proxy::resolve_forwarded's). Runs only for a trusted peer whose request has one of
-// the three fields (request_info::forwarded, noted by the pass analyze_request makes anyway),
-// so a request without them costs nothing, and an untrusted peer's headers change nothing.
-void connection::apply_forwarded(http::exchange& ex) {
-    static thread_local std::vector<std::string_view> xff, xfp, fwd;
-    xff.clear(), xfp.clear(), fwd.clear();
-    for (const http::field& f : ex.headers) {
-        switch (f.name.size()) {
-            case 9:
-                if (iequals(f.name, "forwarded")) fwd.push_back(f.value);
-                break;
-            case 15:
-                if (iequals(f.name, "x-forwarded-for")) xff.push_back(f.value);
-                break;
-            case 17:
-                if (iequals(f.name, "x-forwarded-proto")) xfp.push_back(f.value);
-                break;
-            default: break;
-        }
-    }
-    if (xff.empty() && xfp.empty() && fwd.empty()) return;
-    const proxy::peer_address peer{client_.host, server_.known && server_.port < 0};
-    const proxy::forwarded_result r =
-        proxy::resolve_forwarded(peer, {xff, xfp, fwd}, *cfg_.forwarded_trust);
-    if (r.client == proxy::client_source::header) {
-        ex.client = {std::string(r.host.view()), r.port, true};
-    } else if (r.client == proxy::client_source::unknown) {
-        ex.client = {};  // ASGI: client None (forwarded.hpp: never the proxy's own address)
-    }
-    if (!r.scheme.empty()) ex.scheme = r.scheme;
-    if (!r.problem.empty() && core::log_enabled(core::log_level::debug))
-        core::log(core::log_level::debug,
-                  "proxy headers from " + client_.host + " ignored: " + std::string(r.problem));
 }
 
 // The internal endpoints: only GET and HEAD without a body, only "/-/..." targets (one compare
@@ -427,7 +394,8 @@ void connection::start_request(const request_head& head, const request_info& inf
             ex.ws_subprotocols.push_back(rebase(p));
         ws_->result.subprotocols = {};  // views into a buffer the next request reuses
     }
-    if (forwarded_peer_ && info.forwarded) apply_forwarded(ex);
+    if (forwarded_peer_ && info.forwarded)
+        http::apply_forwarded(ex, client_, server_, *cfg_.forwarded_trust);
     in_.consume(head_len);
     scanned_ = 0;
 
@@ -980,6 +948,31 @@ void connection::ws_close(http::exchange& ex, uint16_t code, std::string_view re
 
 // The 101 is written: the transport, the exchange and what the client sent after its request
 // go to the owner's WebSocket. This connection keeps no timer, buffer or exchange.
+bool connection::check_h2_preface() {
+    const std::string_view data = in_.readable();
+    const std::string_view preface = http::h2_client_preface;
+    const size_t n = std::min(data.size(), preface.size());
+    if (data.substr(0, n) != preface.substr(0, n)) {
+        first_request_ = false;  // HTTP/1.x after all
+        return false;
+    }
+    if (n < preface.size()) {
+        if (peer_eof_) return false;  // the parser answers the fragment
+        set_read_timer(timer_kind::header);
+        return true;  // wait for the rest
+    }
+    set_read_timer(timer_kind::none);
+    std::string bytes(data);
+    in_.discard();
+    out_.release();
+    state_ = state::upgraded;
+    if (!owner_.upgrade_h2(*this, std::move(bytes))) {
+        state_ = state::read_head;
+        close_now();
+    }
+    return true;
+}
+
 void connection::hand_over() {
     set_read_timer(timer_kind::none);
     if (write_timer_) owner_.disarm_timer(*this, timer_kind::write);

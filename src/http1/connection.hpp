@@ -85,6 +85,11 @@ struct connection_config {
     // WebSocket upgrades and what permessage-deflate may agree to (not owned; nullptr: --ws
     // none, an upgrade request is an ordinary request).
     const ws::deflate_config* websocket = nullptr;
+    // HTTP/2 with prior knowledge (--http auto|2 on a plain port): a connection that starts with
+    // the client preface goes to the owner (connection_owner::upgrade_h2).
+    bool h2_prior_knowledge = false;
+    // --http 2: HTTP/2 only; an HTTP/1.x request gets 505.
+    bool http1_refused = false;
     // Sec-WebSocket-Protocol: how many subprotocols a client may offer (more: 400).
     size_t ws_max_subprotocols = 32;
 };
@@ -112,12 +117,7 @@ struct rate_clock {
 
 class connection;
 
-// An answer the engine gives itself, without the app (the internal endpoints under /-/).
-struct internal_reply {
-    int status = 200;
-    std::string_view content_type = "text/plain; charset=utf-8";
-    std::string body;
-};
+using http::internal_reply;
 
 // What the connection needs from whoever owns it (server::server, or a unit test).
 class connection_owner {
@@ -178,6 +178,14 @@ class connection_owner {
         return false;
     }
 
+    // The connection starts with the HTTP/2 client preface (cfg.h2_prior_knowledge): carry the
+    // transport on with HTTP/2 from `bytes` (everything read so far, the preface included).
+    // `c` is `upgraded` from now on. False (no HTTP/2 here): `c` closes.
+    virtual bool upgrade_h2(connection& c, std::string bytes) {
+        (void)c, (void)bytes;
+        return false;
+    }
+
   protected:
     ~connection_owner() = default;
 };
@@ -232,6 +240,7 @@ class connection final : public http::response_sink {
     state current_state() const noexcept { return state_; }
     const connection_config& config() const noexcept { return cfg_; }
     const http::endpoint& client() const noexcept { return client_; }
+    const http::endpoint& local() const noexcept { return server_; }
     bool idle() const noexcept { return state_ == state::read_head && in_.empty() && !ex_; }
     bool write_blocked() const noexcept { return write_blocked_; }
     bool scheduled = false;     // owner's bookkeeping: already in the schedule list
@@ -261,14 +270,15 @@ class connection final : public http::response_sink {
     };
     bool check_websocket(const request_head& head, const request_info& info);
     void hand_over();
+    // The first bytes of the connection against the HTTP/2 preface: true when they were handled
+    // (handed over to HTTP/2, or a partial preface that waits for more).
+    bool check_h2_preface();
     void read_input();
     bool reading_paused() const noexcept;
     void consume_input();
     void try_parse_head();
     void start_request(const request_head& head, const request_info& info, size_t head_len);
     bool answer_internal(const request_head& head, const request_info& info, size_t head_len);
-    void apply_forwarded(http::exchange& ex);
-    bool trusts_peer(const proxy::trusted_networks& trust) const noexcept;
     bool consume_proxy_header();
     void decode_body();
     void finish_request();
@@ -331,6 +341,7 @@ class connection final : public http::response_sink {
     bool rate_timer_ = false;          // the rate slot is armed
     bool forwarded_peer_ = false;      // the peer is a trusted proxy (see apply_forwarded)
     bool proxy_pending_ = false;       // --proxy-protocol: the PROXY header is still to come
+    bool first_request_ = true;        // no request head parsed yet (the HTTP/2 preface check)
 
     // Current exchange (in_request).
     std::shared_ptr<http::exchange> ex_;

@@ -16,9 +16,10 @@ constexpr std::string_view k_method_names[] = {"GET",    "HEAD",  "POST",    "PU
                                                "DELETE", "PATCH", "OPTIONS", "other"};
 constexpr std::string_view k_class_names[] = {"none", "1xx", "2xx", "3xx", "4xx", "5xx"};
 constexpr std::string_view k_refusal_names[] = {
-    "bad_request",     "header_timeout", "body_timeout",  "body_rate",        "response_rate",
-    "write_timeout",   "body_too_large", "line_too_long", "header_too_large", "concurrency",
-    "not_implemented", "proxy_protocol", "tls_handshake", "tls_timeout",      "tls_plain_http"};
+    "bad_request",      "header_timeout", "body_timeout",    "body_rate",
+    "response_rate",    "write_timeout",  "body_too_large",  "line_too_long",
+    "header_too_large", "concurrency",    "not_implemented", "proxy_protocol",
+    "tls_handshake",    "tls_timeout",    "tls_plain_http",  "h2_abuse"};
 static_assert(std::size(k_refusal_names) == k_refusals);
 
 uint64_t load(const uint64_t& word) noexcept {

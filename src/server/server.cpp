@@ -87,16 +87,20 @@ struct server::conn_entry final : loop::io_handler {
             }
             // TLS may need the other direction than the one the protocol waits on.
             if ((ev & EPOLLOUT) && tls->read_wants_write()) ev |= EPOLLIN;
-            const bool blocked = ws ? ws->write_blocked() : conn().write_blocked();
+            const bool blocked = h2   ? h2->write_blocked()
+                                 : ws ? ws->write_blocked()
+                                      : conn().write_blocked();
             if ((ev & EPOLLIN) && tls->write_wants_read() && blocked) ev |= EPOLLOUT;
         }
         // A short read drains an edge-triggered socket; with TLS the transport judges that
         // from its reads of the socket (SSL_read returns a record at a time).
         const bool drains = !(ev & (EPOLLRDHUP | EPOLLHUP | EPOLLERR));
         if (tls) tls->set_short_read_drains(drains);
+        if (h2) return h2_io(ev, drains && !tls);
         if (ws) return ws_io(ev, drains && !tls);
         if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) conn().on_readable(drains && !tls);
         if (ws) return ws_rest(ev);  // upgraded just now: the WebSocket takes the rest
+        if (h2) return h2_rest(ev);  // the HTTP/2 preface: HTTP/2 takes the rest
         // HUP/ERR: reset, or both directions shut. Nothing more can be written, so close now,
         // even while reading is paused (else the fd and buffers stay until the app finishes).
         if ((ev & (EPOLLHUP | EPOLLERR)) &&
@@ -117,6 +121,18 @@ struct server::conn_entry final : loop::io_handler {
         else if ((ev & EPOLLOUT) && ws->write_blocked())
             ws->on_writable();
         ws->release_memory();
+    }
+    // The same for HTTP/2 (ALPN h2, or the preface on a plain port).
+    void h2_io(uint32_t ev, bool drains) {
+        if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) h2->on_readable(drains);
+        h2_rest(ev);
+    }
+    void h2_rest(uint32_t ev) {
+        if ((ev & (EPOLLHUP | EPOLLERR)) && h2->current_state() != http2::connection::state::closed)
+            h2->on_hangup();
+        else if ((ev & EPOLLOUT) && h2->write_blocked())
+            h2->on_writable();
+        h2->release_memory();
     }
     // Drives the TLS handshake; true once it is done and the connection may read.
     bool handshake() {
@@ -195,6 +211,10 @@ struct server::conn_entry final : loop::io_handler {
     }
     static void on_read_timer(void* ctx) {
         auto* e = static_cast<conn_entry*>(ctx);
+        if (e->h2) {
+            e->h2->on_timer(e->h2_kind);
+            return e->h2->release_memory();
+        }
         if (e->ws) {
             e->ws->on_timer(e->ws_kind);
             return e->ws->release_memory();
@@ -208,6 +228,10 @@ struct server::conn_entry final : loop::io_handler {
     }
     static void on_write_timer(void* ctx) {
         auto* e = static_cast<conn_entry*>(ctx);
+        if (e->h2) {
+            e->h2->on_timer(http2::connection::timer_kind::write);
+            return e->h2->release_memory();
+        }
         if (e->ws) {
             e->ws->on_timer(ws::connection::timer_kind::write);
             return e->ws->release_memory();
@@ -238,8 +262,35 @@ struct server::conn_entry final : loop::io_handler {
     ws::connection::timer_kind ws_kind = ws::connection::timer_kind::none;
     // After a WebSocket upgrade (declared last: destroyed first, while the transport lives).
     std::unique_ptr<ws::connection> ws;
+    // HTTP/2, when ALPN or the preface chose it (as `ws`: destroyed before the transport).
+    std::unique_ptr<http2::connection> h2;
+    http2::connection::timer_kind h2_kind = http2::connection::timer_kind::none;
     std::list<conn_entry>::iterator self;
 };
+
+template <class C>
+void server::enqueue(std::vector<C*>& list, C& c) {
+    if (c.scheduled) return;
+    c.scheduled = true;
+    const bool first = !has_scheduled();
+    list.push_back(&c);
+    if (first && !in_io_ && hook_) hook_(hook_ctx_);
+}
+
+template <class C>
+void server::retire(conn_entry& e, std::vector<C*>& list, C& c) {
+    if (m_) metrics::sub(m_->connections_open);
+    e.read_timer.disarm();
+    e.write_timer.disarm();
+    e.rate_timer.disarm();
+    --conn_count_;
+    // Scheduled entries and epoll events of this batch may still point here: free it later.
+    graveyard_.push_back(e.self);
+    if (c.scheduled) {
+        std::erase(list, &c);
+        c.scheduled = false;
+    }
+}
 
 // The owner of the WebSocket connections: the same timers, schedule and bookkeeping as the
 // HTTP/1.1 ones (a separate object, since both owner interfaces name their timer kinds alike).
@@ -247,13 +298,7 @@ struct server::ws_owner final : ws::connection_owner {
     explicit ws_owner(server& s) : srv(s) {}
     static conn_entry& entry(ws::connection& c) { return *static_cast<conn_entry*>(c.owner_ctx); }
 
-    void schedule(ws::connection& c) override {
-        if (c.scheduled) return;
-        c.scheduled = true;
-        const bool first = srv.scheduled_.empty() && srv.ws_scheduled_.empty();
-        srv.ws_scheduled_.push_back(&c);
-        if (first && !srv.in_io_ && srv.hook_) srv.hook_(srv.hook_ctx_);
-    }
+    void schedule(ws::connection& c) override { srv.enqueue(srv.ws_scheduled_, c); }
     void arm_timer(ws::connection& c, timer_kind kind) override {
         conn_entry& e = entry(c);
         switch (kind) {
@@ -276,20 +321,58 @@ struct server::ws_owner final : ws::connection_owner {
     }
     uint64_t now_ms() const noexcept override { return srv.loop_.now_ms(); }
     void on_closed(ws::connection& c) override {
-        conn_entry& e = entry(c);
-        if (srv.m_) metrics::sub(srv.m_->connections_open), metrics::sub(srv.m_->websockets_open);
-        e.read_timer.disarm();
-        e.write_timer.disarm();
-        e.rate_timer.disarm();
-        --srv.conn_count_;
-        srv.graveyard_.push_back(e.self);
-        if (c.scheduled) {
-            std::erase(srv.ws_scheduled_, &c);
-            c.scheduled = false;
-        }
+        if (srv.m_) metrics::sub(srv.m_->websockets_open);
+        srv.retire(entry(c), srv.ws_scheduled_, c);
     }
     void refused(ws::connection&, http::refusal why) override {
         if (srv.m_) metrics::add(srv.m_->refused[static_cast<size_t>(why)]);
+    }
+
+    server& srv;
+};
+
+// The owner of the HTTP/2 connections: the entry's timers, the schedule, admission and the
+// metrics, as for HTTP/1.1.
+struct server::h2_owner final : http2::connection_owner {
+    explicit h2_owner(server& s) : srv(s) {}
+    static conn_entry& entry(http2::connection& c) {
+        return *static_cast<conn_entry*>(c.owner_ctx);
+    }
+
+    void schedule(http2::connection& c) override { srv.enqueue(srv.h2_scheduled_, c); }
+    void arm_timer(http2::connection& c, timer_kind kind) override {
+        conn_entry& e = entry(c);
+        switch (kind) {
+            case timer_kind::write: return srv.loop_.arm(e.write_timer, srv.write_list_);
+            case timer_kind::preface:
+                e.h2_kind = kind;
+                return srv.loop_.arm(e.read_timer, srv.header_list_);
+            case timer_kind::idle:
+                e.h2_kind = kind;
+                return srv.loop_.arm(e.read_timer, srv.keep_alive_list_);
+            case timer_kind::goaway:
+                e.h2_kind = kind;
+                return srv.loop_.arm(e.read_timer, srv.h2_goaway_list_);
+            case timer_kind::none: return;
+        }
+    }
+    void disarm_timer(http2::connection& c, timer_kind kind) override {
+        conn_entry& e = entry(c);
+        (kind == timer_kind::write ? e.write_timer : e.read_timer).disarm();
+    }
+    uint64_t now_ms() const noexcept override { return srv.loop_.now_ms(); }
+    bool admit_request(http2::connection&) override { return srv.admit(); }
+    void request_finished(http2::connection&) override { srv.finished(); }
+    void on_closed(http2::connection& c) override { srv.retire(entry(c), srv.h2_scheduled_, c); }
+    void refused(http2::connection&, http::refusal why) override {
+        if (srv.m_) metrics::add(srv.m_->refused[static_cast<size_t>(why)]);
+    }
+    void request_done(http2::connection&, const http::exchange& ex, uint64_t started) override {
+        srv.count_request(ex, started);
+    }
+    bool internal_response(http2::connection& c, std::string_view target,
+                           http::internal_reply& out) override {
+        return srv.answer_internal(&c.config() == &srv.h2_internal_, target, out);
     }
 
     server& srv;
@@ -310,7 +393,10 @@ server::server(const server_config& cfg)
       ws_ping_list_(std::max<uint64_t>(cfg.ws.ping_interval_ms, 1)),
       ws_pong_list_(std::max<uint64_t>(cfg.ws.ping_timeout_ms, 1)),
       ws_close_list_(std::max<uint64_t>(cfg.ws.close_timeout_ms, 1)),
-      ws_owner_(std::make_unique<ws_owner>(*this)) {
+      // About a round trip, and well under any grace period.
+      h2_goaway_list_(std::clamp<uint64_t>(cfg.shutdown_idle_ms, 1, 1000)),
+      ws_owner_(std::make_unique<ws_owner>(*this)),
+      h2_owner_(std::make_unique<h2_owner>(*this)) {
     if (!metrics::region::make_private(metrics_)) {
         m_ = &metrics_.slot(0);
         metrics::set(m_->pid, static_cast<uint64_t>(::getpid()));
@@ -325,11 +411,26 @@ server::server(const server_config& cfg)
     internal_conn_.internal_only = true;
     internal_conn_.websocket = nullptr;
     internal_conn_.proxy_protocol_from = nullptr;  // scrapers connect directly
+    cfg_.conn.h2_prior_knowledge = cfg_.http2;
+    cfg_.conn.http1_refused = !cfg_.http1;
+    internal_conn_.h2_prior_knowledge = cfg_.http2;
     tls_conn_ = cfg_.conn;
     tls_conn_.proxy_protocol_from = nullptr;  // read before TLS: conn_entry::read_proxy_header
+    tls_conn_.h2_prior_knowledge = false;     // over TLS, ALPN chooses (tls_established)
+    cfg_.h2.read_blocks = &read_blocks_;
+    cfg_.h2.read_chunk = cfg_.conn.read_chunk;
+    cfg_.h2.server_header = cfg_.conn.server_header;
+    cfg_.h2.date_header = cfg_.conn.date_header;
+    cfg_.h2.forwarded_trust = cfg_.conn.forwarded_trust;
+    h2_conn_ = cfg_.h2;
+    h2_tls_conn_ = cfg_.h2;
+    h2_tls_conn_.scheme = "https";
+    h2_internal_ = cfg_.h2;
+    h2_internal_.internal_only = true;
+    h2_internal_.forwarded_trust = nullptr;
     for (auto* list : {&keep_alive_list_, &header_list_, &body_list_, &write_list_, &linger_list_,
                        &shutdown_idle_list_, &rate_list_, &tls_handshake_list_, &ws_ping_list_,
-                       &ws_pong_list_, &ws_close_list_})
+                       &ws_pong_list_, &ws_close_list_, &h2_goaway_list_})
         loop_.add_list(list);
 }
 
@@ -415,6 +516,7 @@ void server::accept_one(listener_entry& le, int fd, const sockaddr_storage& peer
 void server::tls_established(conn_entry& e) {
     std::shared_ptr<const tls::info> info = e.tls->connection_info();
     if (m_) metrics::add(m_->tls_handshakes[info->resumed ? 1 : 0]);
+    if (cfg_.http2 && info->alpn == "h2") return start_h2(e, {}, std::move(info));
     e.conn().set_tls(std::move(info));
     e.read_timer.disarm();
     arm_timer(e.conn(), timer_kind::keep_alive);
@@ -448,7 +550,10 @@ void server::shutdown_connections() {
         // A TLS handshake under way finishes first (bounded by its deadline): its client is
         // about to send a request, which the connection then gets the usual chance to start.
         if (e.tls && e.tls->handshaking()) continue;
-        if (e.ws) {
+        if (e.h2) {
+            e.h2->begin_shutdown();
+            e.h2->release_memory();
+        } else if (e.ws) {
             e.ws->begin_shutdown();
             e.ws->release_memory();
         } else {
@@ -460,7 +565,9 @@ void server::shutdown_connections() {
 
 void server::close_all() {
     for (auto& e : conns_) {
-        if (e.ws) {
+        if (e.h2) {
+            if (e.h2->current_state() != http2::connection::state::closed) e.h2->on_hangup();
+        } else if (e.ws) {
             if (e.ws->current_state() != ws::connection::state::closed) e.ws->on_hangup();
         } else if (e.conn().current_state() != http1::connection::state::closed) {
             e.conn().on_hangup();
@@ -498,7 +605,7 @@ void server::run_scheduled() {
 void server::process_scheduled() {
     // Processing can schedule more work (a pipelined request's response is queued at once only by
     // the app, so this settles quickly); bound the rounds anyway.
-    for (int round = 0; round < 8 && (!scheduled_.empty() || !ws_scheduled_.empty()); ++round) {
+    for (int round = 0; round < 8 && has_scheduled(); ++round) {
         auto batch = std::exchange(scheduled_, {});
         for (http1::connection* c : batch) {
             c->scheduled = false;
@@ -513,6 +620,13 @@ void server::process_scheduled() {
             c->process();
             c->release_memory();
         }
+        auto h2_batch = std::exchange(h2_scheduled_, {});
+        for (http2::connection* c : h2_batch) {
+            c->scheduled = false;
+            if (c->current_state() == http2::connection::state::closed) continue;
+            c->process();
+            c->release_memory();
+        }
     }
 }
 
@@ -522,13 +636,7 @@ void server::reap() {
     graveyard_.clear();
 }
 
-void server::schedule(http1::connection& c) {
-    if (c.scheduled) return;
-    c.scheduled = true;
-    bool first = scheduled_.empty() && ws_scheduled_.empty();
-    scheduled_.push_back(&c);
-    if (first && !in_io_ && hook_) hook_(hook_ctx_);
-}
+void server::schedule(http1::connection& c) { enqueue(scheduled_, c); }
 
 bool server::may_accept() const noexcept {
     return cfg_.max_connections == 0 || conn_count_ < cfg_.max_connections;
@@ -561,21 +669,27 @@ void server::disarm_timer(http1::connection& c, timer_kind kind) {
     (kind == timer_kind::write ? e->write_timer : e->read_timer).disarm();
 }
 
-bool server::admit_request(http1::connection&) {
+bool server::admit() {
     if (cfg_.max_concurrency && in_flight_ >= cfg_.max_concurrency) return false;
     ++in_flight_;
     if (m_) metrics::add(m_->in_flight);
     return true;
 }
 
-void server::request_finished(http1::connection&) {
+void server::finished() {
     --in_flight_;
     if (m_) metrics::sub(m_->in_flight);
 }
 
+bool server::admit_request(http1::connection&) { return admit(); }
+void server::request_finished(http1::connection&) { finished(); }
+
 bool server::internal_response(http1::connection& c, std::string_view target,
                                http1::internal_reply& out) {
-    const bool internal = &c.config() == &internal_conn_;
+    return answer_internal(&c.config() == &internal_conn_, target, out);
+}
+
+bool server::answer_internal(bool internal, std::string_view target, http::internal_reply& out) {
     const std::string_view path = target.substr(0, target.find('?'));
     if (path == "/-/health" && cfg_.health_endpoint) {
         // Answered from the engine on the worker's own thread, which also runs the app's event
@@ -618,6 +732,10 @@ void server::refused(http1::connection&, http::refusal why) {
 }
 
 void server::request_done(http1::connection&, const http::exchange& ex, uint64_t started) {
+    count_request(ex, started);
+}
+
+void server::count_request(const http::exchange& ex, uint64_t started) {
     if (!m_) return;
     const size_t cls = ex.status >= 100 && ex.status < 600 ? ex.status / 100 : 0;
     metrics::add(m_->requests[metrics::method_of(ex.method)][cls]);
@@ -631,18 +749,7 @@ void server::request_done(http1::connection&, const http::exchange& ex, uint64_t
 }
 
 void server::on_closed(http1::connection& c) {
-    if (m_) metrics::sub(m_->connections_open);
-    auto* e = static_cast<conn_entry*>(c.owner_ctx);
-    e->read_timer.disarm();
-    e->write_timer.disarm();
-    e->rate_timer.disarm();
-    --conn_count_;
-    // Scheduled entries and epoll events of this batch may still point here: free it later.
-    graveyard_.push_back(e->self);
-    if (c.scheduled) {
-        std::erase(scheduled_, &c);
-        c.scheduled = false;
-    }
+    retire(*static_cast<conn_entry*>(c.owner_ctx), scheduled_, c);
 }
 
 // The app accepted a WebSocket upgrade and its 101 is out: a ws::connection takes the entry's
@@ -668,6 +775,42 @@ bool server::upgrade(http1::connection& c, const std::shared_ptr<http::exchange>
     e->ws->start();
     if (shutting_down_) e->ws->begin_shutdown();
     return true;
+}
+
+}  // namespace coachwhip::server
+
+namespace coachwhip::server {
+
+// The connection starts with the HTTP/2 preface (h2c with prior knowledge).
+bool server::upgrade_h2(http1::connection& c, std::string bytes) {
+    auto* e = static_cast<conn_entry*>(c.owner_ctx);
+    if (!e || !cfg_.http2) return false;
+    start_h2(*e, std::move(bytes), nullptr);
+    return true;
+}
+
+// HTTP/2 takes the entry's transport and timers over. The HTTP/1.1 connection may be on the
+// stack (the preface was read by it): it is freed after this I/O phase.
+void server::start_h2(conn_entry& e, std::string bytes, std::shared_ptr<const tls::info> info) {
+    http1::connection& c = e.conn();
+    const bool internal = &c.config() == &internal_conn_;
+    const http2::connection_config& cfg =
+        internal ? h2_internal_ : (e.tls ? h2_tls_conn_ : h2_conn_);
+    core::transport& t = e.tls ? static_cast<core::transport&>(*e.tls) : e.transport;
+    e.read_timer.disarm();
+    e.write_timer.disarm();
+    e.rate_timer.disarm();
+    e.h2 = std::make_unique<http2::connection>(t, *h2_owner_, cfg, events_, c.client(), c.local(),
+                                               std::move(info), std::move(bytes));
+    e.h2->owner_ctx = &e;
+    if (c.scheduled) {
+        std::erase(scheduled_, &c);
+        c.scheduled = false;
+    }
+    dormant_.push_back(std::move(e.http));
+    e.h2->start();
+    if (shutting_down_ && e.h2->current_state() == http2::connection::state::open)
+        e.h2->begin_shutdown();
 }
 
 }  // namespace coachwhip::server

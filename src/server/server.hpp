@@ -26,6 +26,7 @@
 #include "core/error.hpp"
 #include "http/exchange.hpp"
 #include "http1/connection.hpp"
+#include "http2/connection.hpp"
 #include "loop/loop.hpp"
 #include "proxy/forwarded.hpp"
 #include "server/listener.hpp"
@@ -67,10 +68,17 @@ struct server_config {
     bool websocket = true;
     ws::deflate_config ws_deflate{};  // --ws-per-message-deflate: ws_deflate.enabled
     ws::connection_config ws{};       // --ws-max-size, --ws-max-queue, --ws-ping-*
+    // --http auto|1|2: which protocols the app's listeners speak. HTTP/2 is h2 by ALPN over
+    // TLS (the TLS context's ALPN list must offer "h2") and h2c with prior knowledge on a plain
+    // port; with http1 off, an HTTP/1.x request on a plain port gets 505.
+    bool http1 = true;
+    bool http2 = true;
+    http2::connection_config h2{};  // --http2-* settings
 };
 
 class server final : private http1::connection_owner {
     struct ws_owner;
+    struct h2_owner;
 
   public:
     explicit server(const server_config& cfg);
@@ -107,7 +115,9 @@ class server final : private http1::connection_owner {
     // engine thread (WSGI) blocks; under asyncio the poll never does (0).
     void run_io(int timeout_ms = 0);
     void run_scheduled();
-    bool has_scheduled() const noexcept { return !scheduled_.empty() || !ws_scheduled_.empty(); }
+    bool has_scheduled() const noexcept {
+        return !scheduled_.empty() || !ws_scheduled_.empty() || !h2_scheduled_.empty();
+    }
 
     // Called (outside the I/O phases) when work is scheduled while none was pending.
     using schedule_hook = void (*)(void* ctx);
@@ -157,6 +167,21 @@ class server final : private http1::connection_owner {
     void request_done(http1::connection& c, const http::exchange& ex, uint64_t started) override;
     bool upgrade(http1::connection& c, const std::shared_ptr<http::exchange>& ex,
                  std::string leftover, std::optional<ws::deflate_params> deflate) override;
+    bool upgrade_h2(http1::connection& c, std::string bytes) override;
+    void start_h2(conn_entry& e, std::string bytes, std::shared_ptr<const tls::info> info);
+    // Shared by the three protocols' owners: `c` goes on the schedule list `list` once (the
+    // hook hears of the first work scheduled); `c` closed: the entry's timers stop, it is
+    // counted out and reaped after this phase.
+    template <class C>
+    void enqueue(std::vector<C*>& list, C& c);
+    template <class C>
+    void retire(conn_entry& e, std::vector<C*>& list, C& c);
+    // Shared by the HTTP/1.1 and HTTP/2 owners.
+    bool admit();
+    void finished();
+    void count_request(const http::exchange& ex, uint64_t started_ms);
+    bool answer_internal(bool internal_listener, std::string_view target,
+                         http::internal_reply& out);
     loop::timeout_list& list_for(timer_kind kind) noexcept;
     uint64_t now_ms() const noexcept override { return loop_.now_ms(); }
     bool may_accept() const noexcept;
@@ -181,17 +206,23 @@ class server final : private http1::connection_owner {
     loop::timeout_list shutdown_idle_list_;
     loop::timeout_list rate_list_;
     loop::timeout_list tls_handshake_list_;
-    loop::timeout_list ws_ping_list_;   // --ws-ping-interval
-    loop::timeout_list ws_pong_list_;   // --ws-ping-timeout
-    loop::timeout_list ws_close_list_;  // the closing handshake
+    loop::timeout_list ws_ping_list_;    // --ws-ping-interval
+    loop::timeout_list ws_pong_list_;    // --ws-ping-timeout
+    loop::timeout_list ws_close_list_;   // the closing handshake
+    loop::timeout_list h2_goaway_list_;  // HTTP/2 graceful stop: between the two GOAWAYs
     std::vector<std::unique_ptr<listener_entry>> listeners_;
     std::list<conn_entry> conns_;
     std::vector<std::list<conn_entry>::iterator> graveyard_;
     std::vector<http1::connection*> scheduled_;
     std::vector<ws::connection*> ws_scheduled_;
+    std::vector<http2::connection*> h2_scheduled_;
     // HTTP/1.1 connections handed over to a WebSocket in this I/O phase (see upgrade()).
     std::vector<std::unique_ptr<http1::connection>> dormant_;
-    std::unique_ptr<ws_owner> ws_owner_;  // the WebSocket connections' owner: forwards here
+    std::unique_ptr<ws_owner> ws_owner_;    // the WebSocket connections' owner: forwards here
+    std::unique_ptr<h2_owner> h2_owner_;    // the HTTP/2 connections' owner: forwards here
+    http2::connection_config h2_conn_;      // cfg_.h2 for plain connections
+    http2::connection_config h2_tls_conn_;  // ... and for TLS ones (scheme https)
+    http2::connection_config h2_internal_;  // ... and for the internal listener
     http::event_queue events_;
     size_t conn_count_ = 0;
     size_t in_flight_ = 0;

@@ -109,7 +109,7 @@ def test_curl_verifies_the_chain_and_gets_https(servers: dict[str, ServerProcess
     info = tls_of(body.encode())
     assert info["scheme"] == "https"
     assert info["tls"]["server_name"] == "localhost"
-    assert info["http_version"] == "1.1"
+    assert info["http_version"] == "2"  # curl offers h2 by ALPN, and --http auto takes it
 
 
 def test_httpx_keeps_alive_downloads_and_uploads(servers: dict[str, ServerProcess], certs: Certs):

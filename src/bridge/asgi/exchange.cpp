@@ -256,6 +256,7 @@ PyObject* send_to_engine(exchange_object* obj, std::string_view body, bool more)
                          {PyBytes_AS_STRING(v), static_cast<size_t>(PyBytes_GET_SIZE(v))}};
         }
         http::response_sink::head h{obj->start_status, std::span<const http::field>(fields, n)};
+        h.trailers = obj->ex->trailers;
         r = obj->ex->send(&h, body, more);
     } else {
         r = obj->ex->send(nullptr, body, more);
@@ -275,8 +276,8 @@ PyObject* send_to_engine(exchange_object* obj, std::string_view body, bool more)
         default: break;
     }
     if (obj->asgi_state == st_head) Py_CLEAR(obj->start_headers);
-    obj->asgi_state = more ? st_body : st_done;
-    if (!more) write_access_log(obj);
+    obj->asgi_state = more ? st_body : obj->ex->trailers ? st_trailers : st_done;
+    if (obj->asgi_state == st_done) write_access_log(obj);
     if (r.status == http::send_status::proceed) return asgi::ready(Py_NewRef(Py_None));
     PyObject* fut = PyObject_CallNoArgs(obj->srv->create_future);
     if (!fut) return nullptr;
@@ -303,6 +304,12 @@ PyObject* on_response_start(exchange_object* obj, PyObject* msg) {
     PyObject* copied = copy_headers(obj, headers);
     if (!copied) return nullptr;
     Py_XSETREF(obj->start_headers, copied);
+    // ASGI's http.response.trailers extension, advertised (and honoured) on HTTP/2 only.
+    PyObject* trailers = PyDict_GetItemWithError(msg, N().trailers);
+    if (!trailers && PyErr_Occurred()) return nullptr;
+    const int want = trailers ? PyObject_IsTrue(trailers) : 0;
+    if (want < 0) return nullptr;
+    obj->ex->trailers = want && obj->ex->http_version == "2";
     obj->start_status = static_cast<int16_t>(code);
     obj->asgi_state = st_head;
     return asgi::ready(Py_NewRef(Py_None));
@@ -328,6 +335,43 @@ PyObject* on_response_body(exchange_object* obj, PyObject* msg) {
         obj, {static_cast<const char*>(view.buf), static_cast<size_t>(view.len)}, more);
     PyBuffer_Release(&view);
     return r;
+}
+
+PyObject* on_response_trailers(exchange_object* obj, PyObject* msg) {
+    PyObject* headers = PyDict_GetItemWithError(msg, N().headers);
+    if (!headers && PyErr_Occurred()) return nullptr;
+    PyObject* more_obj = PyDict_GetItemWithError(msg, N().more_trailers);
+    if (!more_obj && PyErr_Occurred()) return nullptr;
+    const int more = more_obj ? PyObject_IsTrue(more_obj) : 0;
+    if (more < 0) return nullptr;
+    py::ref copied(copy_headers(obj, headers));
+    if (!copied) return nullptr;
+    const auto n = static_cast<size_t>(PyTuple_GET_SIZE(copied.get()) / 2);
+    std::vector<http::field> fields(n);
+    PyObject** items = reinterpret_cast<PyTupleObject*>(copied.get())->ob_item;
+    for (size_t i = 0; i < n; ++i) {
+        PyObject* k = items[2 * i];
+        PyObject* v = items[2 * i + 1];
+        fields[i] = {{PyBytes_AS_STRING(k), static_cast<size_t>(PyBytes_GET_SIZE(k))},
+                     {PyBytes_AS_STRING(v), static_cast<size_t>(PyBytes_GET_SIZE(v))}};
+    }
+    const http::send_result r = obj->ex->send_trailers(fields, more);
+    if (r.status == http::send_status::closed) {
+        obj->asgi_state = st_failed;
+        PyErr_SetString(client_disconnected_error, "the client has disconnected");
+        return nullptr;
+    }
+    if (r.status == http::send_status::error) {
+        obj->asgi_state = st_failed;
+        obj->ex->abort();
+        PyErr_SetString(PyExc_RuntimeError, ("invalid trailers: " + std::string(r.reason)).c_str());
+        return nullptr;
+    }
+    if (!more) {
+        obj->asgi_state = st_done;
+        write_access_log(obj);
+    }
+    return asgi::ready(Py_NewRef(Py_None));
 }
 
 PyMethodDef* send_method();
@@ -365,6 +409,12 @@ PyObject* exchange_send(PyObject* self, PyObject* msg) {
                 (PyUnicode_Check(type) && PyUnicode_Compare(type, N().v_response_body) == 0))
                 return on_response_body(obj, msg);
             return runtime_error("Expected ASGI message 'http.response.body', but got %R", type);
+        case st_trailers:
+            if (type == N().v_response_trailers ||
+                (PyUnicode_Check(type) && PyUnicode_Compare(type, N().v_response_trailers) == 0))
+                return on_response_trailers(obj, msg);
+            return runtime_error("Expected ASGI message 'http.response.trailers', but got %R",
+                                 type);
         case st_done:
             return runtime_error(
                 "Unexpected ASGI message %R sent, after response already completed", type);
@@ -456,6 +506,12 @@ PyObject* exchange_finish(PyObject* self, PyObject* result) {
             log_error(obj->srv, log_error_level,
                       "ASGI callable returned without completing the response (the last "
                       "'http.response.body' had more_body=True); closing the connection");
+            obj->ex->abort();
+            break;
+        case st_trailers:
+            log_error(obj->srv, log_error_level,
+                      "ASGI callable returned without sending the 'http.response.trailers' its "
+                      "'http.response.start' announced; resetting the stream");
             obj->ex->abort();
             break;
         default: break;  // complete: a non-None return value is logged above, the response stands

@@ -13,8 +13,10 @@ namespace coachwhip::bridge::detail {
 // response (websocket.http.response.*):
 //   start --http.response.start--> head --http.response.body(more)--> body --...--> done
 //   head/body --http.response.body(!more)--> done
+//   head/body --http.response.body(!more), trailers announced (HTTP/2)--> trailers
+//   trailers --http.response.trailers(more_trailers)--> trailers --(!more_trailers)--> done
 //   any --protocol error from the engine--> failed
-enum asgi_state : uint8_t { st_start, st_head, st_body, st_done, st_failed };
+enum asgi_state : uint8_t { st_start, st_head, st_body, st_done, st_failed, st_trailers };
 
 // Completes `waiter` (cleared) with `value`, unless the app cancelled it.
 void resolve(PyObject*& waiter, PyObject* value);
@@ -36,6 +38,7 @@ void write_access_log(exchange_object* obj);
 PyObject* send_to_engine(exchange_object* obj, std::string_view body, bool more);
 PyObject* on_response_start(exchange_object* obj, PyObject* msg);
 PyObject* on_response_body(exchange_object* obj, PyObject* msg);
+PyObject* on_response_trailers(exchange_object* obj, PyObject* msg);
 // 500 with "connection: close" (before a head was sent), or close the connection.
 void send_internal_error(exchange_object* obj);
 

@@ -361,6 +361,15 @@ PyObject* scope_builder::extensions(const tls::info& t) {
     return ext;
 }
 
+PyObject* scope_builder::extensions(const http::exchange& ex) {
+    py::ref ext(ex.tls ? extensions(*ex.tls) : PyDict_New());
+    if (!ext || ex.http_version != "2") return ext.release();
+    py::ref empty(PyDict_New());
+    if (!empty || PyDict_SetItem(ext.get(), py::N().v_response_trailers, empty.get()) < 0)
+        return nullptr;
+    return ext.release();
+}
+
 bool scope_builder::make_template() {
     const auto& n = py::N();
     Py_XSETREF(asgi_, PyDict_New());
@@ -445,12 +454,14 @@ bool scope_builder::fill(PyObject* d, const http::exchange& ex, bool ws) {
     const auto& n = py::N();
     bool unix_server = ex.server.known && ex.server.port < 0;
     return set_item(d, n.asgi, PyDict_Copy(ws ? ws_asgi_ : asgi_)) == 0 &&
-           (ex.http_version == "1.1" || PyDict_SetItem(d, n.http_version, n.v_http_1_0) == 0) &&
+           (ex.http_version == "1.1" ||
+            PyDict_SetItem(d, n.http_version, ex.http_version == "2" ? n.v_http_2 : n.v_http_1_0) ==
+                0) &&
            add_path(d, ex.target, ws) && set_item(d, n.headers, headers(ex, ws)) == 0 &&
            set_item(d, n.client, endpoint(&ex.client, false)) == 0 &&
            set_item(d, n.server, server_endpoint(ex.server, unix_server)) == 0 &&
            (!state_ || set_item(d, n.state, PyDict_Copy(state_)) == 0) &&
-           (!ex.tls || set_item(d, n.extensions, extensions(*ex.tls)) == 0);
+           ((!ex.tls && ex.http_version != "2") || set_item(d, n.extensions, extensions(ex)) == 0);
 }
 
 PyObject* scope_builder::build(const http::exchange& ex) {

@@ -67,6 +67,8 @@ class scope_builder {
     // for a websocket scope, whose path and low-cardinality headers are shared objects.
     bool fill(PyObject* d, const http::exchange& ex, bool ws);
     PyObject* extensions(const tls::info& t);
+    // scope["extensions"] of an HTTP/2 or TLS request: "tls", "http.response.trailers" (HTTP/2).
+    PyObject* extensions(const http::exchange& ex);
     PyObject* method(std::string_view m);
     static PyObject* scheme(std::string_view s);
     PyObject* header_name(std::string_view raw);

@@ -1,0 +1,999 @@
+#include "http2/connection.hpp"
+
+#include <nghttp2/nghttp2.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
+#include <cstring>
+#include <optional>
+#include <vector>
+
+#include "core/clock.hpp"
+#include "core/log.hpp"
+#include "http/forwarded.hpp"
+
+namespace coachwhip::http2 {
+
+using http::send_result;
+using http::send_status;
+
+namespace {
+
+constexpr uint32_t k_max_window = (1u << 31) - 1;
+
+bool is_tchar_lower(unsigned char c) noexcept {
+    // RFC 9110 token characters, uppercase excluded (HTTP/2 field names are lowercase).
+    if ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9')) return true;
+    switch (c) {
+        case '!':
+        case '#':
+        case '$':
+        case '%':
+        case '&':
+        case '\'':
+        case '*':
+        case '+':
+        case '-':
+        case '.':
+        case '^':
+        case '_':
+        case '`':
+        case '|':
+        case '~': return true;
+        default: return false;
+    }
+}
+
+// A field value may hold no NUL, CR, LF or other control byte but HTAB (RFC 9110 §5.5).
+bool valid_value(std::string_view v) noexcept {
+    for (unsigned char c : v)
+        if ((c < 0x20 && c != '\t') || c == 0x7f) return false;
+    return true;
+}
+
+// Fields that only make sense for one HTTP/1.1 connection (RFC 9113 §8.2.2): never sent.
+bool connection_specific(std::string_view lower) noexcept {
+    return lower == "connection" || lower == "keep-alive" || lower == "proxy-connection" ||
+           lower == "transfer-encoding" || lower == "upgrade";
+}
+
+bool status_has_no_body(int status) noexcept {
+    return status < 200 || status == 204 || status == 304;
+}
+
+nghttp2_nv make_nv(std::string_view name, std::string_view value) {
+    return {reinterpret_cast<uint8_t*>(const_cast<char*>(name.data())),
+            reinterpret_cast<uint8_t*>(const_cast<char*>(value.data())), name.size(), value.size(),
+            NGHTTP2_NV_FLAG_NONE};
+}
+
+// Fields the app gave, lowercased and checked, in `storage` (reserved up front: views stay put).
+struct field_list {
+    std::string storage;
+    std::vector<std::pair<size_t, size_t>> spans;  // name, value offsets (lengths follow)
+    std::vector<nghttp2_nv> nv;
+};
+
+}  // namespace
+
+// One request stream: the request head as it is decoded, then its exchange and the response.
+struct connection::stream {
+    struct span {
+        uint32_t off = 0, len = 0;
+    };
+    explicit stream(int32_t i) : id(i) {}
+
+    int32_t id;
+    std::shared_ptr<http::exchange>
+        ex;  // null while the head is decoded or when the engine answered
+    // ---- the request head while it is decoded ----
+    std::string storage;
+    std::vector<std::pair<span, span>> fields;
+    span method, path, authority;
+    std::string cookie;  // every cookie field, joined with "; " (RFC 9113 §8.2.3)
+    size_t header_bytes = 0;
+    bool too_large = false;
+    bool has_host = false;
+    bool request_done = false;  // END_STREAM from the client
+    // ---- the response ----
+    std::string out;  // body bytes not yet framed (from out_off)
+    size_t out_off = 0;
+    int file_fd = -1;  // a file part after `out` (owned)
+    uint64_t file_off = 0, file_left = 0;
+    std::optional<uint64_t> declared;  // the response's content-length
+    uint64_t body_queued = 0;
+    field_list trailers;
+    bool started = false;         // HEADERS submitted
+    bool body_done = false;       // the app sent its last body bytes
+    bool want_trailers = false;   // the head said trailers
+    bool trailers_ready = false;  // send_trailers(more = false) came
+    bool no_body = false;         // HEAD, 204, 304: no DATA at all
+    bool deferred = false;        // the data source said DEFERRED: resume on new bytes
+    bool send_waiting = false;    // send() answered wait: post ev_drain at low water
+    bool complete = false;        // our END_STREAM is submitted (or the stream was reset)
+    bool reset = false;           // RST_STREAM from the client
+    bool admitted = false;
+    uint64_t started_ms = 0;
+    size_t unconsumed = 0;  // request body in ex->body whose stream window is still closed
+
+    ~stream() {
+        if (file_fd >= 0) ::close(file_fd);
+    }
+    std::string_view view(span s) const { return {storage.data() + s.off, s.len}; }
+    uint64_t pending() const noexcept { return out.size() - out_off + file_left; }
+};
+
+// The nghttp2 callbacks: static functions that find the connection in user_data.
+struct connection::callbacks {
+    static connection& self(void* user_data) { return *static_cast<connection*>(user_data); }
+    static stream* find(nghttp2_session* session, int32_t id) {
+        return static_cast<stream*>(nghttp2_session_get_stream_user_data(session, id));
+    }
+
+    static ssize_t send(nghttp2_session*, const uint8_t* data, size_t length, int,
+                        void* user_data) {
+        connection& c = self(user_data);
+        if (c.out_.size() >= c.cfg_.write_high_water) return NGHTTP2_ERR_WOULDBLOCK;
+        c.out_.append(std::string_view(reinterpret_cast<const char*>(data), length));
+        return static_cast<ssize_t>(length);
+    }
+
+    // DATA with NGHTTP2_DATA_FLAG_NO_COPY: the frame header, then the stream's own bytes, copied
+    // once into the output queue (and a file part read straight into it).
+    static int send_data(nghttp2_session* session, nghttp2_frame* frame, const uint8_t* framehd,
+                         size_t length, nghttp2_data_source*, void* user_data) {
+        connection& c = self(user_data);
+        if (c.out_.size() >= c.cfg_.write_high_water) return NGHTTP2_ERR_WOULDBLOCK;
+        stream* s = find(session, frame->hd.stream_id);
+        if (!s) return NGHTTP2_ERR_CALLBACK_FAILURE;
+        c.out_.append(std::string_view(reinterpret_cast<const char*>(framehd), 9));
+        size_t left = length;
+        const size_t from_out = std::min(left, s->out.size() - s->out_off);
+        if (from_out) {
+            c.out_.append(std::string_view(s->out).substr(s->out_off, from_out));
+            s->out_off += from_out;
+            left -= from_out;
+            if (s->out_off == s->out.size()) s->out.clear(), s->out_off = 0;
+        }
+        if (left) {
+            std::string buf = c.out_.take_buffer(left);
+            buf.resize(left);
+            size_t got = 0;
+            while (got < left) {
+                const ssize_t r = ::pread(s->file_fd, buf.data() + got, left - got,
+                                          static_cast<off_t>(s->file_off + got));
+                if (r <= 0) return NGHTTP2_ERR_CALLBACK_FAILURE;  // the file shrank: close
+                got += static_cast<size_t>(r);
+            }
+            c.out_.append(std::move(buf));
+            s->file_off += left;
+            s->file_left -= left;
+            if (s->file_left == 0) ::close(s->file_fd), s->file_fd = -1;
+        }
+        if (s->ex) s->ex->bytes_sent += length;
+        c.post_drain_if_low(*s);
+        return 0;
+    }
+
+    static ssize_t read_data(nghttp2_session* session, int32_t id, uint8_t*, size_t length,
+                             uint32_t* flags, nghttp2_data_source*, void* user_data) {
+        connection& c = self(user_data);
+        stream* s = find(session, id);
+        if (!s) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+        const uint64_t avail = s->pending();
+        if (avail == 0 && !s->body_done) {
+            s->deferred = true;
+            return NGHTTP2_ERR_DEFERRED;
+        }
+        const size_t n = static_cast<size_t>(std::min<uint64_t>(length, avail));
+        if (n) *flags |= NGHTTP2_DATA_FLAG_NO_COPY;
+        if (n == avail && s->body_done) {
+            if (s->want_trailers && !s->trailers_ready) {
+                if (n) return static_cast<ssize_t>(n);  // the trailers come later
+                s->deferred = true;
+                return NGHTTP2_ERR_DEFERRED;
+            }
+            *flags |= NGHTTP2_DATA_FLAG_EOF;
+            if (s->want_trailers) {
+                *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
+                auto& t = s->trailers;
+                if (nghttp2_submit_trailer(c.session_, id, t.nv.data(), t.nv.size()) != 0)
+                    return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+            }
+            s->complete = true;
+        }
+        return static_cast<ssize_t>(n);
+    }
+
+    static int begin_headers(nghttp2_session* session, const nghttp2_frame* frame,
+                             void* user_data) {
+        connection& c = self(user_data);
+        if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST)
+            return 0;
+        auto s = std::make_unique<stream>(frame->hd.stream_id);
+        nghttp2_session_set_stream_user_data(session, frame->hd.stream_id, s.get());
+        c.streams_.emplace(frame->hd.stream_id, std::move(s));
+        c.sync_idle_timer();
+        return 0;
+    }
+
+    static int header(nghttp2_session* session, const nghttp2_frame* frame, const uint8_t* name,
+                      size_t namelen, const uint8_t* value, size_t valuelen, uint8_t,
+                      void* user_data) {
+        connection& c = self(user_data);
+        stream* s = find(session, frame->hd.stream_id);
+        if (!s) return 0;
+        // The decoded size counts as SETTINGS_MAX_HEADER_LIST_SIZE does (RFC 9113 §6.5.2): an
+        // HPACK bomb stops being stored at the limit (decoding goes on: the table must stay in
+        // step with the client's), and the request gets a 431.
+        s->header_bytes += namelen + valuelen + 32;
+        if (s->header_bytes > c.cfg_.max_header_list) s->too_large = true;
+        if (s->too_large || frame->headers.cat != NGHTTP2_HCAT_REQUEST)
+            return 0;  // trailers: read, dropped
+        const std::string_view n(reinterpret_cast<const char*>(name), namelen);
+        const std::string_view v(reinterpret_cast<const char*>(value), valuelen);
+        auto keep = [&](std::string_view bytes) {
+            const stream::span sp{static_cast<uint32_t>(s->storage.size()),
+                                  static_cast<uint32_t>(bytes.size())};
+            s->storage.append(bytes);
+            return sp;
+        };
+        if (!n.empty() && n[0] == ':') {
+            if (n == ":method")
+                s->method = keep(v);
+            else if (n == ":path")
+                s->path = keep(v);
+            else if (n == ":authority")
+                s->authority = keep(v);
+            return 0;  // :scheme is the connection's; :protocol is not supported yet
+        }
+        if (n == "cookie") {
+            if (!s->cookie.empty()) s->cookie += "; ";
+            s->cookie.append(v);
+            return 0;
+        }
+        if (n == "host") s->has_host = true;
+        const stream::span ns = keep(n);
+        s->fields.emplace_back(ns, keep(v));
+        return 0;
+    }
+
+    static int frame_recv(nghttp2_session* session, const nghttp2_frame* frame, void* user_data) {
+        connection& c = self(user_data);
+        switch (frame->hd.type) {
+            case NGHTTP2_SETTINGS:
+                if (!(frame->hd.flags & NGHTTP2_FLAG_ACK) && !c.preface_seen_) {
+                    c.preface_seen_ = true;
+                    c.sync_idle_timer();
+                }
+                return 0;
+            case NGHTTP2_HEADERS: {
+                stream* s = find(session, frame->hd.stream_id);
+                if (!s) return 0;
+                const bool end = frame->hd.flags & NGHTTP2_FLAG_END_STREAM;
+                if (frame->headers.cat == NGHTTP2_HCAT_REQUEST) {
+                    s->request_done = end;
+                    c.start_stream(*s);
+                } else if (end) {
+                    c.request_ended(*s);  // trailers
+                }
+                return 0;
+            }
+            case NGHTTP2_DATA:
+                if (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) {
+                    if (stream* s = find(session, frame->hd.stream_id)) c.request_ended(*s);
+                }
+                return 0;
+            case NGHTTP2_RST_STREAM:
+                if (stream* s = find(session, frame->hd.stream_id)) c.on_client_reset(*s);
+                return 0;
+            default: return 0;
+        }
+    }
+
+    static int data_chunk(nghttp2_session* session, uint8_t, int32_t id, const uint8_t* data,
+                          size_t len, void* user_data) {
+        connection& c = self(user_data);
+        stream* s = find(session, id);
+        if (!s || !s->ex || !s->ex->connected() || s->ex->response_complete) {
+            // Nobody reads it: the windows reopen at once.
+            nghttp2_session_consume(session, id, len);
+            return 0;
+        }
+        s->ex->body.append(reinterpret_cast<const char*>(data), len);
+        s->unconsumed += len;
+        c.body_buffered_ += len;
+        if (c.body_buffered_ <= c.cfg_.body_budget) {
+            nghttp2_session_consume_connection(session, len);
+        } else {
+            c.conn_owed_ += len;
+        }
+        s->ex->post(http::ev_body);
+        return 0;
+    }
+
+    static int frame_send(nghttp2_session* session, const nghttp2_frame* frame, void* user_data) {
+        // Our response is complete while the client still sends its body: tell it to stop
+        // (RFC 9113 §8.1: RST_STREAM NO_ERROR after a complete response).
+        if ((frame->hd.type == NGHTTP2_HEADERS || frame->hd.type == NGHTTP2_DATA) &&
+            (frame->hd.flags & NGHTTP2_FLAG_END_STREAM)) {
+            stream* s = find(session, frame->hd.stream_id);
+            if (s && !s->request_done)
+                nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, frame->hd.stream_id,
+                                          NGHTTP2_NO_ERROR);
+        }
+        (void)user_data;
+        return 0;
+    }
+
+    static int stream_close(nghttp2_session*, int32_t id, uint32_t code, void* user_data) {
+        self(user_data).stream_closed(id, code);
+        return 0;
+    }
+};
+
+connection::connection(core::transport& t, connection_owner& owner, const connection_config& cfg,
+                       http::event_queue& events, http::endpoint client, http::endpoint server,
+                       std::shared_ptr<const tls::info> tls, std::string leftover)
+    : t_(t),
+      owner_(owner),
+      cfg_(cfg),
+      events_(events),
+      client_(std::move(client)),
+      server_(std::move(server)),
+      tls_(std::move(tls)),
+      leftover_(std::move(leftover)),
+      in_(cfg.read_blocks) {
+    if (cfg_.forwarded_trust)
+        forwarded_peer_ = http::trusts_peer(client_, server_, *cfg_.forwarded_trust);
+    reset_tokens_ = cfg_.reset_burst;
+}
+
+connection::~connection() {
+    for (auto& [id, s] : streams_)
+        if (s->ex) s->ex->detach();
+    if (session_) nghttp2_session_del(session_);
+}
+
+void connection::start() {
+    // The callbacks and options are the same for every connection: made once per thread.
+    struct setup {
+        nghttp2_session_callbacks* cbs = nullptr;
+        nghttp2_option* opt = nullptr;
+        setup() {
+            nghttp2_session_callbacks_new(&cbs);
+            nghttp2_session_callbacks_set_send_callback(cbs, callbacks::send);
+            nghttp2_session_callbacks_set_send_data_callback(cbs, callbacks::send_data);
+            nghttp2_session_callbacks_set_on_begin_headers_callback(cbs, callbacks::begin_headers);
+            nghttp2_session_callbacks_set_on_header_callback(cbs, callbacks::header);
+            nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, callbacks::frame_recv);
+            nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, callbacks::data_chunk);
+            nghttp2_session_callbacks_set_on_frame_send_callback(cbs, callbacks::frame_send);
+            nghttp2_session_callbacks_set_on_stream_close_callback(cbs, callbacks::stream_close);
+            nghttp2_option_new(&opt);
+            // Windows reopen as apps take the body (see "Backpressure" in the header).
+            nghttp2_option_set_no_auto_window_update(opt, 1);
+            // Bounded work for hostile clients: SETTINGS entries, queued ACKs (SETTINGS and
+            // PING floods: GOAWAY ENHANCE_YOUR_CALM), CONTINUATION frames per header block,
+            // closed streams kept for their late frames.
+            nghttp2_option_set_max_settings(opt, 32);
+            nghttp2_option_set_max_outbound_ack(opt, 1000);
+            nghttp2_option_set_max_continuations(opt, 8);
+            nghttp2_option_set_max_reserved_remote_streams(opt, 0);
+            nghttp2_option_set_max_deflate_dynamic_table_size(opt, 4096);
+        }
+        ~setup() {
+            nghttp2_session_callbacks_del(cbs);
+            nghttp2_option_del(opt);
+        }
+    };
+    static thread_local setup s;
+    if (nghttp2_session_server_new2(&session_, s.cbs, this, s.opt) != 0) return close_now();
+    const nghttp2_settings_entry settings[] = {
+        {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, cfg_.max_concurrent_streams},
+        {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, std::min(cfg_.initial_stream_window, k_max_window)},
+        {NGHTTP2_SETTINGS_MAX_FRAME_SIZE, cfg_.max_frame_size},
+        {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, cfg_.max_header_list},
+        {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
+    };
+    nghttp2_submit_settings(session_, NGHTTP2_FLAG_NONE, settings, std::size(settings));
+    const uint32_t conn_window = std::min(cfg_.initial_connection_window, k_max_window);
+    if (conn_window > 65535)
+        nghttp2_session_set_local_window_size(session_, NGHTTP2_FLAG_NONE, 0,
+                                              static_cast<int32_t>(conn_window));
+    set_read_timer(timer_kind::preface);
+    if (!leftover_.empty()) {
+        const std::string bytes = std::exchange(leftover_, {});
+        if (!feed(bytes)) return;
+    }
+    read_input();
+}
+
+void connection::set_read_timer(timer_kind kind) {
+    if (read_timer_ == kind) return;
+    read_timer_ = kind;
+    if (kind == timer_kind::none) return owner_.disarm_timer(*this, timer_kind::idle);
+    owner_.arm_timer(*this, kind);
+}
+
+// The idle timer runs while no stream is open on an open connection (the preface timer, until
+// the client's SETTINGS came; the goaway timer, during a graceful stop, are not replaced).
+void connection::sync_idle_timer() {
+    if (state_ != state::open || !preface_seen_) return;
+    set_read_timer(streams_.empty() ? timer_kind::idle : timer_kind::none);
+}
+
+void connection::on_readable(bool short_read_drains) {
+    short_read_drains_ = short_read_drains;
+    read_ready_ = true;
+    read_input();
+}
+
+void connection::read_input() {
+    while (read_ready_ && state_ != state::closed) {
+        // A client that does not read what we owe it (a PING or SETTINGS flood's ACKs, the
+        // responses) is not read from either: our output stays bounded.
+        if (write_blocked_ && out_.size() >= cfg_.write_high_water) break;
+        auto [buf, room] = in_.reserve(cfg_.read_chunk, cfg_.read_chunk);
+        if (room == 0) break;
+        const ssize_t n = t_.read(buf, room);
+        if (n > 0) {
+            in_.commit(static_cast<size_t>(n));
+            const std::string_view data = in_.readable();
+            const bool ok = feed(data);
+            if (state_ == state::closed) return;
+            in_.consume(data.size());
+            in_.release();
+            if (!ok) break;
+            if (short_read_drains_ && static_cast<size_t>(n) < room) read_ready_ = false;
+        } else if (n == 0) {
+            read_ready_ = false;
+            return close_now();  // EOF: the client is gone (HTTP/2 has no half-close of its own)
+        } else if (n == -EAGAIN || n == -EWOULDBLOCK) {
+            read_ready_ = false;
+        } else if (n != -EINTR) {
+            return close_now(true);
+        }
+    }
+    in_.release();
+    if (state_ != state::closed) flush();
+}
+
+bool connection::feed(std::string_view bytes) {
+    const ssize_t rv = nghttp2_session_mem_recv(
+        session_, reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size());
+    if (rv >= 0) return true;
+    // nghttp2 queued a GOAWAY where the error allows one (a flood, a protocol error); the bad
+    // client magic (not HTTP/2 at all) gets none. Send what is queued, then close.
+    if (core::log_enabled(core::log_level::debug))
+        core::log(core::log_level::debug, "HTTP/2 connection from " + client_.host +
+                                              " closed: " + nghttp2_strerror(static_cast<int>(rv)));
+    if (rv == NGHTTP2_ERR_FLOODED) owner_.refused(*this, http::refusal::h2_abuse);
+    state_ = state::closing;
+    flush();
+    if (state_ != state::closed) close_now(rv == NGHTTP2_ERR_BAD_CLIENT_MAGIC);
+    return false;
+}
+
+void connection::flush() {
+    bool progressed = false;
+    while (state_ != state::closed) {
+        if (out_.size() < cfg_.write_high_water && nghttp2_session_send(session_) != 0)
+            return close_now(true);
+        if (out_.empty() || write_blocked_) break;  // nothing to write, or the socket is full
+        iovec iov[64];
+        const int cnt = out_.iov(iov, 64);
+        size_t offered = 0;
+        for (int i = 0; i < cnt; ++i)
+            offered += iov[i].iov_len;
+        const ssize_t n = t_.writev(iov, cnt, false);
+        if (n >= 0) {
+            out_.consume(static_cast<size_t>(n));
+            progressed = progressed || n > 0;
+            if (static_cast<size_t>(n) < offered) write_blocked_ = true;
+        } else if (n == -EAGAIN || n == -EWOULDBLOCK) {
+            write_blocked_ = true;
+        } else if (n != -EINTR) {
+            return close_now(true);
+        }
+        if (out_.empty() && !nghttp2_session_want_write(session_)) break;
+    }
+    if (state_ == state::closed) return;
+    if (out_.empty()) {
+        if (write_timer_) owner_.disarm_timer(*this, timer_kind::write);
+        write_timer_ = false;
+    } else if (write_blocked_ && (progressed || !write_timer_)) {
+        owner_.arm_timer(*this, timer_kind::write);
+        write_timer_ = true;
+    }
+    // Done: GOAWAY sent (or received) and no stream left, everything written.
+    if (out_.empty() && !nghttp2_session_want_read(session_) &&
+        !nghttp2_session_want_write(session_))
+        close_now();
+}
+
+void connection::process() {
+    if (state_ == state::closed || !session_) return;
+    flush();
+    if (state_ != state::closed) read_input();
+}
+
+void connection::on_writable() {
+    write_blocked_ = false;
+    process();
+}
+
+void connection::on_hangup() { close_now(true); }
+
+void connection::on_timer(timer_kind kind) {
+    if (state_ == state::closed) return;
+    switch (kind) {
+        case timer_kind::write:
+            write_timer_ = false;
+            owner_.refused(*this, http::refusal::write_timeout);
+            return close_now(true);
+        case timer_kind::preface:
+            read_timer_ = timer_kind::none;
+            owner_.refused(*this, http::refusal::header_timeout);
+            return close_now();
+        case timer_kind::idle:
+            read_timer_ = timer_kind::none;
+            state_ = state::closing;
+            nghttp2_session_terminate_session(session_, NGHTTP2_NO_ERROR);
+            return flush();
+        case timer_kind::goaway:
+            read_timer_ = timer_kind::none;
+            if (!goaway_final_) {
+                goaway_final_ = true;
+                nghttp2_submit_goaway(session_, NGHTTP2_FLAG_NONE,
+                                      nghttp2_session_get_last_proc_stream_id(session_),
+                                      NGHTTP2_NO_ERROR, nullptr, 0);
+            }
+            return flush();
+        case timer_kind::none: return;
+    }
+}
+
+// Graceful stop, RFC 9113 §6.8: a GOAWAY with the highest stream id now (streams the client is
+// opening meanwhile still count), the real last stream id about a round trip later (the goaway
+// timer); streams under it finish, and the connection closes once they have.
+void connection::begin_shutdown() {
+    if (state_ != state::open || !session_) return;
+    state_ = state::closing;
+    nghttp2_submit_shutdown_notice(session_);
+    read_timer_ = timer_kind::none;
+    set_read_timer(timer_kind::goaway);
+    flush();
+}
+
+void connection::close_now(bool reset) {
+    if (state_ == state::closed) return;
+    state_ = state::closed;
+    for (auto& [id, s] : streams_)
+        if (s->ex) finish_stream(*s, true);
+    streams_.clear();
+    if (read_timer_ != timer_kind::none) owner_.disarm_timer(*this, timer_kind::idle);
+    if (write_timer_) owner_.disarm_timer(*this, timer_kind::write);
+    read_timer_ = timer_kind::none;
+    write_timer_ = false;
+    out_.clear();
+    reset ? t_.abort() : t_.close();
+    owner_.on_closed(*this);
+}
+
+void connection::release_memory() noexcept {
+    if (state_ != state::closed) return;
+    in_.discard();
+    out_.release();
+}
+
+connection::stream* connection::find(const http::exchange& ex) const noexcept {
+    if (state_ == state::closed || !session_) return nullptr;
+    auto* s = static_cast<stream*>(
+        nghttp2_session_get_stream_user_data(session_, static_cast<int32_t>(ex.stream_id)));
+    return s && s->ex.get() == &ex ? s : nullptr;
+}
+
+// ---- requests ----
+
+void connection::start_stream(stream& s) {
+    if (s.too_large) {
+        owner_.refused(*this, http::refusal::header_too_large);
+        return answer(s, 431, "text/plain; charset=utf-8", "Request Header Fields Too Large\n");
+    }
+    const std::string_view method = s.view(s.method), path = s.view(s.path);
+    if (method == "CONNECT") {  // no tunnels (nor RFC 8441 yet)
+        owner_.refused(*this, http::refusal::not_implemented);
+        return answer(s, 501, "text/plain; charset=utf-8", "Not Implemented\n");
+    }
+    const bool get_or_head = method == "GET" || method == "HEAD";
+    if (get_or_head && s.request_done && path.size() >= 3 && path.compare(0, 3, "/-/") == 0) {
+        http::internal_reply reply;
+        if (owner_.internal_response(*this, path, reply)) {
+            return answer(s, reply.status, reply.content_type,
+                          method == "HEAD" ? std::string() : std::move(reply.body));
+        }
+    }
+    if (cfg_.internal_only) return answer(s, 404, "text/plain; charset=utf-8", "Not Found\n");
+    if (!owner_.admit_request(*this)) {
+        owner_.refused(*this, http::refusal::concurrency);
+        return answer(s, 503, "text/plain; charset=utf-8", "Service Unavailable\n");
+    }
+    s.admitted = true;
+    s.started_ms = owner_.now_ms();
+    auto ex = std::make_shared<http::exchange>(events_, this);
+    // The head's bytes move into the exchange; the cookie and the host from :authority join
+    // them first, so that nothing reallocates once the views are made.
+    const stream::span cookie{static_cast<uint32_t>(s.storage.size()),
+                              static_cast<uint32_t>(s.cookie.size())};
+    s.storage.append(s.cookie);
+    ex->head_storage = std::move(s.storage);
+    const auto view = [&](stream::span sp) {
+        return std::string_view(ex->head_storage.data() + sp.off, sp.len);
+    };
+    ex->method = view(s.method);
+    ex->target = view(s.path);
+    ex->http_version = "2";
+    ex->scheme = cfg_.scheme;
+    ex->headers.reserve(s.fields.size() + 2);
+    if (!s.has_host && s.authority.len) ex->headers.push_back({"host", view(s.authority)});
+    for (const auto& [n, v] : s.fields)
+        ex->headers.push_back({view(n), view(v)});
+    if (cookie.len) ex->headers.push_back({"cookie", view(cookie)});
+    ex->client = client_;
+    ex->server = server_;
+    ex->tls = tls_;
+    ex->stream_id = static_cast<uint32_t>(s.id);
+    ex->has_body = !s.request_done;
+    ex->body_complete = s.request_done;
+    ex->client_closed = s.request_done;
+    if (forwarded_peer_) http::apply_forwarded(*ex, client_, server_, *cfg_.forwarded_trust);
+    s.fields = {};
+    s.cookie = std::string();
+    s.storage = std::string();
+    s.ex = std::move(ex);
+    s.ex->post(http::ev_request);
+}
+
+void connection::request_ended(stream& s) {
+    s.request_done = true;
+    if (!s.ex) return;
+    s.ex->body_complete = true;
+    s.ex->client_closed = true;
+    s.ex->post(http::ev_body);
+}
+
+// An answer from the engine itself: no exchange, no app.
+void connection::answer(stream& s, int status, std::string_view content_type, std::string body) {
+    s.out = std::move(body);
+    s.out_off = 0;
+    s.body_done = true;
+    const std::string st = std::to_string(status);
+    const std::string len = std::to_string(s.out.size());
+    std::vector<nghttp2_nv> nv = {make_nv(":status", st), make_nv("content-type", content_type),
+                                  make_nv("content-length", len),
+                                  make_nv("cache-control", "no-store")};
+    if (cfg_.server_header) nv.push_back(make_nv("server", "coachwhip"));
+    const std::string_view date = core::http_date();
+    if (cfg_.date_header) nv.push_back(make_nv("date", date));
+    nghttp2_data_provider prd{};
+    prd.read_callback = callbacks::read_data;
+    s.started = true;
+    s.no_body = s.out.empty();
+    nghttp2_submit_response(session_, s.id, nv.data(), nv.size(), s.no_body ? nullptr : &prd);
+    if (s.no_body) s.complete = true;
+}
+
+void connection::on_client_reset(stream& s) {
+    s.reset = true;
+    if (s.complete) return;
+    // Rapid Reset: a token per stream the client cancels before its response is complete.
+    const uint64_t now = owner_.now_ms();
+    reset_tokens_ = std::min<double>(
+        cfg_.reset_burst,
+        reset_tokens_ + static_cast<double>(now - reset_refill_ms_) * cfg_.reset_rate / 1000.0);
+    reset_refill_ms_ = now;
+    if (reset_tokens_ >= 1) {
+        reset_tokens_ -= 1;
+        return;
+    }
+    if (state_ == state::open || !goaway_final_) {
+        owner_.refused(*this, http::refusal::h2_abuse);
+        if (core::log_enabled(core::log_level::debug))
+            core::log(core::log_level::debug, "HTTP/2 connection from " + client_.host +
+                                                  " closed: too many streams reset (rapid reset)");
+        state_ = state::closing;
+        goaway_final_ = true;
+        nghttp2_session_terminate_session(session_, NGHTTP2_ENHANCE_YOUR_CALM);
+    }
+}
+
+// The stream is over for us: its app (if any) learns it, the exchange lets go.
+void connection::finish_stream(stream& s, bool gone) {
+    http::exchange& ex = *s.ex;
+    if (gone || !ex.response_complete) {
+        if (s.reset && !s.started) ex.cancelled = true;  // the app never starts it
+        ex.post(http::ev_disconnect);
+    }
+    ex.detach();
+    if (s.admitted) {
+        owner_.request_done(*this, ex, s.started_ms);
+        owner_.request_finished(*this);
+        s.admitted = false;
+    }
+    if (s.unconsumed) {
+        body_buffered_ -= s.unconsumed;
+        s.unconsumed = 0;
+    }
+}
+
+void connection::stream_closed(int32_t id, uint32_t code) {
+    auto it = streams_.find(id);
+    if (it == streams_.end()) return;
+    stream& s = *it->second;
+    nghttp2_session_set_stream_user_data(session_, id, nullptr);
+    if (s.ex) {
+        s.ex->response_complete = s.ex->response_complete || (s.complete && code == 0);
+        finish_stream(s, false);
+    }
+    streams_.erase(it);
+    repay_connection_window();
+    sync_idle_timer();
+}
+
+void connection::repay_connection_window() {
+    if (conn_owed_ && body_buffered_ < cfg_.body_budget) {
+        nghttp2_session_consume_connection(session_, conn_owed_);
+        conn_owed_ = 0;
+    }
+}
+
+// ---- responses (app side) ----
+
+send_result connection::submit_head(stream& s, const head& h, bool ends, uint64_t body_size) {
+    if (h.status < 200 || h.status > 599)
+        return {send_status::error, "response status must be within 200-599"};
+    field_list fl;
+    size_t room = 0;
+    for (const auto& f : h.headers)
+        room += f.name.size() + f.value.size();
+    fl.storage.reserve(room + 64);
+    bool app_server = false, app_date = false;
+    for (const auto& f : h.headers) {
+        const size_t off = fl.storage.size();
+        for (unsigned char c : f.name) {
+            const unsigned char lc =
+                (c >= 'A' && c <= 'Z') ? static_cast<unsigned char>(c + 32) : c;
+            if (!is_tchar_lower(lc))
+                return {send_status::error, "response header name is not a valid token"};
+            fl.storage.push_back(static_cast<char>(lc));
+        }
+        if (f.name.empty())
+            return {send_status::error, "response header name is not a valid token"};
+        if (!valid_value(f.value))
+            return {send_status::error,
+                    "response header value contains CR, LF, NUL or another control byte"};
+        const std::string_view lower(fl.storage.data() + off, f.name.size());
+        if (connection_specific(lower)) {
+            fl.storage.resize(off);
+            continue;
+        }
+        if (lower == "content-length") {
+            uint64_t n = 0;
+            const auto [p, ec] =
+                std::from_chars(f.value.data(), f.value.data() + f.value.size(), n);
+            if (ec != std::errc() || p != f.value.data() + f.value.size() || f.value.empty())
+                return {send_status::error, "response content-length is not a number"};
+            if (s.declared && *s.declared != n)
+                return {send_status::error, "response has two different content-length values"};
+            s.declared = n;
+        }
+        app_server = app_server || lower == "server";
+        app_date = app_date || lower == "date";
+        fl.spans.emplace_back(off, f.name.size());
+        fl.storage.append(f.value);
+    }
+    const std::string status = std::to_string(h.status);
+    const bool head_request = s.ex && s.ex->method == "HEAD";
+    s.no_body = status_has_no_body(h.status) || head_request;
+    std::string length;
+    if (!s.declared && !status_has_no_body(h.status) && ends) length = std::to_string(body_size);
+    fl.nv.reserve(fl.spans.size() + 4);
+    fl.nv.push_back(make_nv(":status", status));
+    for (size_t i = 0; i < fl.spans.size(); ++i) {
+        const auto [noff, nlen] = fl.spans[i];
+        const size_t voff = noff + nlen;
+        const size_t vend = i + 1 < fl.spans.size() ? fl.spans[i + 1].first : fl.storage.size();
+        fl.nv.push_back(make_nv(std::string_view(fl.storage).substr(noff, nlen),
+                                std::string_view(fl.storage).substr(voff, vend - voff)));
+    }
+    if (!length.empty()) fl.nv.push_back(make_nv("content-length", length));
+    if (cfg_.server_header && !app_server) fl.nv.push_back(make_nv("server", "coachwhip"));
+    const std::string_view date = core::http_date();
+    if (cfg_.date_header && !app_date) fl.nv.push_back(make_nv("date", date));
+    s.want_trailers = h.trailers && !s.no_body;
+    nghttp2_data_provider prd{};
+    prd.read_callback = callbacks::read_data;
+    const bool data = !s.no_body && (!ends || body_size > 0 || s.want_trailers);
+    if (nghttp2_submit_response(session_, s.id, fl.nv.data(), fl.nv.size(),
+                                data ? &prd : nullptr) != 0)
+        return {send_status::closed, {}};
+    s.started = true;
+    if (!data) s.complete = true;
+    if (s.ex) s.ex->status = h.status;
+    return {};
+}
+
+send_result connection::queue_body(stream& s, std::string_view body, bool more) {
+    if (s.no_body) {
+        body = {};
+    } else if (s.declared && s.body_queued + body.size() > *s.declared) {
+        abort(*s.ex);
+        return {send_status::error, "response body longer than its content-length"};
+    }
+    if (!body.empty()) {
+        materialize_file(s);
+        if (s.out_off && s.out_off == s.out.size()) s.out.clear(), s.out_off = 0;
+        s.out.append(body);
+        s.body_queued += body.size();
+    }
+    if (!more) {
+        if (!s.no_body && s.declared && s.body_queued < *s.declared) {
+            abort(*s.ex);
+            return {send_status::error, "response body shorter than its content-length"};
+        }
+        s.body_done = true;
+        if (!s.want_trailers && s.ex) s.ex->response_complete = true;
+    }
+    return resume(s);
+}
+
+// Bytes after a file part must follow it: the part's rest is read into `out` first (at most a
+// high-water's worth: send_file answered wait above it).
+void connection::materialize_file(stream& s) {
+    if (s.file_fd < 0) return;
+    std::string buf(static_cast<size_t>(s.file_left), '\0');
+    size_t got = 0;
+    while (got < buf.size()) {
+        const ssize_t r = ::pread(s.file_fd, buf.data() + got, buf.size() - got,
+                                  static_cast<off_t>(s.file_off + got));
+        if (r <= 0) break;
+        got += static_cast<size_t>(r);
+    }
+    buf.resize(got);
+    s.out.append(buf);
+    ::close(s.file_fd);
+    s.file_fd = -1;
+    s.file_left = 0;
+}
+
+send_result connection::resume(stream& s) {
+    if (s.deferred) {
+        s.deferred = false;
+        nghttp2_session_resume_data(session_, s.id);
+    }
+    owner_.schedule(*this);
+    if (s.pending() > cfg_.stream_high_water) {
+        s.send_waiting = true;
+        return {send_status::wait, {}};
+    }
+    return {};
+}
+
+void connection::post_drain_if_low(stream& s) {
+    if (s.send_waiting && s.file_fd < 0 && s.pending() <= cfg_.stream_low_water && s.ex) {
+        s.send_waiting = false;
+        s.ex->post(http::ev_drain);
+    }
+}
+
+send_result connection::send(http::exchange& ex, const head* h, std::string_view body, bool more) {
+    stream* s = find(ex);
+    if (!s || s->reset) return {send_status::closed, {}};
+    if (h) {
+        if (s->started) return {send_status::error, "the response has already started"};
+        if (send_result r = submit_head(*s, *h, !more, body.size());
+            r.status != send_status::proceed)
+            return r;
+    } else if (!s->started) {
+        return {send_status::error, "the response has not started"};
+    }
+    return queue_body(*s, body, more);
+}
+
+send_result connection::send_file(http::exchange& ex, const head* h, int fd, uint64_t offset,
+                                  uint64_t len, bool more) {
+    stream* s = find(ex);
+    if (!s || s->reset) {
+        ::close(fd);
+        return {send_status::closed, {}};
+    }
+    if (h) {
+        if (s->started) {
+            ::close(fd);
+            return {send_status::error, "the response has already started"};
+        }
+        if (send_result r = submit_head(*s, *h, !more, len); r.status != send_status::proceed) {
+            ::close(fd);
+            return r;
+        }
+    }
+    if (s->no_body || len == 0) {
+        ::close(fd);
+        return queue_body(*s, {}, more);
+    }
+    if (s->declared && s->body_queued + len > *s->declared) {
+        ::close(fd);
+        abort(ex);
+        return {send_status::error, "response body longer than its content-length"};
+    }
+    materialize_file(*s);
+    s->file_fd = fd;
+    s->file_off = offset;
+    s->file_left = len;
+    s->body_queued += len;
+    return queue_body(*s, {}, more);
+}
+
+send_result connection::send_trailers(http::exchange& ex, std::span<const http::field> fields,
+                                      bool more) {
+    stream* s = find(ex);
+    if (!s || s->reset) return {send_status::closed, {}};
+    if (!s->want_trailers || s->trailers_ready)
+        return {send_status::error, "trailers were not announced in the response head"};
+    field_list& fl = s->trailers;
+    for (const auto& f : fields) {
+        if (!valid_value(f.value))
+            return {send_status::error,
+                    "trailer value contains CR, LF, NUL or another control byte"};
+        const size_t off = fl.storage.size();
+        for (unsigned char c : f.name) {
+            const unsigned char lc =
+                (c >= 'A' && c <= 'Z') ? static_cast<unsigned char>(c + 32) : c;
+            if (!is_tchar_lower(lc)) {
+                fl.storage.resize(off);
+                return {send_status::error, "trailer name is not a valid token"};
+            }
+            fl.storage.push_back(static_cast<char>(lc));
+        }
+        fl.spans.emplace_back(off, f.name.size());
+        fl.storage.append(f.value);
+    }
+    if (more) return {};
+    // The views are made once the storage no longer grows.
+    for (size_t i = 0; i < fl.spans.size(); ++i) {
+        const auto [noff, nlen] = fl.spans[i];
+        const size_t vend = i + 1 < fl.spans.size() ? fl.spans[i + 1].first : fl.storage.size();
+        fl.nv.push_back(
+            make_nv(std::string_view(fl.storage).substr(noff, nlen),
+                    std::string_view(fl.storage).substr(noff + nlen, vend - noff - nlen)));
+    }
+    s->trailers_ready = true;
+    ex.response_complete = true;
+    return resume(*s);
+}
+
+void connection::abort(http::exchange& ex) {
+    stream* s = find(ex);
+    if (!s) return;
+    s->complete = true;
+    nghttp2_submit_rst_stream(session_, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_INTERNAL_ERROR);
+    owner_.schedule(*this);
+}
+
+// The app took body bytes (or waits for some): the stream's window reopens by what it took.
+void connection::want_body(http::exchange& ex) {
+    stream* s = find(ex);
+    if (!s) return;
+    const size_t taken = s->unconsumed - std::min(s->unconsumed, ex.body.size());
+    if (!taken) return;
+    s->unconsumed -= taken;
+    body_buffered_ -= taken;
+    nghttp2_session_consume_stream(session_, s->id, taken);
+    repay_connection_window();
+    owner_.schedule(*this);
+}
+
+}  // namespace coachwhip::http2
