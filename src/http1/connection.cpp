@@ -365,6 +365,9 @@ void connection::start_request(const request_head& head, const request_info& inf
         return reject({413, "request body larger than --limit-request-body"});
     ws_.reset();
     if (cfg_.websocket && info.upgrade_field && !check_websocket(head, info)) return;
+    h2c_.reset();
+    h2c_switching_ = false;
+    if (cfg_.h2_prior_knowledge && info.upgrade_field && !ws_) h2c_ = h2c_settings(head, info);
     if (!owner_.admit_request(*this))
         return reject({503, "too many requests in flight (--limit-concurrency)"});
     admitted_ = true;
@@ -425,9 +428,93 @@ void connection::start_request(const request_head& head, const request_info& inf
     response_clock_ = {};
     response_taken_ = 0;
     state_ = state::in_request;
-    ex.post(http::ev_request);
+    // An h2c upgrade reaches the app over HTTP/2, once its body is in: see decode_body().
+    if (!h2c_) ex.post(http::ev_request);
     if (!body_done_) decode_body();
+    if (h2c_) switch_h2c();
     update_body_timer();
+}
+
+// RFC 7540 §3.2 (deprecated by RFC 9113 but what curl --http2 sends on plain HTTP): Upgrade lists
+// h2c, Connection lists Upgrade and HTTP2-Settings, and exactly one HTTP2-Settings carries the
+// client's SETTINGS payload in base64url. The whole body must be read before the switch, so the
+// upgrade is honoured only for a body that fits in the buffer (content-length up to its high
+// water, no chunked coding); otherwise, as RFC 9110 §7.8 allows, it is ignored and the request
+// is served over HTTP/1.1.
+std::optional<std::string> connection::h2c_settings(const request_head& head,
+                                                    const request_info& info) {
+    if (info.framing == body_framing::chunked || (info.framing == body_framing::content_length &&
+                                                  info.content_length > cfg_.body_high_water))
+        return std::nullopt;
+    bool h2c = false, conn_upgrade = false, conn_settings = false;
+    int settings_fields = 0;
+    std::string_view settings;
+    for (const auto& f : head.headers) {
+        if (iequals(f.name, "upgrade")) {
+            h2c = h2c || ws::list_has_token(f.value, "h2c");
+        } else if (iequals(f.name, "connection")) {
+            conn_upgrade = conn_upgrade || ws::list_has_token(f.value, "upgrade");
+            conn_settings = conn_settings || ws::list_has_token(f.value, "http2-settings");
+        } else if (iequals(f.name, "http2-settings")) {
+            ++settings_fields;
+            settings = f.value;
+        }
+    }
+    if (!h2c || !conn_upgrade || !conn_settings || settings_fields != 1) return std::nullopt;
+    // base64url without padding (RFC 4648 §5), SETTINGS entries of 6 bytes each.
+    std::string out;
+    uint32_t acc = 0;
+    int bits = 0;
+    for (char ch : settings) {
+        int v;
+        if (ch >= 'A' && ch <= 'Z')
+            v = ch - 'A';
+        else if (ch >= 'a' && ch <= 'z')
+            v = ch - 'a' + 26;
+        else if (ch >= '0' && ch <= '9')
+            v = ch - '0' + 52;
+        else if (ch == '-')
+            v = 62;
+        else if (ch == '_')
+            v = 63;
+        else if (ch == '=')
+            break;
+        else
+            return std::nullopt;
+        acc = (acc << 6) | static_cast<uint32_t>(v);
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            out.push_back(static_cast<char>((acc >> bits) & 0xff));
+        }
+    }
+    if (out.size() % 6 != 0 || out.size() > 6 * 32) return std::nullopt;
+    return out;
+}
+
+// The 101 is written: HTTP/2 takes the connection, the request and what followed it over.
+void connection::hand_over_h2c() {
+    set_read_timer(timer_kind::none);
+    if (write_timer_) owner_.disarm_timer(*this, timer_kind::write);
+    write_timer_ = false;
+    if (rate_timer_) owner_.disarm_timer(*this, timer_kind::rate);
+    rate_timer_ = false;
+    const std::shared_ptr<http::exchange> ex = std::move(ex_);
+    if (admitted_) {
+        admitted_ = false;
+        owner_.request_finished(*this);  // the stream is admitted again over there
+    }
+    std::string settings = std::move(*h2c_);
+    h2c_.reset();
+    std::string leftover(in_.readable());
+    in_.discard();
+    out_.release();
+    state_ = state::upgraded;
+    if (!owner_.upgrade_h2c(*this, ex, std::move(settings), std::move(leftover))) {
+        ex->detach();
+        state_ = state::in_request;  // so that close_now() closes
+        return close_now();
+    }
 }
 
 // A request whose Upgrade lists "websocket" is a handshake: checked here, before the app or the
@@ -488,7 +575,17 @@ void connection::decode_body() {
     }
     if (!progressed) return;
     ex_->body_complete = body_done_;
-    ex_->post(http::ev_body);
+    if (!h2c_) return ex_->post(http::ev_body);
+    switch_h2c();
+}
+
+// An h2c upgrade whose body is all in: the 101 goes out, then process() hands over.
+void connection::switch_h2c() {
+    if (!body_done_ || h2c_switching_) return;
+    h2c_switching_ = true;
+    out_.append(std::string_view(
+        "HTTP/1.1 101 Switching Protocols\r\nconnection: Upgrade\r\nupgrade: h2c\r\n\r\n"));
+    owner_.schedule(*this);
 }
 
 void connection::linger_read() {
@@ -735,6 +832,10 @@ void connection::process() {
     if (aborted_) return close_now();
     if (ws_ && ws_->accepted && state_ == state::in_request) {
         if (out_.empty()) hand_over();  // else on_writable comes back here
+        return;
+    }
+    if (h2c_switching_ && state_ == state::in_request) {
+        if (out_.empty()) hand_over_h2c();  // else on_writable comes back here
         return;
     }
     if (state_ == state::in_request && response_done_ && out_.size() < cfg_.write_high_water)

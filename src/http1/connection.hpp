@@ -178,6 +178,15 @@ class connection_owner {
         return false;
     }
 
+    // An `Upgrade: h2c` request (RFC 7540 §3.2) was answered 101 once its body was read: carry
+    // the transport on with HTTP/2, `ex` (its request, body complete) becoming stream 1.
+    // `settings`: the decoded HTTP2-Settings payload; `leftover`: what the client sent after
+    // the request (its preface). `c` is `upgraded` from now on. False: `c` closes.
+    virtual bool upgrade_h2c(connection& c, const std::shared_ptr<http::exchange>& ex,
+                             std::string settings, std::string leftover) {
+        (void)c, (void)ex, (void)settings, (void)leftover;
+        return false;
+    }
     // The connection starts with the HTTP/2 client preface (cfg.h2_prior_knowledge): carry the
     // transport on with HTTP/2 from `bytes` (everything read so far, the preface included).
     // `c` is `upgraded` from now on. False (no HTTP/2 here): `c` closes.
@@ -273,6 +282,10 @@ class connection final : public http::response_sink {
     // The first bytes of the connection against the HTTP/2 preface: true when they were handled
     // (handed over to HTTP/2, or a partial preface that waits for more).
     bool check_h2_preface();
+    // An `Upgrade: h2c` request this connection can honour: its decoded HTTP2-Settings.
+    std::optional<std::string> h2c_settings(const request_head& head, const request_info& info);
+    void switch_h2c();
+    void hand_over_h2c();
     void read_input();
     bool reading_paused() const noexcept;
     void consume_input();
@@ -346,6 +359,10 @@ class connection final : public http::response_sink {
     // Current exchange (in_request).
     std::shared_ptr<http::exchange> ex_;
     std::unique_ptr<ws_handshake> ws_;  // the current request is a WebSocket handshake
+    // The current request upgrades to HTTP/2 (h2c): the HTTP2-Settings payload, until the 101
+    // is written and HTTP/2 takes over (the app has not seen the request yet).
+    std::optional<std::string> h2c_;
+    bool h2c_switching_ = false;  // the 101 is queued
     request_info info_{};
     int minor_version_ = 1;
     bool head_request_ = false;

@@ -403,6 +403,7 @@ void connection::start() {
     if (conn_window > 65535)
         nghttp2_session_set_local_window_size(session_, NGHTTP2_FLAG_NONE, 0,
                                               static_cast<int32_t>(conn_window));
+    if (adopted_ && !start_upgraded()) return close_now();
     set_read_timer(timer_kind::preface);
     if (!leftover_.empty()) {
         const std::string bytes = std::exchange(leftover_, {});
@@ -655,6 +656,46 @@ void connection::start_stream(stream& s) {
     s.storage = std::string();
     s.ex = std::move(ex);
     s.ex->post(http::ev_request);
+}
+
+// The h2c upgrade's request becomes stream 1, half-closed from the client's side (its body is
+// complete). Connection-specific fields of the HTTP/1.1 request are not the app's business here.
+bool connection::start_upgraded() {
+    std::shared_ptr<http::exchange> ex = std::move(adopted_);
+    const std::string settings = std::exchange(upgrade_settings_, {});
+    if (nghttp2_session_upgrade2(session_, reinterpret_cast<const uint8_t*>(settings.data()),
+                                 settings.size(), ex->method == "HEAD", nullptr) != 0) {
+        ex->detach();
+        return false;
+    }
+    auto owned = std::make_unique<stream>(1);
+    stream& s = *owned;
+    nghttp2_session_set_stream_user_data(session_, 1, owned.get());
+    streams_.emplace(1, std::move(owned));
+    s.request_done = true;
+    std::erase_if(ex->headers, [](const http::field& f) {
+        const auto is = [&](std::string_view name) {
+            if (f.name.size() != name.size()) return false;
+            for (size_t i = 0; i < name.size(); ++i)
+                if ((f.name[i] | 0x20) != name[i]) return false;
+            return true;
+        };
+        return is("connection") || is("upgrade") || is("http2-settings") || is("keep-alive");
+    });
+    ex->rebind(this);
+    ex->stream_id = 1;
+    ex->http_version = "2";
+    if (!owner_.admit_request(*this)) {
+        ex->detach();
+        owner_.refused(*this, http::refusal::concurrency);
+        answer(s, 503, "text/plain; charset=utf-8", "Service Unavailable\n");
+        return true;
+    }
+    s.admitted = true;
+    s.started_ms = owner_.now_ms();
+    s.ex = std::move(ex);
+    s.ex->post(http::ev_request);
+    return true;
 }
 
 void connection::request_ended(stream& s) {

@@ -141,6 +141,13 @@ class connection final : public http::response_sink {
     connection(const connection&) = delete;
     connection& operator=(const connection&) = delete;
 
+    // h2c by `Upgrade: h2c` (before start()): `ex` is the upgraded HTTP/1.1 request, its body
+    // complete; it becomes stream 1 (RFC 7540 §3.2). `settings`: the decoded HTTP2-Settings.
+    void adopt(std::shared_ptr<http::exchange> ex, std::string settings) {
+        adopted_ = std::move(ex);
+        upgrade_settings_ = std::move(settings);
+    }
+
     // ---- I/O phase ----
     void start();  // queues our SETTINGS, parses `leftover`, reads
     void on_readable(bool short_read_drains = false);
@@ -185,6 +192,7 @@ class connection final : public http::response_sink {
     // Requests: the head is complete (build the exchange, or the engine answers it); the
     // client's END_STREAM; its RST_STREAM; the stream closed (either side).
     void start_stream(stream& s);
+    bool start_upgraded();
     void request_ended(stream& s);
     void answer(stream& s, int status, std::string_view content_type, std::string body);
     void on_client_reset(stream& s);
@@ -210,6 +218,8 @@ class connection final : public http::response_sink {
     nghttp2_session* session_ = nullptr;
     std::unordered_map<int32_t, std::unique_ptr<stream>> streams_;
     std::string leftover_;
+    std::shared_ptr<http::exchange> adopted_;  // see adopt()
+    std::string upgrade_settings_;
     core::input_buffer in_;
     core::output_queue out_;
 

@@ -789,9 +789,19 @@ bool server::upgrade_h2(http1::connection& c, std::string bytes) {
     return true;
 }
 
+// `Upgrade: h2c`: the 101 is written; the request becomes stream 1.
+bool server::upgrade_h2c(http1::connection& c, const std::shared_ptr<http::exchange>& ex,
+                         std::string settings, std::string leftover) {
+    auto* e = static_cast<conn_entry*>(c.owner_ctx);
+    if (!e || !cfg_.http2) return false;
+    start_h2(*e, std::move(leftover), nullptr, ex, std::move(settings));
+    return true;
+}
+
 // HTTP/2 takes the entry's transport and timers over. The HTTP/1.1 connection may be on the
 // stack (the preface was read by it): it is freed after this I/O phase.
-void server::start_h2(conn_entry& e, std::string bytes, std::shared_ptr<const tls::info> info) {
+void server::start_h2(conn_entry& e, std::string bytes, std::shared_ptr<const tls::info> info,
+                      std::shared_ptr<http::exchange> adopted, std::string settings) {
     http1::connection& c = e.conn();
     const bool internal = &c.config() == &internal_conn_;
     const http2::connection_config& cfg =
@@ -803,6 +813,7 @@ void server::start_h2(conn_entry& e, std::string bytes, std::shared_ptr<const tl
     e.h2 = std::make_unique<http2::connection>(t, *h2_owner_, cfg, events_, c.client(), c.local(),
                                                std::move(info), std::move(bytes));
     e.h2->owner_ctx = &e;
+    if (adopted) e.h2->adopt(std::move(adopted), std::move(settings));
     if (c.scheduled) {
         std::erase(scheduled_, &c);
         c.scheduled = false;

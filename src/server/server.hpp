@@ -168,7 +168,10 @@ class server final : private http1::connection_owner {
     bool upgrade(http1::connection& c, const std::shared_ptr<http::exchange>& ex,
                  std::string leftover, std::optional<ws::deflate_params> deflate) override;
     bool upgrade_h2(http1::connection& c, std::string bytes) override;
-    void start_h2(conn_entry& e, std::string bytes, std::shared_ptr<const tls::info> info);
+    bool upgrade_h2c(http1::connection& c, const std::shared_ptr<http::exchange>& ex,
+                     std::string settings, std::string leftover) override;
+    void start_h2(conn_entry& e, std::string bytes, std::shared_ptr<const tls::info> info,
+                  std::shared_ptr<http::exchange> adopted = nullptr, std::string settings = {});
     // Shared by the three protocols' owners: `c` goes on the schedule list `list` once (the
     // hook hears of the first work scheduled); `c` closed: the entry's timers stop, it is
     // counted out and reaped after this phase.
