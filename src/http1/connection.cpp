@@ -209,7 +209,7 @@ bool connection::reading_paused() const noexcept {
         case state::in_request:
             // Body: pause while the app has not taken what is buffered (backpressure). After the
             // body: keep reading (to see a disconnect) while pipelined bytes stay within a head.
-            if (!body_done_) return ex_ && ex_->body.size() >= cfg_.body_high_water;
+            if (!body_done_) return ex_ && ex_->body.size() >= body_limit();
             return in_.size() >= cfg_.head_limits.max_head;
         case state::lingering: return false;
         default: return true;
@@ -438,13 +438,13 @@ void connection::start_request(const request_head& head, const request_info& inf
 // RFC 7540 §3.2 (deprecated by RFC 9113 but what curl --http2 sends on plain HTTP): Upgrade lists
 // h2c, Connection lists Upgrade and HTTP2-Settings, and exactly one HTTP2-Settings carries the
 // client's SETTINGS payload in base64url. The whole body must be read before the switch, so the
-// upgrade is honoured only for a body that fits in the buffer (content-length up to its high
-// water, no chunked coding); otherwise, as RFC 9110 §7.8 allows, it is ignored and the request
-// is served over HTTP/1.1.
+// upgrade is honoured only for a body the buffer may hold (content-length up to h2c_max_body, no
+// chunked coding); otherwise, as RFC 9110 §7.8 allows, it is ignored and the request is served
+// over HTTP/1.1.
 std::optional<std::string> connection::h2c_settings(const request_head& head,
                                                     const request_info& info) {
-    if (info.framing == body_framing::chunked || (info.framing == body_framing::content_length &&
-                                                  info.content_length > cfg_.body_high_water))
+    if (info.framing == body_framing::chunked ||
+        (info.framing == body_framing::content_length && info.content_length > cfg_.h2c_max_body))
         return std::nullopt;
     bool h2c = false, conn_upgrade = false, conn_settings = false;
     int settings_fields = 0;
@@ -546,7 +546,8 @@ bool connection::check_websocket(const request_head& head, const request_info& i
 
 void connection::decode_body() {
     bool progressed = false;
-    while (!body_done_ && !in_.empty() && ex_->body.size() < cfg_.body_high_water) {
+    const size_t limit = body_limit();
+    while (!body_done_ && !in_.empty() && ex_->body.size() < limit) {
         std::string_view data = in_.readable();
         size_t before = ex_->body.size();
         if (chunked_) {
@@ -559,7 +560,7 @@ void connection::decode_body() {
             if (r.status == chunked_decoder::status::need_more) break;
         } else {
             size_t n = std::min<uint64_t>(body_left_, data.size());
-            n = std::min(n, cfg_.body_high_water - ex_->body.size());
+            n = std::min(n, limit - ex_->body.size());
             ex_->body.append(data.substr(0, n));
             in_.consume(n);
             body_left_ -= n;

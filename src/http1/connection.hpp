@@ -88,6 +88,9 @@ struct connection_config {
     // HTTP/2 with prior knowledge (--http auto|2 on a plain port): a connection that starts with
     // the client preface goes to the owner (connection_owner::upgrade_h2).
     bool h2_prior_knowledge = false;
+    // An `Upgrade: h2c` request is switched only once its body is read: bodies up to this size
+    // are buffered for it (larger ones, and chunked ones, stay HTTP/1.1).
+    size_t h2c_max_body = 1 << 20;
     // --http 2: HTTP/2 only; an HTTP/1.x request gets 505.
     bool http1_refused = false;
     // Sec-WebSocket-Protocol: how many subprotocols a client may offer (more: 400).
@@ -282,6 +285,8 @@ class connection final : public http::response_sink {
     // The first bytes of the connection against the HTTP/2 preface: true when they were handled
     // (handed over to HTTP/2, or a partial preface that waits for more).
     bool check_h2_preface();
+    // Request body buffered before reading pauses (more for an h2c upgrade, see h2c_settings).
+    size_t body_limit() const noexcept { return h2c_ ? cfg_.h2c_max_body : cfg_.body_high_water; }
     // An `Upgrade: h2c` request this connection can honour: its decoded HTTP2-Settings.
     std::optional<std::string> h2c_settings(const request_head& head, const request_info& info);
     void switch_h2c();

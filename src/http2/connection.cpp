@@ -207,6 +207,19 @@ struct connection::callbacks {
         return static_cast<ssize_t>(n);
     }
 
+    // RFC 9113 §5.1.1: a new stream's id must be higher than every id the client used; a
+    // HEADERS on a lower id the client never opened is a connection error (nghttp2 ignores it,
+    // not knowing which closed streams it forgot: it may be trailers on one we reset).
+    static int begin_frame(nghttp2_session* session, const nghttp2_frame_hd* hd, void* user_data) {
+        connection& c = self(user_data);
+        if (hd->type != NGHTTP2_HEADERS || hd->stream_id <= 0 || !(hd->stream_id & 1)) return 0;
+        const auto id = static_cast<uint32_t>(hd->stream_id);
+        if (id > c.highest_stream_) return c.note_stream(id), 0;
+        if (nghttp2_session_find_stream(session, hd->stream_id) || c.was_opened(id)) return 0;
+        nghttp2_session_terminate_session(session, NGHTTP2_PROTOCOL_ERROR);
+        return 0;
+    }
+
     static int begin_headers(nghttp2_session* session, const nghttp2_frame* frame,
                              void* user_data) {
         connection& c = self(user_data);
@@ -367,6 +380,7 @@ void connection::start() {
             nghttp2_session_callbacks_set_send_callback(cbs, callbacks::send);
             nghttp2_session_callbacks_set_send_data_callback(cbs, callbacks::send_data);
             nghttp2_session_callbacks_set_on_begin_headers_callback(cbs, callbacks::begin_headers);
+            nghttp2_session_callbacks_set_on_begin_frame_callback(cbs, callbacks::begin_frame);
             nghttp2_session_callbacks_set_on_header_callback(cbs, callbacks::header);
             nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, callbacks::frame_recv);
             nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, callbacks::data_chunk);
@@ -502,10 +516,14 @@ void connection::flush() {
         if (out_.empty() && !nghttp2_session_want_write(session_)) break;
     }
     if (state_ == state::closed) return;
-    if (out_.empty()) {
+    // The write timeout measures how long the client has taken nothing we have for it: bytes
+    // the socket will not take, or response bytes its flow-control windows hold back (a client
+    // that never opens its window, RFC 9113 §6.9: the zero-window stall).
+    const bool waiting = write_blocked_ ? !out_.empty() : window_stalled();
+    if (!waiting) {
         if (write_timer_) owner_.disarm_timer(*this, timer_kind::write);
         write_timer_ = false;
-    } else if (write_blocked_ && (progressed || !write_timer_)) {
+    } else if (progressed || !write_timer_) {
         owner_.arm_timer(*this, timer_kind::write);
         write_timer_ = true;
     }
@@ -513,6 +531,14 @@ void connection::flush() {
     if (out_.empty() && !nghttp2_session_want_read(session_) &&
         !nghttp2_session_want_write(session_))
         close_now();
+}
+
+// Response bytes wait while nothing goes out: the client's windows are closed to them.
+bool connection::window_stalled() const noexcept {
+    if (!out_.empty()) return false;
+    for (const auto& [id, s] : streams_)
+        if (s->pending() > 0 && !s->reset) return true;
+    return false;
 }
 
 void connection::process() {
@@ -673,6 +699,7 @@ bool connection::start_upgraded() {
     nghttp2_session_set_stream_user_data(session_, 1, owned.get());
     streams_.emplace(1, std::move(owned));
     s.request_done = true;
+    note_stream(1);
     std::erase_if(ex->headers, [](const http::field& f) {
         const auto is = [&](std::string_view name) {
             if (f.name.size() != name.size()) return false;
@@ -696,6 +723,27 @@ bool connection::start_upgraded() {
     s.ex = std::move(ex);
     s.ex->post(http::ev_request);
     return true;
+}
+
+// Stream ids the client opened, as ranges of consecutive odd ids (one range for a client that
+// counts up by two, as clients do). Bounded: past k_max_ranges a client that skips ids is not
+// tracked further (its lower ids are then ignored, as nghttp2 does).
+void connection::note_stream(uint32_t id) {
+    highest_stream_ = id;
+    if (!opened_.empty() && opened_.back().second + 2 == id) {
+        opened_.back().second = id;
+    } else if (opened_.size() < k_max_ranges) {
+        opened_.emplace_back(id, id);
+    } else {
+        untracked_ = true;
+    }
+}
+
+bool connection::was_opened(uint32_t id) const noexcept {
+    if (untracked_) return true;
+    for (const auto& [lo, hi] : opened_)
+        if (id >= lo && id <= hi) return true;
+    return false;
 }
 
 void connection::request_ended(stream& s) {
@@ -755,7 +803,10 @@ void connection::on_client_reset(stream& s) {
 void connection::finish_stream(stream& s, bool gone) {
     http::exchange& ex = *s.ex;
     if (gone || !ex.response_complete) {
-        if (s.reset && !s.started) ex.cancelled = true;  // the app never starts it
+        // Reset (by either side: a malformed request is reset by nghttp2 after its head may
+        // already have been posted) or cut off before any response: if its app has not started
+        // yet, it never does.
+        if (!s.started) ex.cancelled = true;
         ex.post(http::ev_disconnect);
     }
     ex.detach();

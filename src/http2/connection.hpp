@@ -60,6 +60,8 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <utility>
+#include <vector>
 
 #include "core/buffer.hpp"
 #include "core/transport.hpp"
@@ -185,6 +187,7 @@ class connection final : public http::response_sink {
     void read_input();
     bool feed(std::string_view bytes);  // false: the connection fails (and is closing)
     void flush();
+    bool window_stalled() const noexcept;
     void close_now(bool reset = false);
     void set_read_timer(timer_kind kind);
     void sync_idle_timer();
@@ -193,6 +196,8 @@ class connection final : public http::response_sink {
     // client's END_STREAM; its RST_STREAM; the stream closed (either side).
     void start_stream(stream& s);
     bool start_upgraded();
+    void note_stream(uint32_t id);
+    bool was_opened(uint32_t id) const noexcept;
     void request_ended(stream& s);
     void answer(stream& s, int status, std::string_view content_type, std::string body);
     void on_client_reset(stream& s);
@@ -233,6 +238,11 @@ class connection final : public http::response_sink {
     timer_kind read_timer_ = timer_kind::none;
     size_t body_buffered_ = 0;  // request body bytes in exchanges, not yet taken by apps
     size_t conn_owed_ = 0;      // connection window we have not reopened yet (over budget)
+    // The client's stream ids (see note_stream).
+    static constexpr size_t k_max_ranges = 64;
+    std::vector<std::pair<uint32_t, uint32_t>> opened_;
+    uint32_t highest_stream_ = 0;
+    bool untracked_ = false;
     // Rapid Reset bucket (see "Hostile clients").
     double reset_tokens_ = 0;
     uint64_t reset_refill_ms_ = 0;
