@@ -76,6 +76,46 @@ struct field_list {
     std::vector<nghttp2_nv> nv;
 };
 
+// Appends `f` to `fl` as HTTP/2 wants a field: the name lowercased (it must be a token), the
+// value without the leading and trailing whitespace RFC 9113 §8.2.1 forbids (and no CR, LF,
+// NUL or other control byte). A connection-specific field (§8.2.2) is dropped: `dropped`.
+enum class field_error { none, name, value };
+field_error append_field(field_list& fl, const http::field& f, bool& dropped) {
+    dropped = false;
+    if (f.name.empty()) return field_error::name;
+    if (!valid_value(f.value)) return field_error::value;
+    const size_t off = fl.storage.size();
+    for (unsigned char c : f.name) {
+        const unsigned char lc = (c >= 'A' && c <= 'Z') ? static_cast<unsigned char>(c + 32) : c;
+        if (!is_tchar_lower(lc)) {
+            fl.storage.resize(off);
+            return field_error::name;
+        }
+        fl.storage.push_back(static_cast<char>(lc));
+    }
+    if (connection_specific(std::string_view(fl.storage).substr(off))) {
+        fl.storage.resize(off);
+        dropped = true;
+        return field_error::none;
+    }
+    std::string_view v = f.value;
+    while (!v.empty() && (v.front() == ' ' || v.front() == '\t'))
+        v.remove_prefix(1);
+    while (!v.empty() && (v.back() == ' ' || v.back() == '\t'))
+        v.remove_suffix(1);
+    fl.spans.emplace_back(off, f.name.size());
+    fl.storage.append(v);
+    return field_error::none;
+}
+
+// The name and value of field `i` of `fl` (valid until the storage grows).
+std::pair<std::string_view, std::string_view> field_at(const field_list& fl, size_t i) {
+    const auto [off, len] = fl.spans[i];
+    const size_t end = i + 1 < fl.spans.size() ? fl.spans[i + 1].first : fl.storage.size();
+    const std::string_view all(fl.storage);
+    return {all.substr(off, len), all.substr(off + len, end - off - len)};
+}
+
 }  // namespace
 
 // One request stream: the request head as it is decoded, then its exchange and the response.
@@ -91,11 +131,12 @@ struct connection::stream {
     // ---- the request head while it is decoded ----
     std::string storage;
     std::vector<std::pair<span, span>> fields;
-    span method, path, authority;
+    span method, path, authority, protocol;
     std::string cookie;  // every cookie field, joined with "; " (RFC 9113 §8.2.3)
     size_t header_bytes = 0;
     bool too_large = false;
     bool has_host = false;
+    bool head_request = false;  // :method HEAD
     bool request_done = false;  // END_STREAM from the client
     // ---- the response ----
     std::string out;  // body bytes not yet framed (from out_off)
@@ -117,12 +158,112 @@ struct connection::stream {
     bool admitted = false;
     uint64_t started_ms = 0;
     size_t unconsumed = 0;  // request body in ex->body whose stream window is still closed
+    // RFC 8441: the WebSocket this stream carries once the app accepted it, and what was agreed.
+    std::unique_ptr<tunnel> ws;
+    std::optional<ws::deflate_params> deflate;
+    std::string extensions;  // the sec-websocket-extensions answer
 
     ~stream() {
         if (file_fd >= 0) ::close(file_fd);
     }
     std::string_view view(span s) const { return {storage.data() + s.off, s.len}; }
     uint64_t pending() const noexcept { return out.size() - out_off + file_left; }
+};
+
+// ---- WebSocket tunnels (RFC 8441) ----
+//
+// A WebSocket accepted on an extended CONNECT stream runs the same ws::connection as over
+// HTTP/1.1, with the stream as its transport: read() takes the stream's DATA (and reopens its
+// window by what it took), writev() appends to the stream's response bytes up to the WebSocket's
+// high-water mark (-EAGAIN above it; `writable` comes back when the stream has sent them down to
+// its low water), shutdown_write() and close() end the stream (END_STREAM after what is queued),
+// abort() resets it (CANCEL). It is also the ws::connection's owner: schedule() puts the tunnel
+// on the connection's due list, which run_tunnels() works through in the I/O phase; its timers
+// are not used (the config's ping, pong and close timeouts are 0: the connection's write timeout
+// covers a client that reads nothing, and the close handshake ends with the stream).
+struct connection::tunnel final : core::transport, ws::connection_owner {
+    tunnel(connection& c, int32_t id) : h2(c), stream_id(id) {}
+
+    connection& h2;
+    int32_t stream_id;
+    std::string in;  // DATA received, not read yet (bounded by the stream window)
+    size_t in_off = 0;
+    std::shared_ptr<http::exchange> accepted;  // until start(): ev_drain completes the accept
+    bool eof = false;                          // END_STREAM from the client
+    bool gone = false;                         // the stream is closed
+    bool started = false;
+    bool closed = false;    // the ws::connection closed (on_closed)
+    bool due = false;       // on the connection's due list
+    bool blocked = false;   // writev() refused bytes: on_writable() once there is room
+    bool writable = false;  // ... and there is now
+    std::unique_ptr<ws::connection> conn;  // declared last: destroyed first
+
+    stream* s() const noexcept {
+        if (gone) return nullptr;
+        auto it = h2.streams_.find(stream_id);
+        return it == h2.streams_.end() ? nullptr : it->second.get();
+    }
+
+    // ---- core::transport ----
+    ssize_t read(char* buf, size_t len) override {
+        const size_t avail = in.size() - in_off;
+        if (!avail) return eof || gone ? 0 : -EAGAIN;
+        const size_t n = std::min(len, avail);
+        std::memcpy(buf, in.data() + in_off, n);
+        in_off += n;
+        if (in_off == in.size()) in.clear(), in_off = 0;
+        if (!gone) {
+            nghttp2_session_consume(h2.session_, stream_id, n);
+            h2.owner_.schedule(h2);  // the WINDOW_UPDATE
+        }
+        return static_cast<ssize_t>(n);
+    }
+    ssize_t writev(const iovec* iov, int iovcnt, bool) override {
+        stream* st = s();
+        if (!st || st->body_done) return -EPIPE;
+        const size_t high = h2.cfg_.ws->write_high_water;
+        const uint64_t pending = st->pending();
+        if (pending >= high) {
+            blocked = true;
+            return -EAGAIN;
+        }
+        size_t room = high - static_cast<size_t>(pending), n = 0, offered = 0;
+        for (int i = 0; i < iovcnt; ++i) {
+            offered += iov[i].iov_len;
+            const size_t k = std::min(room, iov[i].iov_len);
+            st->out.append(static_cast<const char*>(iov[i].iov_base), k);
+            n += k;
+            room -= k;
+        }
+        blocked = n < offered;
+        h2.resume_data(*st);
+        return static_cast<ssize_t>(n);
+    }
+    void shutdown_write() override { end_stream(); }
+    void close() override {
+        end_stream();
+        eof = true;
+    }
+    void abort() override {
+        if (s())
+            nghttp2_submit_rst_stream(h2.session_, NGHTTP2_FLAG_NONE, stream_id, NGHTTP2_CANCEL);
+        eof = true;
+        h2.owner_.schedule(h2);
+    }
+    void end_stream() {
+        stream* st = s();
+        if (!st || st->body_done) return;
+        st->body_done = true;
+        h2.resume_data(*st);
+    }
+
+    // ---- ws::connection_owner ----
+    void schedule(ws::connection&) override { h2.tunnel_due(*this); }
+    void arm_timer(ws::connection&, timer_kind) override {}
+    void disarm_timer(ws::connection&, timer_kind) override {}
+    uint64_t now_ms() const noexcept override { return h2.owner_.now_ms(); }
+    void on_closed(ws::connection&) override { closed = true; }
+    void refused(ws::connection&, http::refusal why) override { h2.owner_.refused(h2, why); }
 };
 
 // The nghttp2 callbacks: static functions that find the connection in user_data.
@@ -260,7 +401,9 @@ struct connection::callbacks {
                 s->path = keep(v);
             else if (n == ":authority")
                 s->authority = keep(v);
-            return 0;  // :scheme is the connection's; :protocol is not supported yet
+            else if (n == ":protocol")
+                s->protocol = keep(v);
+            return 0;  // :scheme is the connection's
         }
         if (n == "cookie") {
             if (!s->cookie.empty()) s->cookie += "; ";
@@ -310,6 +453,7 @@ struct connection::callbacks {
                           size_t len, void* user_data) {
         connection& c = self(user_data);
         stream* s = find(session, id);
+        if (s && s->ws) return c.tunnel_input(*s, {reinterpret_cast<const char*>(data), len}), 0;
         if (!s || !s->ex || !s->ex->connected() || s->ex->response_complete) {
             // Nobody reads it: the windows reopen at once.
             nghttp2_session_consume(session, id, len);
@@ -411,8 +555,10 @@ void connection::start() {
         {NGHTTP2_SETTINGS_MAX_FRAME_SIZE, cfg_.max_frame_size},
         {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, cfg_.max_header_list},
         {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
+        {NGHTTP2_SETTINGS_ENABLE_CONNECT_PROTOCOL, 1},  // RFC 8441 (dropped below without ws)
     };
-    nghttp2_submit_settings(session_, NGHTTP2_FLAG_NONE, settings, std::size(settings));
+    nghttp2_submit_settings(session_, NGHTTP2_FLAG_NONE, settings,
+                            std::size(settings) - (cfg_.ws ? 0 : 1));
     const uint32_t conn_window = std::min(cfg_.initial_connection_window, k_max_window);
     if (conn_window > 65535)
         nghttp2_session_set_local_window_size(session_, NGHTTP2_FLAG_NONE, 0,
@@ -474,6 +620,7 @@ void connection::read_input() {
     }
     in_.release();
     if (state_ != state::closed) flush();
+    if (state_ != state::closed && !tunnels_due_.empty()) run_tunnels();
 }
 
 bool connection::feed(std::string_view bytes) {
@@ -527,6 +674,8 @@ void connection::flush() {
         owner_.arm_timer(*this, timer_kind::write);
         write_timer_ = true;
     }
+    // An idle connection keeps no output buffers (their spares go back to the heap).
+    if (out_.empty() && streams_.empty()) out_.release();
     // Done: GOAWAY sent (or received) and no stream left, everything written.
     if (out_.empty() && !nghttp2_session_want_read(session_) &&
         !nghttp2_session_want_write(session_))
@@ -545,6 +694,7 @@ void connection::process() {
     if (state_ == state::closed || !session_) return;
     flush();
     if (state_ != state::closed) read_input();
+    if (state_ != state::closed) run_tunnels();
 }
 
 void connection::on_writable() {
@@ -590,6 +740,8 @@ void connection::begin_shutdown() {
     if (state_ != state::open || !session_) return;
     state_ = state::closing;
     nghttp2_submit_shutdown_notice(session_);
+    for (auto& [id, st] : streams_)  // open WebSockets close with 1001 (the streams then end)
+        if (st->ws && st->ws->started && !st->ws->closed) st->ws->conn->begin_shutdown();
     read_timer_ = timer_kind::none;
     set_read_timer(timer_kind::goaway);
     flush();
@@ -598,8 +750,10 @@ void connection::begin_shutdown() {
 void connection::close_now(bool reset) {
     if (state_ == state::closed) return;
     state_ = state::closed;
-    for (auto& [id, s] : streams_)
+    for (auto& [id, s] : streams_) {
+        if (s->ws) bury(*s);
         if (s->ex) finish_stream(*s, true);
+    }
     streams_.clear();
     if (read_timer_ != timer_kind::none) owner_.disarm_timer(*this, timer_kind::idle);
     if (write_timer_) owner_.disarm_timer(*this, timer_kind::write);
@@ -627,12 +781,15 @@ connection::stream* connection::find(const http::exchange& ex) const noexcept {
 
 void connection::start_stream(stream& s) {
     if (s.too_large) {
+        s.head_request = s.view(s.method) == "HEAD";
         owner_.refused(*this, http::refusal::header_too_large);
         return answer(s, 431, "text/plain; charset=utf-8", "Request Header Fields Too Large\n");
     }
     const std::string_view method = s.view(s.method), path = s.view(s.path);
-    if (method == "CONNECT") {  // no tunnels (nor RFC 8441 yet)
-        owner_.refused(*this, http::refusal::not_implemented);
+    s.head_request = method == "HEAD";
+    if (method == "CONNECT") {
+        if (cfg_.ws && s.view(s.protocol) == "websocket") return start_websocket(s);
+        owner_.refused(*this, http::refusal::not_implemented);  // no tunnels
         return answer(s, 501, "text/plain; charset=utf-8", "Not Implemented\n");
     }
     const bool get_or_head = method == "GET" || method == "HEAD";
@@ -644,12 +801,22 @@ void connection::start_stream(stream& s) {
         }
     }
     if (cfg_.internal_only) return answer(s, 404, "text/plain; charset=utf-8", "Not Found\n");
+    if (admit(s)) make_exchange(s)->post(http::ev_request);
+}
+
+bool connection::admit(stream& s) {
     if (!owner_.admit_request(*this)) {
         owner_.refused(*this, http::refusal::concurrency);
-        return answer(s, 503, "text/plain; charset=utf-8", "Service Unavailable\n");
+        answer(s, 503, "text/plain; charset=utf-8", "Service Unavailable\n");
+        return false;
     }
     s.admitted = true;
     s.started_ms = owner_.now_ms();
+    return true;
+}
+
+// The exchange of a complete request head (s.ex; the caller posts ev_request).
+http::exchange* connection::make_exchange(stream& s) {
     auto ex = std::make_shared<http::exchange>(events_, this);
     // The head's bytes move into the exchange; the cookie and the host from :authority join
     // them first, so that nothing reallocates once the views are made.
@@ -681,7 +848,132 @@ void connection::start_stream(stream& s) {
     s.cookie = std::string();
     s.storage = std::string();
     s.ex = std::move(ex);
-    s.ex->post(http::ev_request);
+    return s.ex.get();
+}
+
+// ---- WebSocket over HTTP/2 (RFC 8441) ----
+
+// An extended CONNECT with :protocol websocket: checked as RFC 8441 §5 says (version 13; the
+// subprotocols and permessage-deflate offer as over HTTP/1.1), then handed to the app as a
+// websocket exchange; ws_accept() answers it.
+void connection::start_websocket(stream& s) {
+    std::vector<http::field> fields;
+    fields.reserve(s.fields.size());
+    std::string_view version;
+    int versions = 0;
+    for (const auto& [n, v] : s.fields) {
+        fields.push_back({s.view(n), s.view(v)});
+        if (s.view(n) == "sec-websocket-version") version = s.view(v), ++versions;
+    }
+    if (versions != 1 || version != ws::k_websocket_version) {
+        static constexpr http::field want[] = {{"sec-websocket-version", ws::k_websocket_version}};
+        return answer(s, 426, "text/plain; charset=utf-8", "Upgrade Required\n", want);
+    }
+    const ws::deflate_negotiation deflate = ws::negotiate_deflate(fields, *cfg_.ws_deflate);
+    if (deflate.error) return answer(s, 400, "text/plain; charset=utf-8", "Bad Request\n");
+    static thread_local std::vector<std::string_view> storage;
+    storage.resize(cfg_.ws_max_subprotocols);
+    size_t count = 0;
+    if (ws::parse_subprotocols(fields, storage, count))
+        return answer(s, 400, "text/plain; charset=utf-8", "Bad Request\n");
+    if (deflate.accepted) {
+        s.deflate = deflate.params;
+        s.extensions = std::string(deflate.response.view());
+    }
+    // The subprotocols are views into the stream's storage, which moves into the exchange.
+    std::vector<stream::span> offered(count);
+    for (size_t i = 0; i < count; ++i)
+        offered[i] = {static_cast<uint32_t>(storage[i].data() - s.storage.data()),
+                      static_cast<uint32_t>(storage[i].size())};
+    if (!admit(s)) return;
+    http::exchange& ex = *make_exchange(s);
+    ex.websocket = true;
+    ex.has_body = ex.body_complete = false;  // the stream's DATA is the WebSocket's
+    for (const stream::span sp : offered)
+        ex.ws_subprotocols.emplace_back(ex.head_storage.data() + sp.off, sp.len);
+    ex.post(http::ev_request);
+}
+
+send_result connection::ws_accept(http::exchange& ex, std::string_view subprotocol,
+                                  std::span<const http::field> headers) {
+    stream* s = find(ex);
+    if (!s || s->reset) return {send_status::closed, {}};
+    if (!ex.websocket) return {send_status::error, "the request is not a WebSocket handshake"};
+    if (s->started) return {send_status::error, "a response was already started"};
+    if (!subprotocol.empty() && std::find(ex.ws_subprotocols.begin(), ex.ws_subprotocols.end(),
+                                          subprotocol) == ex.ws_subprotocols.end())
+        return {send_status::error,
+                "websocket.accept names a subprotocol the client did not offer (RFC 6455 "
+                "§4.2.2); pick one of scope['subprotocols'] or none"};
+    std::vector<http::field> fields;
+    fields.reserve(headers.size() + 2);
+    for (const http::field& f : headers) {
+        std::string lower(f.name);
+        for (char& c : lower)
+            if (c >= 'A' && c <= 'Z') c = static_cast<char>(c + 32);
+        if (lower == "content-length" || lower.starts_with("sec-websocket-"))
+            return {send_status::error,
+                    "websocket.accept headers cannot set content-length or sec-websocket-* (the "
+                    "server sets them; name a subprotocol with the 'subprotocol' key)"};
+        fields.push_back(f);
+    }
+    if (!subprotocol.empty()) fields.push_back({"sec-websocket-protocol", subprotocol});
+    if (!s->extensions.empty()) fields.push_back({"sec-websocket-extensions", s->extensions});
+    const head h{200, fields};
+    if (send_result r = submit_head(*s, h, false, 0); r.status != send_status::proceed) return r;
+    // As over HTTP/1.1 (its hand-over): an open WebSocket is no longer a request in flight.
+    if (s->admitted) {
+        owner_.request_done(*this, ex, s->started_ms);
+        owner_.request_finished(*this);
+        s->admitted = false;
+    }
+    auto t = std::make_unique<tunnel>(*this, s->id);
+    t->conn = std::make_unique<ws::connection>(*t, *t, *cfg_.ws, s->ex, std::string(), s->deflate);
+    t->accepted = std::move(s->ex);
+    ex.rebind(t->conn.get());
+    s->ws = std::move(t);
+    tunnel_due(*s->ws);  // started in the I/O phase (run_tunnels), which completes the accept
+    return {send_status::wait, {}};
+}
+
+void connection::tunnel_input(stream& s, std::string_view bytes) {
+    s.ws->in.append(bytes);
+    tunnel_due(*s.ws);
+}
+
+void connection::tunnel_due(tunnel& t) {
+    if (t.due || t.closed) return;
+    t.due = true;
+    tunnels_due_.push_back(t.stream_id);
+    owner_.schedule(*this);
+}
+
+// The tunnels' work for this I/O phase: start them (ev_drain completes the app's accept), hand
+// them input, room to write, their own scheduled work; then send what they wrote.
+void connection::run_tunnels() {
+    dead_tunnels_.clear();  // closed in an earlier round: none of their methods is running
+    for (int round = 0; round < 4 && !tunnels_due_.empty() && state_ != state::closed; ++round) {
+        for (const int32_t id : std::exchange(tunnels_due_, {})) {
+            auto it = streams_.find(id);
+            if (it == streams_.end() || !it->second->ws) continue;
+            stream& s = *it->second;
+            tunnel& t = *s.ws;
+            t.due = false;
+            if (!t.started) {
+                t.started = true;
+                t.accepted->post(http::ev_drain);
+                t.accepted.reset();
+                t.conn->start();
+            } else if (t.writable) {
+                t.writable = false;
+                t.conn->on_writable();
+            } else {
+                t.conn->on_readable(false);
+            }
+            if (t.closed) dead_tunnels_.push_back(std::move(s.ws));
+        }
+        flush();
+    }
 }
 
 // The h2c upgrade's request becomes stream 1, half-closed from the client's side (its body is
@@ -696,6 +988,7 @@ bool connection::start_upgraded() {
     }
     auto owned = std::make_unique<stream>(1);
     stream& s = *owned;
+    s.head_request = ex->method == "HEAD";
     nghttp2_session_set_stream_user_data(session_, 1, owned.get());
     streams_.emplace(1, std::move(owned));
     s.request_done = true;
@@ -748,6 +1041,10 @@ bool connection::was_opened(uint32_t id) const noexcept {
 
 void connection::request_ended(stream& s) {
     s.request_done = true;
+    if (s.ws) {
+        s.ws->eof = true;
+        return tunnel_due(*s.ws);
+    }
     if (!s.ex) return;
     s.ex->body_complete = true;
     s.ex->client_closed = true;
@@ -755,7 +1052,8 @@ void connection::request_ended(stream& s) {
 }
 
 // An answer from the engine itself: no exchange, no app.
-void connection::answer(stream& s, int status, std::string_view content_type, std::string body) {
+void connection::answer(stream& s, int status, std::string_view content_type, std::string body,
+                        std::span<const http::field> extra) {
     s.out = std::move(body);
     s.out_off = 0;
     s.body_done = true;
@@ -767,10 +1065,13 @@ void connection::answer(stream& s, int status, std::string_view content_type, st
     if (cfg_.server_header) nv.push_back(make_nv("server", "coachwhip"));
     const std::string_view date = core::http_date();
     if (cfg_.date_header) nv.push_back(make_nv("date", date));
+    for (const http::field& f : extra)
+        nv.push_back(make_nv(f.name, f.value));
     nghttp2_data_provider prd{};
     prd.read_callback = callbacks::read_data;
     s.started = true;
-    s.no_body = s.out.empty();
+    s.no_body = s.out.empty() || s.head_request;  // HEAD: the length GET would have, no body
+    if (s.no_body) s.out.clear();
     nghttp2_submit_response(session_, s.id, nv.data(), nv.size(), s.no_body ? nullptr : &prd);
     if (s.no_body) s.complete = true;
 }
@@ -802,7 +1103,9 @@ void connection::on_client_reset(stream& s) {
 // The stream is over for us: its app (if any) learns it, the exchange lets go.
 void connection::finish_stream(stream& s, bool gone) {
     http::exchange& ex = *s.ex;
-    if (gone || !ex.response_complete) {
+    // The app may still wait: on its response's progress, or on body that will never come (the
+    // stream ended, by our RST_STREAM(NO_ERROR) after a complete response, before it did).
+    if (gone || !ex.response_complete || !s.request_done) {
         // Reset (by either side: a malformed request is reset by nghttp2 after its head may
         // already have been posted) or cut off before any response: if its app has not started
         // yet, it never does.
@@ -826,6 +1129,7 @@ void connection::stream_closed(int32_t id, uint32_t code) {
     if (it == streams_.end()) return;
     stream& s = *it->second;
     nghttp2_session_set_stream_user_data(session_, id, nullptr);
+    if (s.ws) bury(s);
     if (s.ex) {
         s.ex->response_complete = s.ex->response_complete || (s.complete && code == 0);
         finish_stream(s, false);
@@ -833,6 +1137,19 @@ void connection::stream_closed(int32_t id, uint32_t code) {
     streams_.erase(it);
     repay_connection_window();
     sync_idle_timer();
+}
+
+// The tunnel's stream is gone (or the connection): its WebSocket learns it (1006, unless it
+// closed already), and is freed after this phase.
+void connection::bury(stream& s) {
+    tunnel& t = *s.ws;
+    t.gone = true;
+    if (!t.closed) t.conn->on_hangup();
+    if (t.accepted) {  // accepted, never started: the app still waits for the accept
+        t.accepted->post(http::ev_disconnect);
+        t.accepted.reset();
+    }
+    dead_tunnels_.push_back(std::move(s.ws));
 }
 
 void connection::repay_connection_window() {
@@ -854,29 +1171,21 @@ send_result connection::submit_head(stream& s, const head& h, bool ends, uint64_
     fl.storage.reserve(room + 64);
     bool app_server = false, app_date = false;
     for (const auto& f : h.headers) {
-        const size_t off = fl.storage.size();
-        for (unsigned char c : f.name) {
-            const unsigned char lc =
-                (c >= 'A' && c <= 'Z') ? static_cast<unsigned char>(c + 32) : c;
-            if (!is_tchar_lower(lc))
+        bool dropped = false;
+        switch (append_field(fl, f, dropped)) {
+            case field_error::name:
                 return {send_status::error, "response header name is not a valid token"};
-            fl.storage.push_back(static_cast<char>(lc));
+            case field_error::value:
+                return {send_status::error,
+                        "response header value contains CR, LF, NUL or another control byte"};
+            case field_error::none: break;
         }
-        if (f.name.empty())
-            return {send_status::error, "response header name is not a valid token"};
-        if (!valid_value(f.value))
-            return {send_status::error,
-                    "response header value contains CR, LF, NUL or another control byte"};
-        const std::string_view lower(fl.storage.data() + off, f.name.size());
-        if (connection_specific(lower)) {
-            fl.storage.resize(off);
-            continue;
-        }
+        if (dropped) continue;
+        const auto [lower, value] = field_at(fl, fl.spans.size() - 1);
         if (lower == "content-length") {
             uint64_t n = 0;
-            const auto [p, ec] =
-                std::from_chars(f.value.data(), f.value.data() + f.value.size(), n);
-            if (ec != std::errc() || p != f.value.data() + f.value.size() || f.value.empty())
+            const auto [p, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
+            if (ec != std::errc() || p != value.data() + value.size() || value.empty())
                 return {send_status::error, "response content-length is not a number"};
             if (s.declared && *s.declared != n)
                 return {send_status::error, "response has two different content-length values"};
@@ -884,8 +1193,6 @@ send_result connection::submit_head(stream& s, const head& h, bool ends, uint64_
         }
         app_server = app_server || lower == "server";
         app_date = app_date || lower == "date";
-        fl.spans.emplace_back(off, f.name.size());
-        fl.storage.append(f.value);
     }
     const std::string status = std::to_string(h.status);
     const bool head_request = s.ex && s.ex->method == "HEAD";
@@ -895,11 +1202,8 @@ send_result connection::submit_head(stream& s, const head& h, bool ends, uint64_
     fl.nv.reserve(fl.spans.size() + 4);
     fl.nv.push_back(make_nv(":status", status));
     for (size_t i = 0; i < fl.spans.size(); ++i) {
-        const auto [noff, nlen] = fl.spans[i];
-        const size_t voff = noff + nlen;
-        const size_t vend = i + 1 < fl.spans.size() ? fl.spans[i + 1].first : fl.storage.size();
-        fl.nv.push_back(make_nv(std::string_view(fl.storage).substr(noff, nlen),
-                                std::string_view(fl.storage).substr(voff, vend - voff)));
+        const auto [name, value] = field_at(fl, i);
+        fl.nv.push_back(make_nv(name, value));
     }
     if (!length.empty()) fl.nv.push_back(make_nv("content-length", length));
     if (cfg_.server_header && !app_server) fl.nv.push_back(make_nv("server", "coachwhip"));
@@ -961,12 +1265,16 @@ void connection::materialize_file(stream& s) {
     s.file_left = 0;
 }
 
-send_result connection::resume(stream& s) {
+void connection::resume_data(stream& s) {
     if (s.deferred) {
         s.deferred = false;
         nghttp2_session_resume_data(session_, s.id);
     }
     owner_.schedule(*this);
+}
+
+send_result connection::resume(stream& s) {
+    resume_data(s);
     if (s.pending() > cfg_.stream_high_water) {
         s.send_waiting = true;
         return {send_status::wait, {}};
@@ -975,6 +1283,11 @@ send_result connection::resume(stream& s) {
 }
 
 void connection::post_drain_if_low(stream& s) {
+    if (s.ws && s.ws->blocked && s.pending() <= cfg_.stream_low_water) {
+        s.ws->blocked = false;
+        s.ws->writable = true;
+        tunnel_due(*s.ws);
+    }
     if (s.send_waiting && s.file_fd < 0 && s.pending() <= cfg_.stream_low_water && s.ex) {
         s.send_waiting = false;
         s.ex->post(http::ev_drain);
@@ -1035,32 +1348,29 @@ send_result connection::send_trailers(http::exchange& ex, std::span<const http::
     if (!s || s->reset) return {send_status::closed, {}};
     if (!s->want_trailers || s->trailers_ready)
         return {send_status::error, "trailers were not announced in the response head"};
-    field_list& fl = s->trailers;
+    // All or nothing: the call's fields are checked before any joins the trailers.
+    field_list add;
     for (const auto& f : fields) {
-        if (!valid_value(f.value))
-            return {send_status::error,
-                    "trailer value contains CR, LF, NUL or another control byte"};
-        const size_t off = fl.storage.size();
-        for (unsigned char c : f.name) {
-            const unsigned char lc =
-                (c >= 'A' && c <= 'Z') ? static_cast<unsigned char>(c + 32) : c;
-            if (!is_tchar_lower(lc)) {
-                fl.storage.resize(off);
+        bool dropped = false;
+        switch (append_field(add, f, dropped)) {
+            case field_error::name:
                 return {send_status::error, "trailer name is not a valid token"};
-            }
-            fl.storage.push_back(static_cast<char>(lc));
+            case field_error::value:
+                return {send_status::error,
+                        "trailer value contains CR, LF, NUL or another control byte"};
+            case field_error::none: break;
         }
-        fl.spans.emplace_back(off, f.name.size());
-        fl.storage.append(f.value);
     }
+    field_list& fl = s->trailers;
+    const size_t base = fl.storage.size();
+    fl.storage.append(add.storage);
+    for (const auto& [off, len] : add.spans)
+        fl.spans.emplace_back(base + off, len);
     if (more) return {};
     // The views are made once the storage no longer grows.
     for (size_t i = 0; i < fl.spans.size(); ++i) {
-        const auto [noff, nlen] = fl.spans[i];
-        const size_t vend = i + 1 < fl.spans.size() ? fl.spans[i + 1].first : fl.storage.size();
-        fl.nv.push_back(
-            make_nv(std::string_view(fl.storage).substr(noff, nlen),
-                    std::string_view(fl.storage).substr(noff + nlen, vend - noff - nlen)));
+        const auto [name, value] = field_at(fl, i);
+        fl.nv.push_back(make_nv(name, value));
     }
     s->trailers_ready = true;
     ex.response_complete = true;

@@ -68,6 +68,8 @@
 #include "http/exchange.hpp"
 #include "http/refusal.hpp"
 #include "proxy/forwarded.hpp"
+#include "ws/connection.hpp"
+#include "ws/handshake.hpp"
 
 struct nghttp2_session;
 
@@ -95,6 +97,14 @@ struct connection_config {
     // --proxy-headers: whose X-Forwarded-*/Forwarded fields count (nullptr: off). Not owned.
     const proxy::trusted_networks* forwarded_trust = nullptr;
     bool internal_only = false;  // the --metrics-bind listener: /-/ endpoints, else 404
+    // WebSocket over HTTP/2 (RFC 8441, extended CONNECT): SETTINGS_ENABLE_CONNECT_PROTOCOL is
+    // announced and `:protocol websocket` streams become WebSockets with these settings (not
+    // owned; nullptr: --ws none, no extended CONNECT). The ws::connection runs over the stream
+    // (see "WebSocket tunnels" in connection.cpp); its timers are not used there (the stream's
+    // connection has its own write timeout), so ping, pong and close timeouts must be 0.
+    const ws::connection_config* ws = nullptr;
+    const ws::deflate_config* ws_deflate = nullptr;
+    size_t ws_max_subprotocols = 32;
 };
 
 class connection;
@@ -175,6 +185,11 @@ class connection final : public http::response_sink {
                                 uint64_t len, bool more) override;
     http::send_result send_trailers(http::exchange& ex, std::span<const http::field> fields,
                                     bool more) override;
+    // RFC 8441: the app accepts a WebSocket stream: 200 (with the subprotocol and extension
+    // answers); the stream carries a ws::connection from the next I/O phase on, which posts
+    // ev_drain as it starts.
+    http::send_result ws_accept(http::exchange& ex, std::string_view subprotocol,
+                                std::span<const http::field> headers) override;
     void abort(http::exchange& ex) override;
     void want_body(http::exchange& ex) override;
 
@@ -183,6 +198,7 @@ class connection final : public http::response_sink {
 
   private:
     struct stream;
+    struct tunnel;
 
     void read_input();
     bool feed(std::string_view bytes);  // false: the connection fails (and is closing)
@@ -195,11 +211,14 @@ class connection final : public http::response_sink {
     // Requests: the head is complete (build the exchange, or the engine answers it); the
     // client's END_STREAM; its RST_STREAM; the stream closed (either side).
     void start_stream(stream& s);
+    bool admit(stream& s);  // false: answered 503
+    http::exchange* make_exchange(stream& s);
     bool start_upgraded();
     void note_stream(uint32_t id);
     bool was_opened(uint32_t id) const noexcept;
     void request_ended(stream& s);
-    void answer(stream& s, int status, std::string_view content_type, std::string body);
+    void answer(stream& s, int status, std::string_view content_type, std::string body,
+                std::span<const http::field> extra = {});
     void on_client_reset(stream& s);
     void stream_closed(int32_t id, uint32_t code);
     void finish_stream(stream& s, bool gone);
@@ -209,7 +228,14 @@ class connection final : public http::response_sink {
     http::send_result queue_body(stream& s, std::string_view body, bool more);
     void materialize_file(stream& s);
     http::send_result resume(stream& s);
+    void resume_data(stream& s);
     void post_drain_if_low(stream& s);
+    // WebSocket tunnels (RFC 8441).
+    void start_websocket(stream& s);
+    void tunnel_input(stream& s, std::string_view bytes);
+    void tunnel_due(tunnel& t);
+    void run_tunnels();
+    void bury(stream& s);
 
     core::transport& t_;
     connection_owner& owner_;
@@ -238,6 +264,10 @@ class connection final : public http::response_sink {
     timer_kind read_timer_ = timer_kind::none;
     size_t body_buffered_ = 0;  // request body bytes in exchanges, not yet taken by apps
     size_t conn_owed_ = 0;      // connection window we have not reopened yet (over budget)
+    // Tunnels with work for the I/O phase (input, room to write, a start), and closed ones
+    // freed once no ws::connection method is on the stack.
+    std::vector<int32_t> tunnels_due_;
+    std::vector<std::unique_ptr<tunnel>> dead_tunnels_;
     // The client's stream ids (see note_stream).
     static constexpr size_t k_max_ranges = 64;
     std::vector<std::pair<uint32_t, uint32_t>> opened_;

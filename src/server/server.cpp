@@ -422,12 +422,20 @@ server::server(const server_config& cfg)
     cfg_.h2.server_header = cfg_.conn.server_header;
     cfg_.h2.date_header = cfg_.conn.date_header;
     cfg_.h2.forwarded_trust = cfg_.conn.forwarded_trust;
+    // WebSocket over HTTP/2: the stream is the transport, and the connection's own write
+    // timeout watches it; the WebSocket's timers are not run there (http2::connection_config).
+    ws_tunnel_ = cfg_.ws;
+    ws_tunnel_.ping_interval_ms = ws_tunnel_.ping_timeout_ms = ws_tunnel_.close_timeout_ms = 0;
+    cfg_.h2.ws = cfg_.websocket ? &ws_tunnel_ : nullptr;
+    cfg_.h2.ws_deflate = &cfg_.ws_deflate;
+    cfg_.h2.ws_max_subprotocols = cfg_.conn.ws_max_subprotocols;
     h2_conn_ = cfg_.h2;
     h2_tls_conn_ = cfg_.h2;
     h2_tls_conn_.scheme = "https";
     h2_internal_ = cfg_.h2;
     h2_internal_.internal_only = true;
     h2_internal_.forwarded_trust = nullptr;
+    h2_internal_.ws = nullptr;
     for (auto* list : {&keep_alive_list_, &header_list_, &body_list_, &write_list_, &linger_list_,
                        &shutdown_idle_list_, &rate_list_, &tls_handshake_list_, &ws_ping_list_,
                        &ws_pong_list_, &ws_close_list_, &h2_goaway_list_})

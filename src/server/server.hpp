@@ -226,6 +226,7 @@ class server final : private http1::connection_owner {
     http2::connection_config h2_conn_;      // cfg_.h2 for plain connections
     http2::connection_config h2_tls_conn_;  // ... and for TLS ones (scheme https)
     http2::connection_config h2_internal_;  // ... and for the internal listener
+    ws::connection_config ws_tunnel_;       // cfg_.ws for WebSockets over HTTP/2 (no timers)
     http::event_queue events_;
     size_t conn_count_ = 0;
     size_t in_flight_ = 0;
