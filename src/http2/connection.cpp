@@ -179,8 +179,8 @@ struct connection::stream {
 // its low water), shutdown_write() and close() end the stream (END_STREAM after what is queued),
 // abort() resets it (CANCEL). It is also the ws::connection's owner: schedule() puts the tunnel
 // on the connection's due list, which run_tunnels() works through in the I/O phase; its timers
-// are not used (the config's ping, pong and close timeouts are 0: the connection's write timeout
-// covers a client that reads nothing, and the close handshake ends with the stream).
+// are deadlines (the read slot: ping, pong or close; the write slot), checked on the
+// connection's tick about once a second, which is fine for timeouts of seconds.
 struct connection::tunnel final : core::transport, ws::connection_owner {
     tunnel(connection& c, int32_t id) : h2(c), stream_id(id) {}
 
@@ -192,10 +192,13 @@ struct connection::tunnel final : core::transport, ws::connection_owner {
     bool eof = false;                          // END_STREAM from the client
     bool gone = false;                         // the stream is closed
     bool started = false;
-    bool closed = false;    // the ws::connection closed (on_closed)
-    bool due = false;       // on the connection's due list
-    bool blocked = false;   // writev() refused bytes: on_writable() once there is room
-    bool writable = false;  // ... and there is now
+    bool closed = false;         // the ws::connection closed (on_closed)
+    bool due = false;            // on the connection's due list
+    bool blocked = false;        // writev() refused bytes: on_writable() once there is room
+    bool writable = false;       // ... and there is now
+    uint64_t read_deadline = 0;  // 0: none (see arm_timer)
+    timer_kind read_kind = timer_kind::none;
+    uint64_t write_deadline = 0;
     std::unique_ptr<ws::connection> conn;  // declared last: destroyed first
 
     stream* s() const noexcept {
@@ -259,8 +262,22 @@ struct connection::tunnel final : core::transport, ws::connection_owner {
 
     // ---- ws::connection_owner ----
     void schedule(ws::connection&) override { h2.tunnel_due(*this); }
-    void arm_timer(ws::connection&, timer_kind) override {}
-    void disarm_timer(ws::connection&, timer_kind) override {}
+    void arm_timer(ws::connection&, timer_kind kind) override {
+        const ws::connection_config& c = *h2.cfg_.ws;
+        const uint64_t now = h2.owner_.now_ms();
+        switch (kind) {
+            case timer_kind::write: write_deadline = now + h2.cfg_.ws_write_timeout_ms; break;
+            case timer_kind::ping: read_deadline = now + c.ping_interval_ms; break;
+            case timer_kind::pong: read_deadline = now + c.ping_timeout_ms; break;
+            case timer_kind::close: read_deadline = now + c.close_timeout_ms; break;
+            case timer_kind::none: return;
+        }
+        if (kind != timer_kind::write) read_kind = kind;
+        h2.sync_tick();
+    }
+    void disarm_timer(ws::connection&, timer_kind kind) override {
+        (kind == timer_kind::write ? write_deadline : read_deadline) = 0;
+    }
     uint64_t now_ms() const noexcept override { return h2.owner_.now_ms(); }
     void on_closed(ws::connection&) override { closed = true; }
     void refused(ws::connection&, http::refusal why) override { h2.owner_.refused(h2, why); }
@@ -729,7 +746,41 @@ void connection::on_timer(timer_kind kind) {
                                       NGHTTP2_NO_ERROR, nullptr, 0);
             }
             return flush();
+        case timer_kind::tick: tick_armed_ = false; return on_tick();
         case timer_kind::none: return;
+    }
+}
+
+// The tunnels' deadlines that have passed fire (each WebSocket's on_timer); the tick stays armed
+// while any is left.
+void connection::on_tick() {
+    const uint64_t now = owner_.now_ms();
+    for (auto& [id, st] : streams_) {
+        if (!st->ws || st->ws->closed || !st->ws->started) continue;
+        tunnel& t = *st->ws;
+        if (t.write_deadline && t.write_deadline <= now) {
+            t.write_deadline = 0;
+            t.conn->on_timer(ws::connection::timer_kind::write);
+        }
+        if (t.read_deadline && t.read_deadline <= now && !t.closed) {
+            t.read_deadline = 0;
+            t.conn->on_timer(t.read_kind);
+        }
+        if (t.closed) tunnel_due(t);  // run_tunnels() buries it
+    }
+    if (state_ == state::closed) return;
+    flush();
+    if (state_ != state::closed) run_tunnels();
+    sync_tick();
+}
+
+void connection::sync_tick() {
+    if (tick_armed_ || state_ == state::closed) return;
+    for (const auto& [id, st] : streams_) {
+        if (st->ws && (st->ws->read_deadline || st->ws->write_deadline)) {
+            tick_armed_ = true;
+            return owner_.arm_timer(*this, timer_kind::tick);
+        }
     }
 }
 
@@ -757,8 +808,9 @@ void connection::close_now(bool reset) {
     streams_.clear();
     if (read_timer_ != timer_kind::none) owner_.disarm_timer(*this, timer_kind::idle);
     if (write_timer_) owner_.disarm_timer(*this, timer_kind::write);
+    if (tick_armed_) owner_.disarm_timer(*this, timer_kind::tick);
     read_timer_ = timer_kind::none;
-    write_timer_ = false;
+    write_timer_ = tick_armed_ = false;
     out_.clear();
     reset ? t_.abort() : t_.close();
     owner_.on_closed(*this);
@@ -942,7 +994,7 @@ void connection::tunnel_input(stream& s, std::string_view bytes) {
 }
 
 void connection::tunnel_due(tunnel& t) {
-    if (t.due || t.closed) return;
+    if (t.due) return;
     t.due = true;
     tunnels_due_.push_back(t.stream_id);
     owner_.schedule(*this);
@@ -959,6 +1011,10 @@ void connection::run_tunnels() {
             stream& s = *it->second;
             tunnel& t = *s.ws;
             t.due = false;
+            if (t.closed) {
+                dead_tunnels_.push_back(std::move(s.ws));
+                continue;
+            }
             if (!t.started) {
                 t.started = true;
                 t.accepted->post(http::ev_drain);

@@ -100,9 +100,10 @@ struct connection_config {
     // WebSocket over HTTP/2 (RFC 8441, extended CONNECT): SETTINGS_ENABLE_CONNECT_PROTOCOL is
     // announced and `:protocol websocket` streams become WebSockets with these settings (not
     // owned; nullptr: --ws none, no extended CONNECT). The ws::connection runs over the stream
-    // (see "WebSocket tunnels" in connection.cpp); its timers are not used there (the stream's
-    // connection has its own write timeout), so ping, pong and close timeouts must be 0.
+    // (see "WebSocket tunnels" in connection.cpp); its timers are deadlines checked on the tick
+    // (ping_interval_ms, ping_timeout_ms, close_timeout_ms from `ws`, and ws_write_timeout_ms).
     const ws::connection_config* ws = nullptr;
+    uint64_t ws_write_timeout_ms = 60000;
     const ws::deflate_config* ws_deflate = nullptr;
     size_t ws_max_subprotocols = 32;
 };
@@ -117,7 +118,9 @@ class connection_owner {
     //   idle: no stream open (--timeout-keep-alive): GOAWAY and close
     //   goaway: graceful stop, between the two GOAWAYs (about a round trip)
     //   write: the client has read nothing of our pending output for this long
-    enum class timer_kind : uint8_t { none, preface, idle, goaway, write };
+    //   tick: a slot of its own, about once a second while a WebSocket tunnel has a deadline
+    //         (their keepalive, pong, close and write timers are deadlines checked on it)
+    enum class timer_kind : uint8_t { none, preface, idle, goaway, write, tick };
     virtual void arm_timer(connection& c, timer_kind kind) = 0;
     virtual void disarm_timer(connection& c, timer_kind kind) = 0;
     virtual uint64_t now_ms() const noexcept = 0;
@@ -236,6 +239,8 @@ class connection final : public http::response_sink {
     void tunnel_due(tunnel& t);
     void run_tunnels();
     void bury(stream& s);
+    void sync_tick();
+    void on_tick();
 
     core::transport& t_;
     connection_owner& owner_;
@@ -268,6 +273,7 @@ class connection final : public http::response_sink {
     // freed once no ws::connection method is on the stack.
     std::vector<int32_t> tunnels_due_;
     std::vector<std::unique_ptr<tunnel>> dead_tunnels_;
+    bool tick_armed_ = false;
     // The client's stream ids (see note_stream).
     static constexpr size_t k_max_ranges = 64;
     std::vector<std::pair<uint32_t, uint32_t>> opened_;

@@ -241,6 +241,10 @@ struct server::conn_entry final : loop::io_handler {
     }
     static void on_rate_timer(void* ctx) {
         auto* e = static_cast<conn_entry*>(ctx);
+        if (e->h2) {  // HTTP/2 uses the rate slot for its tick (WebSocket tunnels' deadlines)
+            e->h2->on_timer(http2::connection::timer_kind::tick);
+            return e->h2->release_memory();
+        }
         if (!e->http) return;  // upgraded (the rate slot is disarmed then)
         e->conn().on_timer(timer_kind::rate);
         if (e->http) e->http->release_memory();
@@ -353,11 +357,13 @@ struct server::h2_owner final : http2::connection_owner {
             case timer_kind::goaway:
                 e.h2_kind = kind;
                 return srv.loop_.arm(e.read_timer, srv.h2_goaway_list_);
+            case timer_kind::tick: return srv.loop_.arm(e.rate_timer, srv.h2_tick_list_);
             case timer_kind::none: return;
         }
     }
     void disarm_timer(http2::connection& c, timer_kind kind) override {
         conn_entry& e = entry(c);
+        if (kind == timer_kind::tick) return e.rate_timer.disarm();
         (kind == timer_kind::write ? e.write_timer : e.read_timer).disarm();
     }
     uint64_t now_ms() const noexcept override { return srv.loop_.now_ms(); }
@@ -395,6 +401,7 @@ server::server(const server_config& cfg)
       ws_close_list_(std::max<uint64_t>(cfg.ws.close_timeout_ms, 1)),
       // About a round trip, and well under any grace period.
       h2_goaway_list_(std::clamp<uint64_t>(cfg.shutdown_idle_ms, 1, 1000)),
+      h2_tick_list_(1000),
       ws_owner_(std::make_unique<ws_owner>(*this)),
       h2_owner_(std::make_unique<h2_owner>(*this)) {
     if (!metrics::region::make_private(metrics_)) {
@@ -422,11 +429,9 @@ server::server(const server_config& cfg)
     cfg_.h2.server_header = cfg_.conn.server_header;
     cfg_.h2.date_header = cfg_.conn.date_header;
     cfg_.h2.forwarded_trust = cfg_.conn.forwarded_trust;
-    // WebSocket over HTTP/2: the stream is the transport, and the connection's own write
-    // timeout watches it; the WebSocket's timers are not run there (http2::connection_config).
-    ws_tunnel_ = cfg_.ws;
-    ws_tunnel_.ping_interval_ms = ws_tunnel_.ping_timeout_ms = ws_tunnel_.close_timeout_ms = 0;
-    cfg_.h2.ws = cfg_.websocket ? &ws_tunnel_ : nullptr;
+    // WebSocket over HTTP/2: the stream is the transport (timers: http2::connection_config).
+    cfg_.h2.ws = cfg_.websocket ? &cfg_.ws : nullptr;
+    cfg_.h2.ws_write_timeout_ms = cfg_.write_timeout_ms;
     cfg_.h2.ws_deflate = &cfg_.ws_deflate;
     cfg_.h2.ws_max_subprotocols = cfg_.conn.ws_max_subprotocols;
     h2_conn_ = cfg_.h2;
@@ -438,7 +443,7 @@ server::server(const server_config& cfg)
     h2_internal_.ws = nullptr;
     for (auto* list : {&keep_alive_list_, &header_list_, &body_list_, &write_list_, &linger_list_,
                        &shutdown_idle_list_, &rate_list_, &tls_handshake_list_, &ws_ping_list_,
-                       &ws_pong_list_, &ws_close_list_, &h2_goaway_list_})
+                       &ws_pong_list_, &ws_close_list_, &h2_goaway_list_, &h2_tick_list_})
         loop_.add_list(list);
 }
 

@@ -213,6 +213,7 @@ class server final : private http1::connection_owner {
     loop::timeout_list ws_pong_list_;    // --ws-ping-timeout
     loop::timeout_list ws_close_list_;   // the closing handshake
     loop::timeout_list h2_goaway_list_;  // HTTP/2 graceful stop: between the two GOAWAYs
+    loop::timeout_list h2_tick_list_;    // HTTP/2: WebSocket tunnels' deadlines (1 s)
     std::vector<std::unique_ptr<listener_entry>> listeners_;
     std::list<conn_entry> conns_;
     std::vector<std::list<conn_entry>::iterator> graveyard_;
@@ -226,7 +227,6 @@ class server final : private http1::connection_owner {
     http2::connection_config h2_conn_;      // cfg_.h2 for plain connections
     http2::connection_config h2_tls_conn_;  // ... and for TLS ones (scheme https)
     http2::connection_config h2_internal_;  // ... and for the internal listener
-    ws::connection_config ws_tunnel_;       // cfg_.ws for WebSockets over HTTP/2 (no timers)
     http::event_queue events_;
     size_t conn_count_ = 0;
     size_t in_flight_ = 0;
