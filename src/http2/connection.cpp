@@ -22,6 +22,7 @@ using http::send_status;
 namespace {
 
 constexpr uint32_t k_max_window = (1u << 31) - 1;
+constexpr uint64_t k_frame_payload = 16384 - 9;  // a DATA frame and its header: 16 KiB
 
 bool is_tchar_lower(unsigned char c) noexcept {
     // RFC 9110 token characters, uppercase excluded (HTTP/2 field names are lowercase).
@@ -306,30 +307,33 @@ struct connection::callbacks {
         if (c.out_.size() >= c.cfg_.write_high_water) return NGHTTP2_ERR_WOULDBLOCK;
         stream* s = find(session, frame->hd.stream_id);
         if (!s) return NGHTTP2_ERR_CALLBACK_FAILURE;
-        c.out_.append(std::string_view(reinterpret_cast<const char*>(framehd), 9));
+        // The frame header and payload as one segment: one copy of the payload, and a TLS
+        // transport gets whole records (read_data caps payloads at one record less the header).
+        std::string buf = c.out_.take_buffer(9 + length);
+        buf.append(reinterpret_cast<const char*>(framehd), 9);
         size_t left = length;
         const size_t from_out = std::min(left, s->out.size() - s->out_off);
         if (from_out) {
-            c.out_.append(std::string_view(s->out).substr(s->out_off, from_out));
+            buf.append(s->out, s->out_off, from_out);
             s->out_off += from_out;
             left -= from_out;
             if (s->out_off == s->out.size()) s->out.clear(), s->out_off = 0;
         }
         if (left) {
-            std::string buf = c.out_.take_buffer(left);
-            buf.resize(left);
+            const size_t at = buf.size();
+            buf.resize(at + left);
             size_t got = 0;
             while (got < left) {
-                const ssize_t r = ::pread(s->file_fd, buf.data() + got, left - got,
+                const ssize_t r = ::pread(s->file_fd, buf.data() + at + got, left - got,
                                           static_cast<off_t>(s->file_off + got));
                 if (r <= 0) return NGHTTP2_ERR_CALLBACK_FAILURE;  // the file shrank: close
                 got += static_cast<size_t>(r);
             }
-            c.out_.append(std::move(buf));
             s->file_off += left;
             s->file_left -= left;
             if (s->file_left == 0) ::close(s->file_fd), s->file_fd = -1;
         }
+        c.out_.append(std::move(buf));
         if (s->ex) s->ex->bytes_sent += length;
         c.post_drain_if_low(*s);
         return 0;
@@ -345,7 +349,9 @@ struct connection::callbacks {
             s->deferred = true;
             return NGHTTP2_ERR_DEFERRED;
         }
-        const size_t n = static_cast<size_t>(std::min<uint64_t>(length, avail));
+        // At most a TLS record's worth with the frame header (16 KiB), so that a TLS transport
+        // encrypts each frame as one record without gathering it across segments.
+        const size_t n = static_cast<size_t>(std::min<uint64_t>({length, avail, k_frame_payload}));
         if (n) *flags |= NGHTTP2_DATA_FLAG_NO_COPY;
         if (n == avail && s->body_done) {
             if (s->want_trailers && !s->trailers_ready) {
@@ -1226,6 +1232,7 @@ send_result connection::submit_head(stream& s, const head& h, bool ends, uint64_
         room += f.name.size() + f.value.size();
     fl.storage.reserve(room + 64);
     bool app_server = false, app_date = false;
+    std::optional<uint64_t> declared;  // kept only if the whole head is valid
     for (const auto& f : h.headers) {
         bool dropped = false;
         switch (append_field(fl, f, dropped)) {
@@ -1243,13 +1250,14 @@ send_result connection::submit_head(stream& s, const head& h, bool ends, uint64_
             const auto [p, ec] = std::from_chars(value.data(), value.data() + value.size(), n);
             if (ec != std::errc() || p != value.data() + value.size() || value.empty())
                 return {send_status::error, "response content-length is not a number"};
-            if (s.declared && *s.declared != n)
+            if (declared && *declared != n)
                 return {send_status::error, "response has two different content-length values"};
-            s.declared = n;
+            declared = n;
         }
         app_server = app_server || lower == "server";
         app_date = app_date || lower == "date";
     }
+    s.declared = declared;
     const std::string status = std::to_string(h.status);
     const bool head_request = s.ex && s.ex->method == "HEAD";
     s.no_body = status_has_no_body(h.status) || head_request;
