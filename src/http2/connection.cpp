@@ -161,6 +161,9 @@ struct connection::stream {
     size_t unconsumed = 0;  // request body in ex->body whose stream window is still closed
     // RFC 8441: the WebSocket this stream carries once the app accepted it, and what was agreed.
     std::unique_ptr<tunnel> ws;
+    bool websocket = false;        // it carries (or carried) a WebSocket
+    bool end_sent = false;         // our END_STREAM went out
+    bool reset_after_end = false;  // the WebSocket is done: RST_STREAM(NO_ERROR) after it
     std::optional<ws::deflate_params> deflate;
     std::string extensions;  // the sec-websocket-extensions answer
 
@@ -197,6 +200,7 @@ struct connection::tunnel final : core::transport, ws::connection_owner {
     bool due = false;            // on the connection's due list
     bool blocked = false;        // writev() refused bytes: on_writable() once there is room
     bool writable = false;       // ... and there is now
+    bool input = false;          // DATA (or END_STREAM) arrived since the last read
     uint64_t read_deadline = 0;  // 0: none (see arm_timer)
     timer_kind read_kind = timer_kind::none;
     uint64_t write_deadline = 0;
@@ -216,10 +220,12 @@ struct connection::tunnel final : core::transport, ws::connection_owner {
         std::memcpy(buf, in.data() + in_off, n);
         in_off += n;
         if (in_off == in.size()) in.clear(), in_off = 0;
-        if (!gone) {
-            nghttp2_session_consume(h2.session_, stream_id, n);
+        if (!gone) {  // the connection's share was repaid as it arrived (tunnel_input)
+            nghttp2_session_consume_stream(h2.session_, stream_id, n);
             h2.owner_.schedule(h2);  // the WINDOW_UPDATE
         }
+        h2.body_buffered_ -= std::min(h2.body_buffered_, n);
+        h2.repay_connection_window();
         return static_cast<ssize_t>(n);
     }
     ssize_t writev(const iovec* iov, int iovcnt, bool) override {
@@ -243,9 +249,29 @@ struct connection::tunnel final : core::transport, ws::connection_owner {
         h2.resume_data(*st);
         return static_cast<ssize_t>(n);
     }
-    void shutdown_write() override { end_stream(); }
+    void shutdown_write() override {
+        end_stream();
+        // Both close frames were exchanged (draining): nothing the client still sends matters,
+        // and over a stream no unread byte can turn our close into a reset that loses what we
+        // sent (TCP's reason to linger). Read as ended, so the WebSocket closes now and close()
+        // ends the client's side too. After a close we started for an error (failing), it still
+        // reads the client's close frame, bounded by the close timer.
+        if (conn && conn->current_state() == ws::connection::state::draining) eof = true;
+    }
     void close() override {
         end_stream();
+        // The WebSocket is done (both closes exchanged, or its close timer ran out): a client
+        // that has not ended its side of the stream is told to stop (RST_STREAM NO_ERROR, after
+        // our END_STREAM), else the stream would stay half open.
+        if (stream* st = s(); st && !st->request_done) {
+            if (st->end_sent) {
+                nghttp2_submit_rst_stream(h2.session_, NGHTTP2_FLAG_NONE, stream_id,
+                                          NGHTTP2_NO_ERROR);
+                h2.owner_.schedule(h2);
+            } else {
+                st->reset_after_end = true;  // after our last bytes: see callbacks::frame_send
+            }
+        }
         eof = true;
     }
     void abort() override {
@@ -499,8 +525,11 @@ struct connection::callbacks {
         // (RFC 9113 §8.1: RST_STREAM NO_ERROR after a complete response).
         if ((frame->hd.type == NGHTTP2_HEADERS || frame->hd.type == NGHTTP2_DATA) &&
             (frame->hd.flags & NGHTTP2_FLAG_END_STREAM)) {
+            // (A WebSocket's stream only once the WebSocket is done, tunnel::close(): it may
+            // still read the client's close frame after ours.)
             stream* s = find(session, frame->hd.stream_id);
-            if (s && !s->request_done)
+            if (s) s->end_sent = true;
+            if (s && !s->request_done && (!s->websocket || s->reset_after_end))
                 nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, frame->hd.stream_id,
                                           NGHTTP2_NO_ERROR);
         }
@@ -990,12 +1019,23 @@ send_result connection::ws_accept(http::exchange& ex, std::string_view subprotoc
     t->accepted = std::move(s->ex);
     ex.rebind(t->conn.get());
     s->ws = std::move(t);
+    s->websocket = true;
     tunnel_due(*s->ws);  // started in the I/O phase (run_tunnels), which completes the accept
     return {send_status::wait, {}};
 }
 
+// DATA for a tunnel: kept until its WebSocket reads it (which reopens the stream's window).
+// The connection's window reopens at once under the body budget, as for request bodies: a
+// WebSocket whose app does not receive holds one stream window, not the connection's.
 void connection::tunnel_input(stream& s, std::string_view bytes) {
     s.ws->in.append(bytes);
+    body_buffered_ += bytes.size();
+    if (body_buffered_ <= cfg_.body_budget) {
+        nghttp2_session_consume_connection(session_, bytes.size());
+    } else {
+        conn_owed_ += bytes.size();
+    }
+    s.ws->input = true;
     tunnel_due(*s.ws);
 }
 
@@ -1028,8 +1068,14 @@ void connection::run_tunnels() {
                 t.conn->start();
             } else if (t.writable) {
                 t.writable = false;
-                t.conn->on_writable();
+                t.conn->on_writable();  // and its scheduled work (process)
             } else {
+                // Its scheduled work: the app's failure (1011), frames left by a full queue
+                // once the app took messages, output to flush.
+                t.conn->process();
+            }
+            if (t.input && !t.closed) {
+                t.input = false;
                 t.conn->on_readable(false);
             }
             if (t.closed) dead_tunnels_.push_back(std::move(s.ws));
@@ -1104,7 +1150,7 @@ bool connection::was_opened(uint32_t id) const noexcept {
 void connection::request_ended(stream& s) {
     s.request_done = true;
     if (s.ws) {
-        s.ws->eof = true;
+        s.ws->eof = s.ws->input = true;
         return tunnel_due(*s.ws);
     }
     if (!s.ex) return;
@@ -1206,6 +1252,7 @@ void connection::stream_closed(int32_t id, uint32_t code) {
 void connection::bury(stream& s) {
     tunnel& t = *s.ws;
     t.gone = true;
+    body_buffered_ -= std::min(body_buffered_, t.in.size() - t.in_off);  // never read now
     if (!t.closed) t.conn->on_hangup();
     if (t.accepted) {  // accepted, never started: the app still waits for the accept
         t.accepted->post(http::ev_disconnect);
