@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import traceback
 
 from coachwhip.config import Config, ConfigError
 
@@ -44,6 +43,7 @@ def main() -> None:
     except (KeyError, ValueError, TypeError, ConfigError) as exc:
         link.send(f"FAIL bad worker settings: {exc}")
         sys.exit(2)
+    from coachwhip.importer import print_user_traceback
     from coachwhip.server import StartupError, run
 
     try:
@@ -57,7 +57,7 @@ def main() -> None:
         sys.stderr.write(f"coachwhip: {exc}\n")
         sys.exit(3)
     except Exception as exc:
-        traceback.print_exc()
+        print_user_traceback(exc)
         link.send(f"FAIL {type(exc).__name__}: {exc}")
         sys.exit(1)
     sys.exit(status)

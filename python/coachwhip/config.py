@@ -122,11 +122,28 @@ OPTIONS: tuple[Option, ...] = (
         "timeout-worker-healthcheck",
         "float",
         30.0,
-        "Replace a worker whose event loop has not answered for this many seconds.",
+        "Replace a worker whose event loop has not answered for this many seconds; 0: never "
+        "(gunicorn's -t/--timeout).",
         metavar="S",
-        minimum=0.1,
+        minimum=0,
     ),
     Option("app-dir", "str", ".", "Put this directory first on sys.path.", metavar="DIR"),
+    Option(
+        "chdir",
+        "str",
+        None,
+        "Change to this directory before loading the app (gunicorn's --chdir).",
+        metavar="DIR",
+    ),
+    Option(
+        "env-file",
+        "list",
+        None,
+        "Set the environment variables of this file (KEY=VALUE lines, as python-dotenv reads "
+        "them) before reading the settings; variables already set win (repeatable).",
+        metavar="PATH",
+        separator=os.pathsep,
+    ),
     Option("factory", "bool", False, "MODULE:ATTRIBUTE is a callable that returns the app."),
     Option(
         "root-path", "str", "", "ASGI root_path: the path the app is mounted at.", metavar="PATH"
@@ -138,6 +155,7 @@ OPTIONS: tuple[Option, ...] = (
         "What the app speaks: auto detects it (and logs what it chose); asgi and asginl are "
         "granian's names (asginl: ASGI 3 without lifespan).",
         choices=("auto", "asgi3", "asgi2", "wsgi", "asgi", "asginl", "rsgi"),
+        metavar="{auto,asgi3,asgi2,wsgi}",
     ),
     Option(
         "threads",
@@ -159,10 +177,31 @@ OPTIONS: tuple[Option, ...] = (
         "choice",
         "auto",
         "Event loop for the Python side.",
-        choices=("auto", "asyncio", "uvloop"),
+        choices=("auto", "asyncio", "uvloop", "none", "zuvloop", "rloop", "winloop"),
+        metavar="{auto,asyncio,uvloop}",
     ),
     Option("log-level", "choice", "info", "Log level.", choices=LOG_LEVELS),
     Option("access-log", "bool", True, "Log one line per response."),
+    Option(
+        "access-logfile",
+        "str",
+        None,
+        "Write the access log to this file instead of stderr ('-': stdout), as gunicorn does.",
+        metavar="PATH",
+    ),
+    Option(
+        "error-logfile",
+        "str",
+        None,
+        "Write the server's log to this file instead of stderr ('-': stderr), as gunicorn does.",
+        metavar="PATH",
+    ),
+    Option(
+        "use-colors",
+        "bool",
+        None,
+        "uvicorn's flag, accepted; coachwhip's log lines carry no colours yet.",
+    ),
     Option(
         "timeout-keep-alive",
         "float",
@@ -370,7 +409,8 @@ OPTIONS: tuple[Option, ...] = (
         "choice",
         "1.2",
         "Oldest TLS version accepted (1.0 and 1.1 never are).",
-        choices=("1.2", "1.3"),
+        choices=("1.2", "1.3", "tls1.2", "tls1.3"),
+        metavar="{1.2,1.3}",
     ),
     Option(
         "timeout-tls-handshake",
@@ -388,6 +428,7 @@ OPTIONS: tuple[Option, ...] = (
         "'none' treats them as plain HTTP requests. uvicorn's 'websockets', 'websockets-sansio' "
         "and 'wsproto' are accepted as 'auto'.",
         choices=("auto", "none", "websockets", "websockets-sansio", "wsproto"),
+        metavar="{auto,none}",
     ),
     Option(
         "ws-max-size",
@@ -435,8 +476,9 @@ OPTIONS: tuple[Option, ...] = (
         "auto",
         "Protocols on the app's listeners (granian's flag): 'auto' speaks HTTP/1.1 and HTTP/2 "
         "(h2 chosen by ALPN over TLS; h2c with prior knowledge on a plain port), '1' HTTP/1.1 "
-        "only, '2' HTTP/2 only.",
-        choices=("auto", "1", "2"),
+        "only, '2' HTTP/2 only. uvicorn's 'h11', 'httptools' and 'zttp' are accepted as 'auto'.",
+        choices=("auto", "1", "2", "h11", "httptools", "zttp"),
+        metavar="{auto,1,2}",
     ),
     Option(
         "http2-max-concurrent-streams",
@@ -519,6 +561,31 @@ OPTIONS: tuple[Option, ...] = (
 
 OPTION_BY_ATTR: dict[str, Option] = {o.attr: o for o in OPTIONS}
 
+_H1 = "coachwhip's engine parses HTTP/1.1 itself; serving as --http auto (HTTP/1.1 and HTTP/2)"
+# Values other servers give a coachwhip option: (option, value) -> (coachwhip's value, a note for
+# the log, or "" when the meaning is the same).
+SPELLINGS: dict[tuple[str, str], tuple[str, str]] = {
+    ("http", "h11"): ("auto", f"--http h11: uvicorn's choice of HTTP/1.1 parser; {_H1}"),
+    ("http", "httptools"): (
+        "auto",
+        f"--http httptools: uvicorn's choice of HTTP/1.1 parser; {_H1}",
+    ),
+    ("http", "zttp"): ("auto", f"--http zttp: uvicorn's choice of HTTP parser; {_H1}"),
+    ("loop", "none"): ("asyncio", ""),
+    ("ssl_min_version", "tls1.2"): ("1.2", ""),
+    ("ssl_min_version", "tls1.3"): ("1.3", ""),
+}
+_NO_COLOURS = "--use-colors: coachwhip's log lines carry no colours yet (issue 11, logging)"
+# ... or refuse, saying what to use instead.
+REFUSED_VALUES: dict[tuple[str, str], str] = {
+    ("loop", "zuvloop"): "coachwhip runs on uvloop or asyncio; use --loop uvloop",
+    ("loop", "rloop"): "coachwhip runs on uvloop or asyncio; use --loop uvloop",
+    ("loop", "winloop"): "coachwhip runs on Linux only; use --loop uvloop",
+    ("interface", "rsgi"): (
+        "coachwhip does not implement RSGI (granian's own interface); use --interface asgi3 or wsgi"
+    ),
+}
+
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
@@ -543,6 +610,8 @@ class Config:
     workers_max_rss: int = 0
     timeout_worker_healthcheck: float = 30.0
     app_dir: str = "."
+    chdir: str | None = None
+    env_file: list[str] | None = None
     factory: bool = False
     root_path: str = ""
     interface: str = "auto"
@@ -551,6 +620,9 @@ class Config:
     loop: str = "auto"
     log_level: str = "info"
     access_log: bool = True
+    access_logfile: str | None = None
+    error_logfile: str | None = None
+    use_colors: bool | None = None
     timeout_keep_alive: float = 5.0
     timeout_graceful_shutdown: float = 30.0
     timeout_request_header: float = 20.0
@@ -599,10 +671,24 @@ class Config:
     shutdown_delay: float = 0.0
     server_header: bool = True
     date_header: bool = True
+    # What the first process logs once at startup (notes at INFO, warnings at WARNING): flags
+    # accepted from other servers, files read. Not settings.
+    notes: list[str] = dataclasses.field(default_factory=list)
+    warnings: list[str] = dataclasses.field(default_factory=list)
 
     def __post_init__(self) -> None:
         for attr, opt in OPTION_BY_ATTR.items():
             setattr(self, attr, check_value(opt, getattr(self, attr), f"--{opt.name}"))
+            if opt.kind != "choice":
+                continue
+            value = getattr(self, attr)
+            if (attr, value) in REFUSED_VALUES:
+                raise ConfigError(f"--{opt.name} {value}: {REFUSED_VALUES[attr, value]}")
+            if (attr, value) in SPELLINGS:
+                value, note = SPELLINGS[attr, value]
+                setattr(self, attr, value)
+                if note:
+                    self.notes.append(note)
         if self.uds is not None and self.fd is not None:
             raise ConfigError("--uds and --fd cannot be used together; choose one")
         if self.bind:
@@ -636,12 +722,13 @@ class Config:
                 f"--uds-mode: expected an octal file mode like 660, got {self.uds_mode!r}"
             ) from None
         check_allow_ips(self.forwarded_allow_ips, "--forwarded-allow-ips")
+        if self.use_colors and _NO_COLOURS not in self.notes:
+            self.notes.append(_NO_COLOURS)
+        if self.chdir is not None:
+            if not os.path.isdir(self.chdir):
+                raise ConfigError(f"--chdir {self.chdir!r} is not a directory")
+            self.chdir = os.path.abspath(self.chdir)
         # granian's spellings of --interface
-        if self.interface == "rsgi":
-            raise ConfigError(
-                "--interface rsgi: coachwhip does not implement RSGI (granian's own interface); "
-                "use --interface asgi3 or wsgi"
-            )
         if self.interface == "asgi":
             self.interface = "asgi3"
         elif self.interface == "asginl":
@@ -702,16 +789,24 @@ class Config:
         return self.workers > 1 or self.max_requests > 0 or self.workers_max_rss > 0 or self.reload
 
     @classmethod
-    def load(cls, explicit: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> Config:
-        """Defaults, then COACHWHIP_* variables, then `explicit` (flags or keywords)."""
+    def load(
+        cls,
+        explicit: Mapping[str, Any],
+        environ: Mapping[str, str] | None = None,
+        lower: Mapping[str, Any] | None = None,
+    ) -> Config:
+        """Defaults, then `lower` (a config file's values), then COACHWHIP_* variables, then
+        `explicit` (flags or keywords)."""
         environ = os.environ if environ is None else environ
-        values: dict[str, Any] = {}
+        values: dict[str, Any] = dict(lower or {})
         app_env = environ.get(ENV_PREFIX + "APP")
         if app_env:
             values["app"] = app_env
         # uvicorn reads FORWARDED_ALLOW_IPS (and gunicorn does too); COACHWHIP_ wins over it.
-        allow_source = ENV_PREFIX + "FORWARDED_ALLOW_IPS"
-        if environ.get("FORWARDED_ALLOW_IPS") and not environ.get(allow_source):
+        allow_source = ""  # the variable the value came from, if any, for the message
+        if environ.get("FORWARDED_ALLOW_IPS") and not environ.get(
+            ENV_PREFIX + "FORWARDED_ALLOW_IPS"
+        ):
             allow_source = "FORWARDED_ALLOW_IPS"
             values["forwarded_allow_ips"] = environ["FORWARDED_ALLOW_IPS"]
         # WEB_CONCURRENCY is what PaaS platforms set, and what uvicorn and gunicorn read.
@@ -724,12 +819,14 @@ class Config:
             raw = environ.get(opt.env)
             if raw is not None and raw != "":
                 values[opt.attr] = parse_text(opt, raw, f"{opt.env}={raw!r}")
+                if opt.attr == "forwarded_allow_ips":
+                    allow_source = opt.env
         for key, value in explicit.items():
             if key != "app" and key not in OPTION_BY_ATTR:
                 raise ConfigError(f"unknown setting {key!r}{suggest(key, OPTION_BY_ATTR)}")
             values[key] = value
         allow = values.get("forwarded_allow_ips")
-        if "forwarded_allow_ips" not in explicit and isinstance(allow, str):
+        if allow_source and "forwarded_allow_ips" not in explicit and isinstance(allow, str):
             check_allow_ips(allow, f"{allow_source}={allow!r}")  # name the variable it came from
         return cls(**values)
 

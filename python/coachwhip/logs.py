@@ -7,7 +7,11 @@ per response). Apps may attach their own handlers to either.
 from __future__ import annotations
 
 import logging
+import logging.handlers
 import sys
+from typing import TextIO
+
+from coachwhip.config import ConfigError
 
 TRACE = 5
 logging.addLevelName(TRACE, "TRACE")
@@ -22,17 +26,49 @@ class _Formatter(logging.Formatter):
         return super().format(record)
 
 
-def configure(level_name: str, access_log: bool) -> None:
+def configure(
+    level_name: str,
+    access_log: bool,
+    access_logfile: str | None = None,
+    error_logfile: str | None = None,
+) -> None:
+    """Lines go to stderr, or as gunicorn's --error-logfile/--access-logfile say: a path (a
+    file, reopened when logrotate moves it) or '-' (stderr for the server's log, stdout for
+    the access log). Called again, it replaces the handlers it installed."""
     level = TRACE if level_name == "trace" else getattr(logging, level_name.upper())
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(_Formatter("%(levelprefix)s%(message)s"))
     parent = logging.getLogger("coachwhip")
-    if not any(getattr(h, "_coachwhip", False) for h in parent.handlers):
-        handler._coachwhip = True  # type: ignore[attr-defined]
-        parent.addHandler(handler)
+    _install(parent, _handler(error_logfile, sys.stderr, "--error-logfile"))
     parent.setLevel(level)
     parent.propagate = False
+    if access_logfile is not None:
+        _install(access_logger, _handler(access_logfile, sys.stdout, "--access-logfile"))
+        access_logger.propagate = False
+    else:
+        _install(access_logger, None)
+        access_logger.propagate = True
     access_logger.disabled = not access_log
+
+
+def _handler(path: str | None, dash: TextIO, flag: str) -> logging.Handler:
+    handler: logging.Handler
+    if path is None or path == "-":
+        handler = logging.StreamHandler(dash if path == "-" else sys.stderr)
+    else:
+        try:
+            handler = logging.handlers.WatchedFileHandler(path, encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"{flag} {path}: {exc.strerror}") from None
+    handler.setFormatter(_Formatter("%(levelprefix)s%(message)s"))
+    return handler
+
+
+def _install(logger: logging.Logger, handler: logging.Handler | None) -> None:
+    for old in [h for h in logger.handlers if getattr(h, "_coachwhip", False)]:
+        logger.removeHandler(old)
+        old.close()
+    if handler is not None:
+        handler._coachwhip = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
 
 
 def engine_log(level: int, message: str) -> None:

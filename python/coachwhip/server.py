@@ -18,7 +18,7 @@ import socket
 import threading
 from typing import Any, Protocol
 
-from coachwhip import __version__, logs, tls
+from coachwhip import __version__, compat, logs, sources, tls
 from coachwhip.config import OPTION_BY_ATTR, Config, ConfigError
 from coachwhip.importer import import_app
 from coachwhip.interface import choose
@@ -54,14 +54,25 @@ def run(
 ) -> int:
     """Serves `app` (an ASGI callable or "module:attribute") until a shutdown signal.
 
-    Keyword settings are the command-line flags with underscores (port=8000, root_path="/api").
+    Keyword settings are the command-line flags with underscores (port=8000, root_path="/api"),
+    or uvicorn.run()'s keywords (coachwhip.compat).
     Returns the exit status (0 after a clean shutdown). Raises ConfigError for a bad setting or
     app name, StartupError when lifespan startup fails. With workers > 1 (or recycling or
     reload settings) a supervisor process runs the workers (coachwhip.supervisor).
     """
     if config is None:
-        config = Config.load({"app": app, **settings} if app is not None else settings)
-    logs.configure(config.log_level, config.access_log)
+        keywords, notes = compat.from_keywords(settings)
+        if app is not None:
+            keywords["app"] = app
+        config = sources.load(keywords, notes=notes)
+    logs.configure(config.log_level, config.access_log, config.access_logfile, config.error_logfile)
+    if supervisor is None:
+        for note in config.notes:
+            error_logger.info("%s", note)
+        for warning in config.warnings:
+            error_logger.warning("%s", warning)
+    if config.chdir is not None:
+        os.chdir(config.chdir)
     if supervisor is None and config.ws not in ("auto", "none"):
         error_logger.info(
             "--ws %s: coachwhip's WebSocket is built into its engine; serving as --ws auto",
@@ -404,7 +415,8 @@ class Worker:
         beating, and the supervisor replaces the worker (--timeout-worker-healthcheck)."""
         assert self.supervisor is not None
         stalled = server.wsgi_stalled if self.interface == "wsgi" else 0.0
-        if stalled >= self.config.timeout_worker_healthcheck:
+        limit = self.config.timeout_worker_healthcheck  # 0: never
+        if limit and stalled >= limit:
             # Every WSGI thread is stuck in the app while requests wait: stop beating, so the
             # supervisor replaces this worker as it would one whose event loop is stuck.
             error_logger.error(
@@ -416,7 +428,7 @@ class Worker:
             return
         self.supervisor.send(f"BEAT {server.requests_total}")
         if not self.stopping.is_set():
-            interval = max(0.05, min(1.0, self.config.timeout_worker_healthcheck / 4))
+            interval = max(0.05, min(1.0, limit / 4)) if limit else 1.0
             asyncio.get_running_loop().call_later(interval, self._heartbeat, server)
 
     def _retire_for_max_requests(self) -> None:

@@ -411,7 +411,7 @@ class Supervisor:
                 worker.killed = True
                 self._signal(worker, signal.SIGKILL)
                 worker.kill_at = None
-            elif worker.ready and not worker.stopping and now - worker.last_beat > limit:
+            elif limit and worker.ready and not worker.stopping and now - worker.last_beat > limit:
                 error_logger.error(
                     "Worker [%d] is stuck: no heartbeat from its event loop for %.1f s "
                     "(--timeout-worker-healthcheck %g); killing and replacing it",
