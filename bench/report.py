@@ -30,6 +30,7 @@ VERSIONED = (
     "pydantic",
     "websockets",
     "wsproto",
+    "h2",
     "gunicorn",
     "pyuwsgi",
     "bjoern",
@@ -211,14 +212,17 @@ def markdown(
     idle_tls: dict[str, dict[str, Any]] | None = None,
     runs: list[dict[str, Any]] | None = None,
     idle_ws: dict[str, dict[str, dict[str, Any]]] | None = None,
+    idle_h2: dict[str, dict[str, Any]] | None = None,
 ) -> str:
     plan = meta["plan"]
     scenarios = [s for s in SCENARIOS if s.key in plan["scenarios"]]
-    plain = [s for s in scenarios if not s.tls and not s.ws]
-    over_tls = [s for s in scenarios if s.tls]
+    plain = [s for s in scenarios if not s.tls and not s.ws and not s.h2]
+    over_tls = [s for s in scenarios if s.tls and not s.h2]
     over_ws = [s for s in scenarios if s.ws]
-    # Servers that ran at all (nginx joins the TLS scenarios only), the ceiling apart.
-    ran = {n for (_, n, _) in summary} | set(idle) | set(idle_tls or {})
+    over_h2 = [s for s in scenarios if s.h2]
+    # Servers that ran at all (nginx joins the TLS and HTTP/2 hello scenarios only), the
+    # ceiling apart.
+    ran = {n for (_, n, _) in summary} | set(idle) | set(idle_tls or {}) | set(idle_h2 or {})
     ran |= {n for by_server in (idle_ws or {}).values() for n in by_server}
     servers = [s for s in plan["servers"] if s != "coachwhip-ceiling" and s in ran]
     plain_servers = [n for n in servers if any(SPECS[n].runs_in(s.key) for s in plain)]
@@ -241,8 +245,12 @@ def markdown(
         import ws_report  # imports this module
 
         out += ws_report.section(meta, summary, idle_ws or {}, servers)
+    if over_h2:
+        import h2_report  # imports this module
+
+        out += h2_report.section(meta, summary, idle_h2 or {}, servers, runs or [])
     if summary:
-        out += _details(summary, [s for s in scenarios if s.ws != "idle"], plan, peers)
+        out += _details(summary, [s for s in scenarios if not s.holds_idle], plan, peers)
     out += _notes(plan, failures, ran)
     return "\n".join(out)
 
@@ -258,7 +266,11 @@ def _build(env: dict[str, Any]) -> str:
 def _header(meta: dict[str, Any]) -> list[str]:
     env, plan, v = meta["environment"], meta["plan"], meta["environment"]["versions"]
     own = plan.get("scenario_concurrency") or {}
-    if plan["scenarios"] and all(k in own for k in plan["scenarios"] if BY_KEY[k].ws != "idle"):
+    if plan["scenarios"] and all(BY_KEY[k].h2 for k in plan["scenarios"]):
+        # An HTTP/2 run: h2load, at each scenario's own connections and streams.
+        client, warm = "h2load", "at the scenario's connections and streams"
+        counts = "each scenario's own connections and streams (below)"
+    elif plan["scenarios"] and all(k in own for k in plan["scenarios"] if not BY_KEY[k].holds_idle):
         # Every scenario ran at connection counts of its own (a WebSocket run).
         client, warm = "bench/wsload", "at the scenario's highest count"
         counts = "each scenario's own connection counts (below)"
@@ -285,8 +297,17 @@ def _header(meta: dict[str, Any]) -> list[str]:
         *_tls_header(meta),
         *_ws_header(meta),
         *_wsgi_header(meta),
+        *_h2_header(meta),
         "",
     ]
+
+
+def _h2_header(meta: dict[str, Any]) -> list[str]:
+    if not meta.get("h2"):
+        return []
+    import h2_report  # imports this module
+
+    return h2_report.header(meta)
 
 
 def _wsgi_header(meta: dict[str, Any]) -> list[str]:
@@ -621,8 +642,13 @@ def _tls_section(
             + ".",
             "",
         ]
+    keys = {s.key for s in scenarios}
     negotiated = sorted(
-        {(r["server"], r["tls"]) for r in runs if r.get("tls") and r["server"] in names},
+        {
+            (r["server"], r["tls"])
+            for r in runs
+            if r.get("tls") and r["server"] in names and r["scenario"] in keys
+        },
         key=lambda pair: (names.index(pair[0]), pair[1]),
     )
     if negotiated:
@@ -698,7 +724,15 @@ def _notes(plan: dict[str, Any], failures: list[str], ran: set[str] | None = Non
             "message limit, pings every 20 s, permessage-deflate on; hypercorn: 16 MiB, no "
             "pings; granian: no permessage-deflate).",
         ]
-    if any(k.startswith("tls") for k in plan["scenarios"]):
+    if any(BY_KEY[k].h2 for k in plan["scenarios"] if k in BY_KEY):
+        out += [
+            "- over HTTP/2: coachwhip as above (its default `--http auto` serves h2c with prior "
+            "knowledge and offers h2 by ALPN), granian `--http 2` (HTTP/2 only), hypercorn as "
+            "above (h2c with prior knowledge and ALPN h2 by default), nginx `listen ... http2` "
+            "(h2c only) and `listen ... ssl http2`; over TLS the TLS flags below. uvicorn has "
+            "no HTTP/2 and takes no part.",
+        ]
+    if any(k.startswith(("tls", "h2-")) for k in plan["scenarios"]):
         out += [
             "- over TLS: coachwhip and uvicorn `--ssl-certfile --ssl-keyfile`, granian "
             "`--ssl-certificate --ssl-keyfile`, hypercorn `--certfile --keyfile`, nginx "
@@ -715,8 +749,16 @@ def _notes(plan: dict[str, Any], failures: list[str], ran: set[str] | None = Non
         "never served, hence 16384.",
         "- hypercorn closes a keep-alive connection after 1,000 requests (its default "
         "`keep_alive_max_requests`); wrk reconnects, which costs it a little.",
-        "",
     ]
+    if any(BY_KEY[k].h2 for k in plan["scenarios"] if k in BY_KEY):
+        out += [
+            "- over HTTP/2 hypercorn sends a GOAWAY once a connection has served those 1,000 "
+            "requests, and h2load does not reconnect an HTTP/2 client: a run in which it "
+            "happens shows refused streams as failed requests (and fails). At hypercorn's rates "
+            "here (under 100 requests per connection per second) a run of h2load's warm-up plus "
+            "the measured seconds stays below it.",
+        ]
+    out += [""]
     if failures:
         out += ["## Failures", "", *(f"- {f}" for f in failures), ""]
     return out
@@ -736,7 +778,7 @@ def chart(summary: Summary, plan: dict[str, Any], path: Path, title: str) -> boo
     from matplotlib.ticker import FuncFormatter
 
     c = headline_connections(plan)
-    scenarios = [s for s in SCENARIOS if s.key in plan["scenarios"] and s.ws != "idle"]
+    scenarios = [s for s in SCENARIOS if s.key in plan["scenarios"] and not s.holds_idle]
     if not scenarios:
         return False
     cols = min(3, len(scenarios))
@@ -804,6 +846,7 @@ def write(
     failures: list[str],
     idle_tls: dict[str, dict[str, Any]] | None = None,
     idle_ws: dict[str, dict[str, dict[str, Any]]] | None = None,
+    idle_h2: dict[str, dict[str, Any]] | None = None,
 ) -> Path:
     """Write <stem>.json, <stem>.png and <stem>.md into `out_dir`; return the markdown path."""
     summary = summarise(runs)
@@ -812,12 +855,17 @@ def write(
         data["idle_tls"] = idle_tls
     if idle_ws:
         data["idle_ws"] = idle_ws
+    if idle_h2:
+        data["idle_h2"] = idle_h2
     (out_dir / f"{stem}.json").write_text(json.dumps(data, indent=1) + "\n")
     plan = meta["plan"]
     ws_only = bool(plan["scenarios"]) and all(BY_KEY[k].ws for k in plan["scenarios"])
+    h2_only = bool(plan["scenarios"]) and all(BY_KEY[k].h2 for k in plan["scenarios"])
     what = (
         "WebSocket round trips/s"
         if ws_only
+        else "HTTP/2 requests/s (h2load)"
+        if h2_only
         else f"Requests/s at {headline_connections(plan)} connections"
     )
     drawn = bool(plan["scenarios"]) and chart(
@@ -826,8 +874,14 @@ def write(
         out_dir / f"{stem}.png",
         f"{what}, one worker on one core (median of {plan['rounds']}) — {meta['date']}",
     )
-    md = markdown(meta, summary, idle, failures, idle_tls, runs, idle_ws)
-    alt = "WebSocket round trips per second" if ws_only else "requests per second at 64 connections"
+    md = markdown(meta, summary, idle, failures, idle_tls, runs, idle_ws, idle_h2)
+    alt = (
+        "WebSocket round trips per second"
+        if ws_only
+        else "HTTP/2 requests per second"
+        if h2_only
+        else "requests per second at 64 connections"
+    )
     if drawn:
         # Before the first throughput table: the main one, or the TLS (WebSocket) one in a
         # TLS-only (WebSocket-only) run.
@@ -835,6 +889,7 @@ def write(
             "## Requests per second",
             "## TLS: requests per second",
             "## WebSocket: round trips per second",
+            "## HTTP/2: requests per second",
         )
         heading = next((h for h in headings if h in md), "")
         if heading:
@@ -872,6 +927,7 @@ def main(argv: list[str]) -> int:
             data["failures"],
             data.get("idle_tls"),
             data.get("idle_ws"),
+            data.get("idle_h2"),
         )
     print(path)
     return 0

@@ -4,14 +4,17 @@
     python3 bench/run.py                   # full run -> bench/results/<date>.{md,png,json}
     python3 bench/run.py --workers-report  # only coachwhip's 1 vs 2 workers, on both CPUs
                                            #   -> bench/results/<date>-workers.{md,png,json}
-    python3 bench/run.py --smoke           # every scenario but TLS once, ~1 s each, then a
-                                           #   tiny workers report; results in a temp dir
+    python3 bench/run.py --smoke           # every scenario but TLS (and h2 over TLS) once,
+                                           #   ~1 s each, then a tiny workers report; results
+                                           #   in a temp dir
     python3 bench/run.py --scenarios tls   # the TLS scenarios (nginx joins as the limit)
                                            #   -> bench/results/<date>-tls.{md,png,json}
     python3 bench/run.py --scenarios ws    # the WebSocket scenarios (bench/wsload)
                                            #   -> bench/results/<date>-ws.{md,png,json}
     python3 bench/run.py --scenarios wsgi  # the WSGI scenarios (WSGI peers, coachwhip
                                            #   --interface wsgi) -> <date>-wsgi.{md,png,json}
+    python3 bench/run.py --scenarios h2    # the HTTP/2 scenarios (h2load; h2c and h2 over
+                                           #   TLS) -> bench/results/<date>-h2.{md,png,json}
 
 The first run creates bench/.venv and installs the peers (see envsetup.py); later runs reuse it
 and only rebuild coachwhip. Exits non-zero if a server fails to start or a run fails."""
@@ -34,6 +37,7 @@ from pathlib import Path
 # Standard library only at import time (this runs before bench/.venv exists); matplotlib is
 # imported by report.chart() once the script has re-executed itself in the venv.
 import envsetup
+import h2setup
 import load
 import report
 import suite
@@ -54,8 +58,9 @@ DEFAULTS = {
 }
 QUIET_LOAD = 0.5
 SMOKE = {"duration": 1.0, "rounds": 1, "warmup": 0.5, "concurrency": "64", "idle_connections": 200}
-# nginx takes part in the TLS scenarios only (servers.TLS_ONLY), uvicorn-wsproto and
-# wsload-echo in the WebSocket ones (servers.MAIN_SERVERS).
+# nginx takes part in the TLS scenarios and the HTTP/2 hello ones only (servers.TLS_ONLY,
+# servers.NGINX_H2), uvicorn-wsproto and wsload-echo in the WebSocket ones
+# (servers.MAIN_SERVERS); uvicorn in no HTTP/2 one (it has no HTTP/2).
 WORKERS_SCENARIOS = ("hello", "fastapi")
 WORKERS_CONCURRENCY = "64,256"
 # The workers report leaves the scheduler free on both CPUs: two workers pinned to one core would
@@ -99,10 +104,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--scenarios",
         help=f"comma-separated subset of {','.join(BY_KEY)}, or none (only the idle-memory "
         f"measurement); `tls` stands for {','.join(GROUPS['tls'])}, `ws` for "
-        f"{','.join(GROUPS['ws'])}, `wsgi` for {','.join(GROUPS['wsgi'])}. Default all but the "
-        f"TLS, WebSocket and WSGI ones "
-        f"({','.join(DEFAULT_KEYS)}; --smoke adds the WebSocket ones), --workers-report: "
-        f"{','.join(WORKERS_SCENARIOS)}",
+        f"{','.join(GROUPS['ws'])}, `wsgi` for {','.join(GROUPS['wsgi'])}, `h2` for "
+        f"{','.join(GROUPS['h2'])}. Default all but the TLS, WebSocket, WSGI and HTTP/2 ones "
+        f"({','.join(DEFAULT_KEYS)}; --smoke adds the WebSocket ones and the HTTP/2 ones but "
+        f"those over TLS), --workers-report: {','.join(WORKERS_SCENARIOS)}",
     )
     p.add_argument(
         "--servers",
@@ -113,8 +118,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument(
         "--idle-connections",
         type=int,
-        help=f"idle keep-alive connections (and WebSockets in idle-ws*) to measure, main suite "
-        f"only; 0 skips ({DEFAULTS['idle_connections']})",
+        help=f"idle keep-alive connections (and WebSockets in idle-ws*, HTTP/2 connections in "
+        f"idle-h2c) to measure, main suite only; 0 skips ({DEFAULTS['idle_connections']})",
     )
     p.add_argument(
         "--out", type=Path, help="output directory (bench/results, or a temp dir with --smoke)"
@@ -165,7 +170,9 @@ class Part:
 
     @property
     def tls_only(self) -> bool:
-        return bool(self.scenarios) and all(BY_KEY[k].tls for k in self.scenarios)
+        return bool(self.scenarios) and all(
+            BY_KEY[k].tls and not BY_KEY[k].h2 for k in self.scenarios
+        )
 
     @property
     def ws_only(self) -> bool:
@@ -176,14 +183,20 @@ class Part:
         return bool(self.scenarios) and all(BY_KEY[k].wsgi for k in self.scenarios)
 
     @property
+    def h2_only(self) -> bool:
+        return bool(self.scenarios) and all(BY_KEY[k].h2 for k in self.scenarios)
+
+    @property
     def stem_suffix(self) -> str:
-        """<date>-workers.* for the workers report, <date>-tls.* (<date>-ws.*, <date>-wsgi.*)
-        for a run of TLS (WebSocket, WSGI) scenarios only, so that it does not replace the
-        day's main report."""
+        """<date>-workers.* for the workers report, <date>-tls.* (<date>-ws.*, <date>-wsgi.*,
+        <date>-h2.*) for a run of TLS (WebSocket, WSGI, HTTP/2) scenarios only, so that it
+        does not replace the day's main report."""
         if self.workers:
             return "-workers"
         if self.wsgi_only:
             return "-wsgi"
+        if self.h2_only:
+            return "-h2"
         return "-tls" if self.tls_only else "-ws" if self.ws_only else ""
 
 
@@ -196,9 +209,11 @@ def parts(args: argparse.Namespace) -> list[Part]:
     srv = None if args.servers is None else [x for x in args.servers.split(",") if x]
     if args.workers_report:
         return [Part(True, scn or [*WORKERS_SCENARIOS], srv or [*WORKERS_SERVERS])]
-    # A smoke run checks the WebSocket scenarios too (a minute more); the full default run
-    # leaves them to `--scenarios ws`, which writes a report of its own.
-    defaults = [*DEFAULT_KEYS, *(GROUPS["ws"] if args.smoke else ())]
+    # A smoke run checks the WebSocket scenarios and the h2c ones too (a minute more each); the
+    # full default run leaves them to `--scenarios ws` and `--scenarios h2`, which write reports
+    # of their own. HTTP/2 over TLS stays out of it, as TLS does.
+    smoke_extra = [*GROUPS["ws"], *(k for k in GROUPS["h2"] if not BY_KEY[k].tls)]
+    defaults = [*DEFAULT_KEYS, *(smoke_extra if args.smoke else ())]
     main = Part(False, defaults if scn is None else scn, srv or [*MAIN_SERVERS])
     if not args.smoke:
         return [main]
@@ -225,13 +240,20 @@ def bootstrap(argv: list[str], no_build: bool) -> None:
 
 DEBIAN_PACKAGE = {"wrk": "wrk", "taskset": "util-linux", "lscpu": "util-linux"}
 DEBIAN_PACKAGE |= {"openssl": "openssl", "curl": "curl", "nginx": "nginx-light", "g++": "g++"}
+DEBIAN_PACKAGE |= {"h2load": "nghttp2-client"}
 
 
 def preflight(todo: list[Part]) -> None:
     tools = ["wrk", "taskset", "lscpu"]
-    if any(BY_KEY[k].tls for part in todo for k in part.scenarios):
+    if any(BY_KEY[k].tls and not BY_KEY[k].h2 for part in todo for k in part.scenarios):
         tools += ["openssl", "curl", "g++"]
-        tools += ["nginx"] if any("nginx" in part.servers for part in todo) else []
+    if any(BY_KEY[k].tls and BY_KEY[k].h2 for part in todo for k in part.scenarios):
+        tools += [] if "openssl" in tools else ["openssl"]
+    if any(BY_KEY[k].h2 for part in todo for k in part.scenarios):
+        tools += ["h2load"]
+    nginx = [k for part in todo if "nginx" in part.servers for k in part.scenarios]
+    if any(SPECS["nginx"].serves(k, BY_KEY[k].tls) for k in nginx):
+        tools += ["nginx"]
     if any(BY_KEY[k].ws for part in todo for k in part.scenarios):
         tools += [] if "g++" in tools else ["g++"]
     for tool in tools:
@@ -381,6 +403,8 @@ def run_part(
         for scenario in plan.scenarios:
             if scenario.ws == "idle":
                 suite.run_ws_idle(plan, scenario, results)
+            elif scenario.h2 == "idle":
+                suite.run_h2_idle(plan, scenario, results)
             else:
                 suite.run_scenario(plan, scenario, results)
         for over_tls in plan.idle_kinds:
@@ -427,7 +451,7 @@ def _finish(
             "cpu_count": os.cpu_count(),
         },
     }
-    if plan.tls_files is not None:
+    if any(s.tls and not s.h2 for s in plan.scenarios) and plan.tls_files is not None:
         meta["tls"] = {
             "certificate": tlssetup.describe_cert(plan.tls_files),
             "openssl": tlssetup.openssl_version(),
@@ -435,6 +459,21 @@ def _finish(
             "nginx": tlssetup.nginx_version(),
             "checks": results.tls_checks,
         }
+    if any(s.h2 for s in plan.scenarios):
+        meta["h2"] = {
+            "h2load": h2setup.h2load_version(),
+            "h2load_warmup_s": h2setup.warmup_for(plan.warmup_s),
+            "h2load_flags": {
+                s.key: h2setup.flags_for(s) for s in plan.scenarios if s.client == "h2load"
+            },
+            "settings": h2setup.peer_settings(),
+            "checks": results.h2_checks,
+            "nginx": tlssetup.nginx_version(),
+            "python_ssl": " ".join(ssl.OPENSSL_VERSION.split()[:2]),
+            "openssl": tlssetup.openssl_version(),
+        }
+        if plan.tls_files is not None:
+            meta["h2"]["certificate"] = tlssetup.describe_cert(plan.tls_files)
     if any(s.ws for s in plan.scenarios):
         meta["ws"] = {
             "client": "bench/wsload (C++20, one thread, epoll; g++ -O2)",
@@ -454,6 +493,7 @@ def _finish(
             results.failures,
             results.idle_tls,
             results.idle_ws,
+            results.idle_h2,
         )
     print(f"\nbench: {len(results.runs)} runs in {elapsed / 60:.1f} min; report {path}", flush=True)
     if results.skipped:

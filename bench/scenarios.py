@@ -1,6 +1,6 @@
-"""The scenarios: which app each serves, the request wrk (or tlsload, or wsload) sends, and how
-one answer is checked. The `wsgi-*` scenarios serve WSGI twins of the ASGI apps (apps/wsgi_*.py)
-to the WSGI servers."""
+"""The scenarios: which app each serves, the request wrk (or tlsload, wsload, h2load) sends, and
+how one answer is checked. The `wsgi-*` scenarios serve WSGI twins of the ASGI apps
+(apps/wsgi_*.py) to the WSGI servers; the `h2*` ones the plain apps over HTTP/2."""
 
 from __future__ import annotations
 
@@ -52,7 +52,13 @@ class Scenario:
     permessage-deflate). `concurrency` replaces --concurrency's default for the scenario.
 
     `wsgi`: the app is a WSGI callable; only servers that serve WSGI take part (see
-    servers.ServerSpec), and coachwhip gets its WSGI flags (`--interface wsgi --threads N`)."""
+    servers.ServerSpec), and coachwhip gets its WSGI flags (`--interface wsgi --threads N`).
+
+    `h2`: served over HTTP/2, h2c with prior knowledge on a plain port or h2 chosen by ALPN with
+    `tls`; only servers that speak it take part (servers.ServerSpec.h2). "load": `client` is
+    h2load, with `streams` concurrent streams per connection (`h2load -m`); "idle":
+    connections opened (preface, SETTINGS exchanged, one GET each) and held while the server's
+    memory is read (h2setup.open_idle)."""
 
     key: str
     title: str
@@ -75,11 +81,48 @@ class Scenario:
     deflate: bool = False
     concurrency: tuple[int, ...] = ()
     wsgi: bool = False
+    h2: str = ""
+    streams: int = 1
+
+    @property
+    def holds_idle(self) -> bool:
+        """Connections held open while memory is read, not a load run (idle-ws*, idle-h2c)."""
+        return self.ws == "idle" or self.h2 == "idle"
 
     def args_for(self, server: str) -> tuple[str, ...]:
         return tuple(
             a for prefix, args in self.server_args if server.startswith(prefix) for a in args
         )
+
+
+def _h2(
+    proto: str,
+    key: str,
+    title: str,
+    short: str,
+    app: str,
+    check: Callable[[bytes], bool],
+    streams: int,
+    body_size: int = 0,
+) -> Scenario:
+    """An HTTP/2 load scenario (h2load) at 64 connections: `proto` "h2c" (prior knowledge on a
+    plain port) or "h2" (ALPN, over TLS)."""
+    over = "h2c" if proto == "h2c" else "h2 over TLS"
+    return Scenario(
+        f"{proto}-{key}",
+        f"{over}: {title}",
+        f"{proto} {short}",
+        app,
+        "/",
+        check,
+        method="POST" if body_size else "GET",
+        body_size=body_size,
+        tls=proto == "h2",
+        client="h2load",
+        h2="load",
+        streams=streams,
+        concurrency=(64,),
+    )
 
 
 SCENARIOS: tuple[Scenario, ...] = (
@@ -274,14 +317,86 @@ SCENARIOS: tuple[Scenario, ...] = (
         # slower servers near wrk's 10 s timeout (as ws-large keeps to 1 and 4 for 1 MiB).
         concurrency=(1, 64),
     ),
+    # HTTP/2 (h2load): the apps of 1, 4 and 3, as h2c with prior knowledge and as h2
+    # chosen by ALPN over TLS. Servers: coachwhip (`--http auto`, its default), granian `--http
+    # 2`, hypercorn, and nginx answering by itself in the hello ones (the limit); uvicorn has no
+    # HTTP/2. The issue's multiplexed hello is 64 connections x 10 concurrent streams; the 1 MiB
+    # download keeps one stream per connection (64 responses in flight, as scenario 4 at 64).
+    _h2(
+        "h2c",
+        "hello",
+        "GET, 13-byte text, 10 streams per connection",
+        "hello x10",
+        "apps.hello:app",
+        _is_hello,
+        streams=10,
+    ),
+    _h2(
+        "h2c",
+        "download-1mib",
+        "GET, 1 MiB streamed, 1 stream per connection",
+        "1 MiB",
+        "apps.stream:app",
+        _is_1mib,
+        streams=1,
+    ),
+    _h2(
+        "h2c",
+        "upload-16k",
+        "POST 16 KiB, read whole, 10 streams per connection",
+        "POST 16 KiB x10",
+        "apps.upload:app",
+        _is_16k,
+        streams=10,
+        body_size=16384,
+    ),
+    _h2(
+        "h2",
+        "hello",
+        "GET, 13-byte text, 10 streams per connection",
+        "hello x10",
+        "apps.hello:app",
+        _is_hello,
+        streams=10,
+    ),
+    _h2(
+        "h2",
+        "download-1mib",
+        "GET, 1 MiB streamed, 1 stream per connection",
+        "1 MiB",
+        "apps.stream:app",
+        _is_1mib,
+        streams=1,
+    ),
+    _h2(
+        "h2",
+        "upload-16k",
+        "POST 16 KiB, read whole, 10 streams per connection",
+        "POST 16 KiB x10",
+        "apps.upload:app",
+        _is_16k,
+        streams=10,
+        body_size=16384,
+    ),
+    Scenario(
+        "idle-h2c",
+        "idle HTTP/2 connections (h2c, SETTINGS exchanged, one GET each)",
+        "idle h2c",
+        "apps.hello:app",
+        "/",
+        _is_hello,
+        h2="idle",
+    ),
 )
 
 BY_KEY = {s.key: s for s in SCENARIOS}
-TLS_KEYS = tuple(s.key for s in SCENARIOS if s.tls)
+# HTTP/1.1 over TLS; HTTP/2 over TLS (h2-*) belongs to H2_KEYS.
+TLS_KEYS = tuple(s.key for s in SCENARIOS if s.tls and not s.h2)
 WS_KEYS = tuple(s.key for s in SCENARIOS if s.ws)
 WSGI_KEYS = tuple(s.key for s in SCENARIOS if s.wsgi)
-# What runs when --scenarios is not given: everything but TLS, WebSocket and WSGI, which run on
-# request (--scenarios tls, --scenarios ws, --scenarios wsgi, or their keys).
-DEFAULT_KEYS = tuple(s.key for s in SCENARIOS if not s.tls and not s.ws and not s.wsgi)
+H2_KEYS = tuple(s.key for s in SCENARIOS if s.h2)
+# What runs when --scenarios is not given: everything but TLS, WebSocket, WSGI and HTTP/2, which
+# run on request (--scenarios tls, ws, wsgi, h2, or their keys).
+DEFAULT_KEYS = tuple(s.key for s in SCENARIOS if not s.tls and not s.ws and not s.wsgi and not s.h2)
 # --scenarios shorthands.
-GROUPS = {"tls": TLS_KEYS, "ws": WS_KEYS, "wsgi": WSGI_KEYS}
+GROUPS = {"tls": TLS_KEYS, "ws": WS_KEYS, "wsgi": WSGI_KEYS, "h2": H2_KEYS}

@@ -1,6 +1,7 @@
 """The servers under test: their command lines, and a handle that starts one pinned to given CPUs
 (CPU 0 in the main suite), waits until it answers, samples its memory and CPU time and stops it.
-ASGI servers serve the ASGI scenarios, WSGI servers the `wsgi-*` ones; coachwhip serves both."""
+ASGI servers serve the ASGI scenarios, WSGI servers the `wsgi-*` ones; coachwhip serves both.
+Servers that speak HTTP/2 (ServerSpec.h2) serve the `h2*` ones, over HTTP/2 only."""
 
 from __future__ import annotations
 
@@ -18,10 +19,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import h2setup
 import procfs
 import tlssetup
 import wssetup
-from scenarios import WSGI_KEYS
+from scenarios import H2_KEYS, WSGI_KEYS
 from tlssetup import TlsFiles
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -49,7 +51,12 @@ class ServerSpec:
     WSGI ones (`wsgi-*`), or both; `wsgi_flags` are added in the WSGI scenarios (coachwhip's
     `--interface wsgi --threads N`). `module`: an optional peer's Python module; when it does
     not import (the package did not install, see envsetup.py) the server is skipped, not
-    failed."""
+    failed.
+
+    `h2(files, port, directory)` gives the flags that make it serve HTTP/2 in the `h2*`
+    scenarios: h2c with prior knowledge on a plain port when `files` is None, h2 by ALPN over
+    TLS with the bench certificate otherwise (TLS flags included; `directory` is for generated
+    configuration). None: it has no HTTP/2 and takes no part in them."""
 
     name: str
     argv: Callable[[Path, str, int], list[str]]
@@ -63,6 +70,7 @@ class ServerSpec:
     wsgi: bool = False
     wsgi_flags: tuple[str, ...] = ()
     module: str = ""
+    h2: Callable[[TlsFiles | None, int, Path], list[str]] | None = None
 
     def runs_in(self, scenario: str) -> bool:
         kind = self.wsgi if scenario in WSGI_KEYS else self.asgi
@@ -79,6 +87,8 @@ class ServerSpec:
 
     def serves(self, scenario: str, over_tls: bool) -> bool:
         """Takes part in `scenario` (a key, or "idle"/"idle-tls"), plain or over TLS."""
+        if scenario in H2_KEYS and self.h2 is None:
+            return False
         return self.runs_in(scenario) and (not over_tls or self.tls is not None)
 
 
@@ -304,6 +314,27 @@ def _nginx_tls(files: TlsFiles, port: int) -> list[str]:
     return ["-p", str(conf.parent), "-c", str(conf)]
 
 
+def _nginx_h2(files: TlsFiles | None, port: int, directory: Path) -> list[str]:
+    """nginx's configuration with `listen ... http2` (h2c, prior knowledge only) or `listen
+    ... ssl http2` (ALPN h2 and http/1.1)."""
+    conf = tlssetup.nginx_conf(
+        files, port, BACKLOG, KEEP_ALIVE_S, NOFILE, http2=True, directory=directory
+    )
+    return ["-p", str(conf.parent), "-c", str(conf)]
+
+
+def _h2_flags(
+    flags: tuple[str, ...], tls: Callable[[TlsFiles, int], list[str]]
+) -> Callable[[TlsFiles | None, int, Path], list[str]]:
+    """HTTP/2 by `flags` (none: the server's default already serves h2c with prior knowledge
+    and offers h2 by ALPN), plus its TLS flags over TLS."""
+
+    def build(files: TlsFiles | None, port: int, directory: Path) -> list[str]:
+        return [*flags, *(tls(files, port) if files is not None else [])]
+
+    return build
+
+
 def _wsload_echo(bin_dir: Path, app: str, port: int) -> list[str]:
     """bench/wsload's own echo server (C++, no Python, no app): the limit of the load
     generator."""
@@ -311,6 +342,8 @@ def _wsload_echo(bin_dir: Path, app: str, port: int) -> list[str]:
 
 
 TLS_ONLY = ("tls-hello", "tls-handshake", "tls-resume", "idle-tls")
+# nginx also answers by itself over HTTP/2 (`listen ... http2`): the hello ones and idle-h2c.
+NGINX_H2 = ("h2c-hello", "h2-hello", "idle-h2c")
 WS_ONLY = ("ws-echo", "ws-large", "idle-ws", "idle-ws-deflate")
 
 SPECS: dict[str, ServerSpec] = {
@@ -324,6 +357,8 @@ SPECS: dict[str, ServerSpec] = {
             tls=_tls_flags("--ssl-certfile", "--ssl-keyfile"),
             wsgi=True,
             wsgi_flags=("--interface", "wsgi", "--threads", str(WSGI_THREADS)),
+            # Its default `--http auto` serves h2c with prior knowledge and offers h2 by ALPN.
+            h2=_h2_flags((), _tls_flags("--ssl-certfile", "--ssl-keyfile")),
         ),
         ServerSpec(
             "uvicorn",
@@ -348,24 +383,32 @@ SPECS: dict[str, ServerSpec] = {
             "granian",
             _granian(2),
             "--interface asgi --workers 1 --runtime-threads 2 --loop uvloop --http 1 "
-            "--backpressure 16384",
+            "--backpressure 16384 (HTTP/2 scenarios: `--http 2`, after `--http 1`: the last "
+            "wins)",
             tls=_tls_flags("--ssl-certificate", "--ssl-keyfile"),
+            # HTTP/2 only: h2c with prior knowledge on a plain port, ALPN h2 over TLS.
+            h2=_h2_flags(("--http", "2"), _tls_flags("--ssl-certificate", "--ssl-keyfile")),
         ),
         ServerSpec(
             "hypercorn",
             _hypercorn,
             "--workers 1 --worker-class uvloop (access log off by default)",
             tls=_tls_flags("--certfile", "--keyfile"),
+            # Its defaults: h2c with prior knowledge (the preface is recognised), ALPN h2 and
+            # http/1.1 over TLS.
+            h2=_h2_flags((), _tls_flags("--certfile", "--keyfile")),
         ),
-        # TLS scenarios only: Debian's nginx terminating TLS and answering by itself
-        # (`return 200 "Hello, world!"`), one worker process: the limit.
+        # TLS scenarios (and the HTTP/2 hello ones) only: Debian's nginx terminating TLS and
+        # answering by itself (`return 200 "Hello, world!"`), one worker process: the limit.
         ServerSpec(
             "nginx",
             _nginx,
             'Debian\'s nginx, `worker_processes 1`, `return 200 "Hello, world!"` (no app), '
-            "TLSv1.2 TLSv1.3, `keepalive_requests 1000000`, access log off",
-            only=TLS_ONLY,
+            "TLSv1.2 TLSv1.3, `keepalive_requests 1000000`, access log off (HTTP/2: `listen "
+            "... http2`, `listen ... ssl http2`)",
+            only=TLS_ONLY + NGINX_H2,
             tls=_nginx_tls,
+            h2=_nginx_h2,
         ),
         ServerSpec(
             "coachwhip-ceiling",
@@ -529,13 +572,20 @@ class Server:
         cpus: str = str(SERVER_CPU),
         extra: tuple[str, ...] = (),
         tls_files: TlsFiles | None = None,
+        h2: bool = False,
     ) -> None:
         self.spec = spec
         self.app = app
         self.port = free_port()
         self.log_path = log_path
         self.tls = tls_files is not None
-        if tls_files is not None:
+        self.tls_files = tls_files
+        self.h2 = h2  # spoken to over HTTP/2 only (readiness and checks included)
+        if h2:
+            if spec.h2 is None:
+                raise ValueError(f"{spec.name} has no HTTP/2")
+            extra = (*spec.h2(tls_files, self.port, log_path.parent), *extra)
+        elif tls_files is not None:
             if spec.tls is None:
                 raise ValueError(f"{spec.name} has no TLS flags")
             extra = (*spec.tls(tls_files, self.port), *extra)
@@ -617,6 +667,9 @@ class Server:
     def request(
         self, method: str, path: str, body: bytes, timeout_s: float = 10.0
     ) -> tuple[int, bytes]:
+        if self.h2:
+            got = h2setup.request(self.port, method, path, body, self.tls, timeout_s)
+            return got.status, got.body
         conn: http.client.HTTPConnection
         if self.tls:
             unverified = ssl.create_default_context()

@@ -1,18 +1,21 @@
 """The measuring itself: per scenario, start every server, check and warm each up, then run
-wrk (or tlsload, or wsload) against them in alternation (A B C D, A B C D, ...) at each
+wrk (or tlsload, wsload, h2load) against them in alternation (A B C D, A B C D, ...) at each
 concurrency; afterwards the memory of idle servers and of idle keep-alive connections, plain and
-over TLS; idle WebSockets are a scenario of their own (run_ws_idle). The WSGI scenarios (wsgi-*)
-run like the plain ones, with the WSGI servers.
+over TLS; idle WebSockets and idle HTTP/2 connections are scenarios of their own (run_ws_idle,
+run_h2_idle). The WSGI scenarios (wsgi-*) run like the plain ones, with the WSGI servers; the
+HTTP/2 ones (h2c-*, h2-*) with the servers that speak it, over HTTP/2 only.
 The same machinery serves the main suite (servers on CPU 0, wrk on CPU 1) and the workers report
 (both on CPUs 0 and 1)."""
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import h2setup
 import idle
 import load
 import tlssetup
@@ -49,15 +52,15 @@ class Plan:
 
     @property
     def idle_kinds(self) -> list[bool]:
-        """Which idle measurements run (False: plain, True: over TLS): plain when a plain ASGI
-        scenario runs or none at all (--scenarios none), over TLS when a TLS scenario runs. A
-        run of WSGI scenarios only measures no idle connections (the measurement serves the
-        ASGI hello app)."""
+        """Which idle HTTP/1.1 measurements run (False: plain, True: over TLS): plain when a
+        plain ASGI scenario runs or none at all (--scenarios none), over TLS when a TLS scenario
+        runs. A run of WSGI scenarios only measures no idle connections (the measurement serves
+        the ASGI hello app); HTTP/2 has its own (idle-h2c)."""
         if self.idle_connections <= 0:
             return []
-        http = [s for s in self.scenarios if not s.ws and not s.wsgi]
+        http = [s for s in self.scenarios if not s.ws and not s.wsgi and not s.h2]
         kinds = [False] if not self.scenarios or any(not s.tls for s in http) else []
-        return kinds + ([True] if any(s.tls for s in self.scenarios) else [])
+        return kinds + ([True] if any(s.tls for s in http) else [])
 
     def idle_servers(self, over_tls: bool) -> list[str]:
         key = "idle-tls" if over_tls else "idle"
@@ -67,12 +70,18 @@ class Plan:
         return sum(
             len(self.servers_for(s)) * len(self.concurrency_for(s)) * self.rounds
             for s in self.scenarios
-            if s.ws != "idle"
+            if not s.holds_idle
         )
 
     def estimate_s(self) -> float:
-        """Rough wall time: runs, warm-ups, and about 3 s per scenario to start and stop."""
-        warmups = sum(len(self.servers_for(s)) for s in self.scenarios if s.ws != "idle")
+        """Rough wall time: runs, warm-ups, and about 3 s per scenario to start and stop; h2load
+        adds its own warm-up (and about 0.5 s reading its log) to every run."""
+        warmups = sum(len(self.servers_for(s)) for s in self.scenarios if not s.holds_idle)
+        h2_runs = sum(
+            len(self.servers_for(s)) * (len(self.concurrency_for(s)) * self.rounds + 1)
+            for s in self.scenarios
+            if s.client == "h2load"
+        )
         idle_s = sum(
             (5 + self.idle_connections / (300 if kind else 1000)) * len(self.idle_servers(kind))
             for kind in self.idle_kinds
@@ -80,11 +89,12 @@ class Plan:
         idle_s += sum(
             (5 + self.idle_connections / 1000) * len(self.servers_for(s))
             for s in self.scenarios
-            if s.ws == "idle" and self.idle_connections > 0
+            if s.holds_idle and self.idle_connections > 0
         )
         return (
             self.runs() * (self.duration_s + PAUSE_S + 0.2)
             + warmups * (self.warmup_s + PAUSE_S + 0.2)
+            + h2_runs * (h2setup.warmup_for(self.warmup_s) + 0.5)
             + 3 * len(self.scenarios)
             + idle_s
         )
@@ -101,6 +111,10 @@ class Results:
     idle_ws: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     # server -> scenario -> what its 101 said in the WebSocket check (Server, extensions)
     ws_checks: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    # server -> its memory with plan.idle_connections idle HTTP/2 connections (idle-h2c)
+    idle_h2: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # server -> "h2c" / "h2" -> what the HTTP/2 check saw (protocol, TLS, Server header)
+    h2_checks: dict[str, dict[str, dict[str, str]]] = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)
     # Servers left out of a scenario for lack of a feature (no WebSocket): not failures.
     skipped: list[str] = field(default_factory=list)
@@ -153,6 +167,7 @@ def _start(
             plan.server_cpus,
             extra=extra(n),
             tls_files=plan.tls_files if over_tls else None,
+            h2=scenario is not None and bool(scenario.h2),
         )
         for n in names
     ]
@@ -180,8 +195,27 @@ def _check_tls(server: Server, path: str, check: Any, results: Results) -> None:
     results.tls_checks[server.name] = {"curl": got.protocol, "subject": got.subject}
 
 
+def _check_h2(server: Server, scenario: Scenario, results: Results) -> None:
+    """One request over a fresh HTTP/2 connection (h2c with prior knowledge, or ALPN h2 over
+    TLS with the bench certificate): the server must speak HTTP/2 and answer rightly."""
+    body = b"x" * scenario.body_size
+    got = h2setup.request(server.port, scenario.method, scenario.path, body, scenario.tls)
+    if got.status != 200 or not scenario.check(got.body):
+        raise server.fail(f"wrong answer over {got.protocol}: {got.status} {got.body[:60]!r}")
+    if server.tls_files is not None and not h2setup.same_certificate(
+        got.peer_cert, server.tls_files.cert
+    ):
+        raise server.fail("answered over TLS with another certificate than the bench one")
+    results.h2_checks.setdefault(server.name, {})[got.protocol] = {
+        "tls": got.tls,
+        "server_header": got.server_header,
+    }
+
+
 def _check(server: Server, scenario: Scenario, results: Results, cpus: str) -> None:
-    if scenario.tls:
+    if scenario.h2:
+        _check_h2(server, scenario, results)  # Server.request below speaks HTTP/2 too
+    elif scenario.tls:
         _check_tls(server, scenario.path, scenario.check, results)
     body = b"x" * scenario.body_size
     status, answer = server.request(scenario.method, scenario.path, body)
@@ -233,12 +267,12 @@ def _measure(
     plan: Plan,
     server: Server,
     scenario: Scenario,
-    script: Path,
+    script: Path | None,
     connections: int,
     duration_s: float,
 ) -> Measurement:
     """One wrk run, with the server's peak RSS (sampled every 100 ms) and its CPU time, in
-    total and per worker."""
+    total and per worker. `script`: wrk's Lua script, or the body h2load posts."""
     peak = [0, 0]
 
     def sample() -> None:
@@ -246,6 +280,11 @@ def _measure(
         peak[0], peak[1] = max(peak[0], tree), max(peak[1], worker)
 
     server.refresh_pids()
+    if scenario.client == "h2load":
+        return _measure_h2load(
+            plan, server, scenario, script, connections, duration_s, sample, peak
+        )
+    assert script is not None
     argv = load.client_argv(scenario, script, server.port, connections, duration_s, plan.client)
     workers_before = server.worker_cpu_seconds()
     cpu_before = server.cpu_seconds()
@@ -260,6 +299,42 @@ def _measure(
     return Measurement(result, peak[0], peak[1], cpu, workers)
 
 
+def _measure_h2load(
+    plan: Plan,
+    server: Server,
+    scenario: Scenario,
+    body: Path | None,
+    connections: int,
+    duration_s: float,
+    sample: Callable[[], None],
+    peak: list[int],
+) -> Measurement:
+    """One h2load run: its own warm-up, then `duration_s` measured; the server's CPU time is
+    taken over that main phase only (h2load says when it starts and ends). `sample()` keeps
+    the server's peak RSS (tree, worker) in `peak`."""
+    warmup_s = h2setup.warmup_for(plan.warmup_s)
+    log = h2setup.log_path()
+    argv = h2setup.h2load_argv(
+        scenario, server.port, connections, duration_s, warmup_s, plan.client.cpus, log, body
+    )
+    marks: list[tuple[float, list[float]]] = []
+
+    def mark() -> None:
+        marks.append((server.cpu_seconds(), server.worker_cpu_seconds()))
+
+    try:
+        result = h2setup.run_h2load(argv, duration_s, warmup_s, sample, mark)
+    finally:
+        log.unlink(missing_ok=True)
+    (cpu_start, workers_start), (cpu_end, workers_end) = marks
+    workers = [
+        max(0.0, after - before) for before, after in zip(workers_start, workers_end, strict=True)
+    ]
+    sample()
+    time.sleep(PAUSE_S)
+    return Measurement(result, peak[0], peak[1], cpu_end - cpu_start, workers)
+
+
 def _verdict(server: Server, scenario: Scenario, result: load.WrkResult) -> str | None:
     if server.proc.poll() is not None:
         return f"exited with status {server.proc.returncode} during the run"
@@ -271,6 +346,14 @@ def _verdict(server: Server, scenario: Scenario, result: load.WrkResult) -> str 
         return f"{result.status_errors} non-2xx/3xx responses"
     if scenario.resume and not result.extra.get("resumed"):
         return "no TLS session was resumed"
+    if scenario.client == "h2load":
+        if (protocol := result.extra.get("protocol")) != ("h2" if scenario.tls else "h2c"):
+            return f"h2load spoke {protocol or 'nothing'!r}, not HTTP/2"
+        if failed := result.extra.get("failed"):
+            return (
+                f"{failed} requests failed (h2load: {result.extra.get('errored', 0)} errored, "
+                f"{result.timeouts} timed out, {result.status_errors} 4xx/5xx)"
+            )
     return None
 
 
@@ -278,10 +361,15 @@ def run_scenario(plan: Plan, scenario: Scenario, results: Results) -> None:
     names = plan.servers_for(scenario)
     print(f"\n== {scenario.key}: {scenario.title} ({', '.join(names)})", flush=True)
     servers = _start(plan, names, scenario.app, scenario.key, results, scenario)
-    script = load.write_script(scenario, plan.log_dir)
-    # WebSocket scenarios warm up at their own highest connection count (64 x 1 MiB in flight
-    # would be another scenario).
-    warm_connections = max(plan.concurrency_for(scenario)) if scenario.ws else WARMUP_CONNECTIONS
+    script = (
+        h2setup.write_body(scenario, plan.log_dir)
+        if scenario.client == "h2load"
+        else load.write_script(scenario, plan.log_dir)
+    )
+    # WebSocket and HTTP/2 scenarios warm up at their own highest connection count (64 x 1 MiB
+    # in flight would be another scenario).
+    own = scenario.ws or scenario.h2
+    warm_connections = max(plan.concurrency_for(scenario)) if own else WARMUP_CONNECTIONS
     try:
         for server in list(servers):
             try:
@@ -310,7 +398,7 @@ def _run_one(
     plan: Plan,
     server: Server,
     scenario: Scenario,
-    script: Path,
+    script: Path | None,
     connections: int,
     rnd: int,
     results: Results,
@@ -337,6 +425,10 @@ def _run_one(
         errors = (
             f"  client cpu {result.client_cpu_s / (result.duration_us / 1e6):.0%}{resumed}{errors}"
         )
+    elif scenario.client == "h2load":
+        busy = result.client_cpu_s / (result.duration_us / 1e6) if result.duration_us else 0.0
+        failed = result.extra.get("failed", 0)
+        errors = f"  h2load cpu {busy:.0%}{f' failed {failed}' if failed else ''}{errors}"
     busiest = (
         f"  busiest worker {busiest_share(m.worker_cpu_s):.0%}" if len(m.worker_cpu_s) > 1 else ""
     )
@@ -415,6 +507,60 @@ def _ws_idle_one(plan: Plan, server: Server, scenario: Scenario, count: int) -> 
         "extensions": ready.get("ws_extensions", ""),
         "compressed_echoes": ready.get("compressed", 0),
         "client_cpu_s": done.get("client_self_cpu_s", 0.0),
+        "kib_per_connection": round((tree - idle_tree) / count, 2),
+    }
+
+
+def run_h2_idle(plan: Plan, scenario: Scenario, results: Results) -> None:
+    """Idle RSS after start, then the RSS cost of `plan.idle_connections` idle HTTP/2 (h2c)
+    connections, each after the preface, the SETTINGS exchange and one GET."""
+    count = plan.idle_connections
+    if count <= 0:
+        return
+    print(
+        f"\n== {scenario.key}: server RSS at rest, then with {count:,} idle HTTP/2 connections",
+        flush=True,
+    )
+    for name in plan.servers_for(scenario):
+        for server in _start(plan, [name], scenario.app, scenario.key, results, scenario):
+            try:
+                _check(server, scenario, results, plan.client.cpus)
+                results.idle_h2[name] = r = _h2_idle_one(server, count)
+                print(
+                    f"    {name:<10} idle {r['idle_rss_kib'] / 1024:6.1f} MiB, with {count:,} "
+                    f"HTTP/2 connections {r['loaded_rss_kib'] / 1024:6.1f} MiB = "
+                    f"{r['kib_per_connection']:.1f} KiB each, opened in {r['open_seconds']:.1f} s"
+                    f" ({r['closed']} closed early)",
+                    flush=True,
+                )
+            except (OSError, ServerError) as e:
+                results.fail(f"{scenario.key} {name}: {e}")
+            finally:
+                server.stop()
+
+
+def _h2_idle_one(server: Server, count: int) -> dict[str, Any]:
+    time.sleep(1.0)
+    server.refresh_pids()
+    idle_tree, idle_worker = server.rss_kib()
+    start = time.monotonic()
+    held = h2setup.open_idle(server.port, count, timeout_s=120)
+    try:
+        opened_s = time.monotonic() - start
+        time.sleep(1.0)
+        server.refresh_pids()
+        tree, worker = server.rss_kib()
+        closed = h2setup.count_closed(held)
+    finally:
+        h2setup.close_all(held)
+    return {
+        "idle_rss_kib": idle_tree,
+        "idle_worker_rss_kib": idle_worker,
+        "loaded_rss_kib": tree,
+        "loaded_worker_rss_kib": worker,
+        "connections": count,
+        "closed": closed,
+        "open_seconds": round(opened_s, 2),
         "kib_per_connection": round((tree - idle_tree) / count, 2),
     }
 

@@ -111,11 +111,8 @@ http {{
     keepalive_timeout {keep_alive}s;
     keepalive_requests 1000000;
     server {{
-        listen 127.0.0.1:{port} ssl backlog={backlog};
-        ssl_certificate {cert};
-        ssl_certificate_key {key};
-        ssl_protocols TLSv1.2 TLSv1.3;
-        default_type text/plain;
+        listen 127.0.0.1:{port}{listen} backlog={backlog};
+{tls}        default_type text/plain;
         location / {{
             return 200 "Hello, world!";
         }}
@@ -124,22 +121,45 @@ http {{
 """
 
 
-def nginx_conf(files: TlsFiles, port: int, backlog: int, keep_alive_s: int, nofile: int) -> Path:
-    """Write nginx's configuration for one server on `port`; return its path. nginx answers by
-    itself (`return 200`): no app, the limit of what TLS termination costs."""
-    directory = files.dir / f"nginx-{port}"
+NGINX_TLS = """\
+        ssl_certificate {cert};
+        ssl_certificate_key {key};
+        ssl_protocols TLSv1.2 TLSv1.3;
+"""
+
+
+def nginx_conf(
+    files: TlsFiles | None,
+    port: int,
+    backlog: int,
+    keep_alive_s: int,
+    nofile: int,
+    http2: bool = False,
+    directory: Path | None = None,
+) -> Path:
+    """Write nginx's configuration for one server on `port` (in `directory`, by default beside
+    the certificate); return its path. nginx answers by itself (`return 200`): no app, the limit
+    of what TLS termination costs. Over TLS unless `files` is None; with `http2`, `listen ...
+    http2`: h2c with prior knowledge on a plain port, ALPN h2 (and http/1.1) over TLS. Its
+    keep-alive settings apply to HTTP/2 connections too (nginx 1.19.7 and later)."""
+    base = directory if directory is not None else files.dir if files is not None else None
+    if base is None:
+        raise ValueError("nginx_conf without TLS files needs a directory")
+    kind = ("-h2" if files is not None else "-h2c") if http2 else ""
+    directory = base / f"nginx{kind}-{port}"
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / "nginx.conf"
+    tls = "" if files is None else NGINX_TLS.format(cert=files.cert, key=files.key)
     path.write_text(
         NGINX_CONF.format(
             dir=directory,
             port=port,
+            listen=(" ssl" if files is not None else "") + (" http2" if http2 else ""),
             backlog=backlog,
             keep_alive=keep_alive_s,
             nofile=nofile,
             connections=nofile // 2,
-            cert=files.cert,
-            key=files.key,
+            tls=tls,
         )
     )
     return path
