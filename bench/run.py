@@ -2,7 +2,9 @@
 """Benchmark runner: coachwhip against uvicorn, granian and hypercorn, one worker each.
 
     python3 bench/run.py                   # full run -> bench/results/<date>.{md,png,json}
-    python3 bench/run.py --workers-report  # only coachwhip's 1 vs 2 workers, on both CPUs
+    python3 bench/run.py --workers-report  # coachwhip's 1 vs 2 workers, and 2 under gunicorn
+                                           #   (coachwhip's and uvicorn's worker class), on
+                                           #   both CPUs
                                            #   -> bench/results/<date>-workers.{md,png,json}
     python3 bench/run.py --smoke           # every scenario but TLS (and h2 over TLS) once,
                                            #   ~1 s each, then a tiny workers report; results
@@ -87,7 +89,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--workers-report",
         action="store_true",
         help=f"run only the workers report: {', '.join(WORKERS_SERVERS)} (1 worker, 2 "
-        f"workers sharing one socket, 2 workers with SO_REUSEPORT sockets) on "
+        f"workers sharing one socket, 2 workers with SO_REUSEPORT sockets, 2 workers under "
+        f"gunicorn with coachwhip's and with uvicorn's worker class) on "
         f"{', '.join(WORKERS_SCENARIOS)} at {WORKERS_CONCURRENCY} connections. NOT pinned to "
         f"one core: servers and wrk (2 threads) both on CPUs {BOTH_CPUS}. Writes "
         f"<date>-workers.{{md,png,json}}",

@@ -71,6 +71,9 @@ class ServerSpec:
     wsgi_flags: tuple[str, ...] = ()
     module: str = ""
     h2: Callable[[TlsFiles | None, int, Path], list[str]] | None = None
+    # A line each worker prints once it serves (gunicorn's workers); empty: coachwhip's
+    # supervisor, which prints "Listening on ... with N workers" once all of them are ready.
+    ready_log: str = ""
 
     def runs_in(self, scenario: str) -> bool:
         kind = self.wsgi if scenario in WSGI_KEYS else self.asgi
@@ -205,6 +208,32 @@ def _gunicorn(worker_class: str, threads: int) -> Callable[[Path, str, int], lis
             # (~/.gunicorn/gunicorn.ctl), which the two gunicorn entries, started together,
             # would share.
             "--no-control-socket",
+        ]
+
+    return argv
+
+
+def _gunicorn_asgi(
+    worker_class: str, workers: int, extra: tuple[str, ...] = ()
+) -> Callable[[Path, str, int], list[str]]:
+    """gunicorn's arbiter with an ASGI worker class: coachwhip's, or uvicorn's."""
+
+    def argv(bin_dir: Path, app: str, port: int) -> list[str]:
+        return [
+            str(bin_dir / "gunicorn"),
+            app,
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            str(workers),
+            "--worker-class",
+            worker_class,
+            "--keep-alive",
+            str(KEEP_ALIVE_S),
+            "--backlog",
+            str(BACKLOG),
+            "--no-control-socket",
+            *extra,
         ]
 
     return argv
@@ -519,6 +548,27 @@ SPECS: dict[str, ServerSpec] = {
             "SO_REUSEPORT socket per worker)",
             workers=2,
         ),
+        # Also in the workers report: the same two workers under gunicorn's arbiter, with
+        # coachwhip's worker class and with uvicorn's (the uvicorn-worker package).
+        ServerSpec(
+            "gunicorn-coachwhip-w2",
+            _gunicorn_asgi("coachwhip.workers.CoachwhipWorker", 2, ("--asgi-lifespan", "off")),
+            "gunicorn --workers 2 --worker-class coachwhip.workers.CoachwhipWorker --keep-alive "
+            "120 --backlog 2048 --asgi-lifespan off --no-control-socket (gunicorn's arbiter, "
+            "coachwhip's engine and uvloop; no access log without --access-logfile)",
+            workers=2,
+            ready_log=r"Serving with coachwhip's engine",
+        ),
+        ServerSpec(
+            "gunicorn-uvicorn-w2",
+            _gunicorn_asgi("uvicorn_worker.UvicornWorker", 2),
+            "gunicorn --workers 2 --worker-class uvicorn_worker.UvicornWorker --keep-alive 120 "
+            "--backlog 2048 --no-control-socket (uvicorn-worker: uvloop, httptools; lifespan "
+            "auto, the class has no setting for it; no access log without --access-logfile)",
+            workers=2,
+            module="uvicorn_worker",
+            ready_log=r"Application startup complete",
+        ),
     )
 }
 PEERS = ("coachwhip", "uvicorn", "granian", "hypercorn")
@@ -536,7 +586,13 @@ MAIN_SERVERS = (
     "wsload-echo",
     *WSGI_SERVERS,
 )
-WORKERS_SERVERS = ("coachwhip", "coachwhip-w2", "coachwhip-w2-reuseport")
+WORKERS_SERVERS = (
+    "coachwhip",
+    "coachwhip-w2",
+    "coachwhip-w2-reuseport",
+    "gunicorn-coachwhip-w2",
+    "gunicorn-uvicorn-w2",
+)
 
 
 class ServerError(RuntimeError):
@@ -648,9 +704,11 @@ class Server:
         if want <= 1:
             return
         announced = re.compile(rf"Listening on .* with {want} worker")
+        each = re.compile(self.spec.ready_log) if self.spec.ready_log else None
         while True:
             count = len(procfs.tree(self.proc.pid)) - 1
-            ready = announced.search(self.log_path.read_text(errors="replace"))
+            text = self.log_path.read_text(errors="replace")
+            ready = len(each.findall(text)) >= want if each else announced.search(text)
             if count >= want and ready:
                 return
             if self.proc.poll() is not None:
@@ -660,6 +718,8 @@ class Server:
                     f"has {count} of {want} worker processes"
                     if count < want
                     else f'never printed "Listening on ... with {want} workers"'
+                    if each is None
+                    else f"has not {want} times printed {self.spec.ready_log!r}"
                 )
                 raise self.fail(f"{why} {timeout_s:.0f} s after its start")
             time.sleep(0.05)

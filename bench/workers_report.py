@@ -1,5 +1,6 @@
 """The workers report (run.py --workers-report): coachwhip with one worker against two, the two
-sharing one listening socket or each with its own SO_REUSEPORT socket. Nothing is pinned to one
+sharing one listening socket or each with its own SO_REUSEPORT socket, and two workers under
+gunicorn's arbiter with coachwhip's worker class and with uvicorn's. Nothing is pinned to one
 core here, so it is written apart from the main report: markdown, a small PNG chart, raw JSON.
 The numbers come from the same runs and summary as the main suite (suite.py, report.py)."""
 
@@ -21,9 +22,17 @@ from report import (
     summarise,
 )
 from scenarios import SCENARIOS, Scenario
-from servers import SPECS, WORKERS_SERVERS
+from servers import SPECS
 
-ONE, SHARED, REUSEPORT = WORKERS_SERVERS  # coachwhip, coachwhip-w2, coachwhip-w2-reuseport
+ONE, SHARED, REUSEPORT = "coachwhip", "coachwhip-w2", "coachwhip-w2-reuseport"
+GUNICORN, GUNICORN_UVICORN = "gunicorn-coachwhip-w2", "gunicorn-uvicorn-w2"
+# The ratio columns: (header, numerator, denominator), each shown when both servers ran.
+RATIOS = (
+    ("w2 ÷ w1", SHARED, ONE),
+    ("reuseport ÷ shared", REUSEPORT, SHARED),
+    ("gunicorn-coachwhip ÷ coachwhip-w2", GUNICORN, SHARED),
+    ("gunicorn-coachwhip ÷ gunicorn-uvicorn", GUNICORN, GUNICORN_UVICORN),
+)
 
 
 def _balance(entry: dict[str, float] | None) -> str:
@@ -98,13 +107,11 @@ def _overview(summary: Summary, scenarios: list[Scenario], plan: dict[str, Any])
         return None if entry is None else entry.get(what)
 
     multi = _multi(plan)
+    ratios = [r for r in RATIOS if r[1] in plan["servers"] and r[2] in plan["servers"]]
     rows = [
         [_label(s), str(c)]
         + [_rps(get(s.key, n, c, "rps")) for n in plan["servers"]]
-        + [
-            _ratio(get(s.key, SHARED, c, "rps"), get(s.key, ONE, c, "rps")),
-            _ratio(get(s.key, REUSEPORT, c, "rps"), get(s.key, SHARED, c, "rps")),
-        ]
+        + [_ratio(get(s.key, a, c, "rps"), get(s.key, b, c, "rps")) for _, a, b in ratios]
         + [_balance(summary.get((s.key, n, c))) for n in multi]
         for s in scenarios
         for c in plan["concurrency"]
@@ -113,17 +120,17 @@ def _overview(summary: Summary, scenarios: list[Scenario], plan: dict[str, Any])
         "scenario",
         "conns",
         *(f"{n} req/s" for n in plan["servers"]),
-        "w2 ÷ w1",
-        "reuseport ÷ shared",
+        *(title for title, _, _ in ratios),
         *(f"busiest worker, {n}" for n in multi),
     ]
     return [
         "## Requests per second and worker balance",
         "",
         *_table(header, rows),
-        f"w2 ÷ w1 is {SHARED} ÷ {ONE}; reuseport ÷ shared is {REUSEPORT} ÷ {SHARED}. Busiest "
-        f"worker: its share of the workers' CPU time (50% = even), median over rounds, and in "
-        f"brackets the worst round when it differs.",
+        "; ".join(f"{title} is {a} ÷ {b}" for title, a, b in ratios)
+        + ("; " if ratios else "")
+        + "busiest worker: its share of the workers' CPU time (50% = even), median over rounds, "
+        "and in brackets the worst round when it differs.",
         "",
     ]
 
@@ -190,7 +197,8 @@ def write(
             summary,
             plan,
             out_dir / f"{stem}.png",
-            f"coachwhip, 1 vs 2 workers, servers and wrk on CPUs {plan['server_cpus']} "
+            f"coachwhip, 1 vs 2 workers (and under gunicorn), servers and wrk on CPUs "
+            f"{plan['server_cpus']} "
             f"(median of {plan['rounds']}) — {meta['date']}",
         )
         md = md.replace(
