@@ -9,11 +9,13 @@ closed). When it raised, `report_failure(exc)` logs it first.
 
 from __future__ import annotations
 
+import asyncio.coroutines
 import collections.abc
+import inspect
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from coachwhip._core import ClientDisconnected, Runner
+from coachwhip._core import Channel, ClientDisconnected, Runner
 from coachwhip.logs import error_logger
 
 
@@ -51,6 +53,17 @@ def report_failure(exc: BaseException) -> None:
 
 # The runner is a coroutine in all but type; say so to the ABC that asyncio.iscoroutine() asks.
 collections.abc.Coroutine.register(Runner)
+
+# The app's receive() and send() (Channel objects, written in C) are awaited like coroutine
+# functions; they are marked so, for asyncio.iscoroutinefunction() and inspect's, which
+# asgiref's async_to_sync asks before it warns "async_to_sync was passed a non-async-marked
+# callable". Class attributes, found through each instance: nothing per request.
+_ASYNCIO_MARK = getattr(asyncio.coroutines, "_is_coroutine", None)  # Python 3.11 (to 3.13)
+_INSPECT_MARK = getattr(inspect, "_is_coroutine_mark", None)  # 3.12+: markcoroutinefunction's
+if _ASYNCIO_MARK is not None:
+    Channel._is_coroutine = _ASYNCIO_MARK
+if _INSPECT_MARK is not None:
+    Channel._is_coroutine_marker = _INSPECT_MARK
 
 
 async def call_in_loop(method: Callable[..., Awaitable[Any]], *args: Any) -> Any:

@@ -15,6 +15,13 @@ class Exchange:
     def _finish(self, result: object) -> None: ...
     def _fail(self) -> None: ...
 
+class Channel:
+    """The app's receive() or send(): a C callable, marked as a coroutine function."""
+
+    _is_coroutine: object
+    _is_coroutine_marker: object
+    def __call__(self, *args: Any) -> Awaitable[Any]: ...
+
 class Runner:
     """The coroutine a request's Task runs (see src/bridge/asgi/runner.hpp)."""
 
@@ -70,7 +77,7 @@ class Server:
         keep_alive: float = 5.0,
         server_header: bool = True,
         date_header: bool = True,
-        access_log: Callable[[str], None] | None = None,
+        access_log: Callable[..., None] | None = None,
         error_log: Callable[[int, str], None] | None = None,
         log_level: int = 20,
         timeout_request_header: float = 20.0,
@@ -112,6 +119,9 @@ class Server:
         http2_initial_connection_window_size: int = 1048576,
         http2_max_frame_size: int = 16384,
         http2_max_headers_size: int = 65536,
+        access_log_flush: Callable[[], None] | None = None,
+        access_log_request_fields: list[str] | None = None,
+        access_log_response_fields: list[str] | None = None,
     ) -> None: ...
     def add_listener(self, sock: Any) -> None: ...
     def fileno(self) -> int: ...

@@ -15,8 +15,6 @@ from typing import Any
 
 from coachwhip.config import OPTION_BY_ATTR, ConfigError, Option, check_value, parse_text, suggest
 
-_ISSUE_LOGGING = "issue 11, logging"
-
 
 @dataclasses.dataclass(frozen=True)
 class Foreign:
@@ -109,6 +107,9 @@ FOREIGN: tuple[Foreign, ...] = (
     Foreign(("--log-file",), "error_logfile"),
     Foreign(("--working-dir",), "chdir"),
     Foreign(("--env-files",), "env_file"),
+    Foreign(("--log-config-json",), "log_config"),  # gunicorn's: a dictConfig in JSON
+    Foreign(("--access-logformat",), "access_log_format"),  # gunicorn's atoms
+    Foreign(("--access-log-fmt",), "access_log_format"),  # granian's names
     # --- a flag for one value of a setting
     Foreign(("--no-ws",), "ws", const="none"),
     Foreign(("--ssl-client-verify",), "ssl_cert_reqs", const=2),
@@ -143,17 +144,6 @@ FOREIGN: tuple[Foreign, ...] = (
         refuse="coachwhip cannot add default response headers: its engine has no setting for "
         "them (issue 11); set them in the app, e.g. with a middleware",
         keyword="headers",
-    ),
-    Foreign(
-        ("--log-config", "--log-config-json"),
-        refuse="coachwhip does not read logging configuration files yet "
-        f"({_ISSUE_LOGGING}); configure the 'coachwhip.error' and 'coachwhip.access' loggers "
-        "from the app, or use --access-logfile/--error-logfile",
-        keyword="log_config",
-    ),
-    Foreign(
-        ("--access-logformat", "--access-log-fmt"),
-        refuse=f"coachwhip's access log format is fixed for now ({_ISSUE_LOGGING}); drop it",
     ),
     Foreign(
         ("-D", "--daemon"),

@@ -200,7 +200,23 @@ OPTIONS: tuple[Option, ...] = (
         "use-colors",
         "bool",
         None,
-        "uvicorn's flag, accepted; coachwhip's log lines carry no colours yet.",
+        "Colour the level names and access statuses (default: when writing to a terminal).",
+    ),
+    Option(
+        "log-config",
+        "str",
+        None,
+        "Configure logging from this file, as uvicorn does: a dictConfig in .json or .yaml, or a "
+        "fileConfig .ini; coachwhip then installs no handler of its own.",
+        metavar="FILE",
+    ),
+    Option(
+        "access-log-format",
+        "str",
+        None,
+        "The access line, with gunicorn's atoms (h, r, s, b, D, {name}i, ... written as in "
+        "gunicorn's --access-logformat) or granian's names; 'json': one JSON object per line.",
+        metavar="FORMAT",
     ),
     Option(
         "timeout-keep-alive",
@@ -575,7 +591,6 @@ SPELLINGS: dict[tuple[str, str], tuple[str, str]] = {
     ("ssl_min_version", "tls1.2"): ("1.2", ""),
     ("ssl_min_version", "tls1.3"): ("1.3", ""),
 }
-_NO_COLOURS = "--use-colors: coachwhip's log lines carry no colours yet (issue 11, logging)"
 # ... or refuse, saying what to use instead.
 REFUSED_VALUES: dict[tuple[str, str], str] = {
     ("loop", "zuvloop"): "coachwhip runs on uvloop or asyncio; use --loop uvloop",
@@ -623,6 +638,8 @@ class Config:
     access_logfile: str | None = None
     error_logfile: str | None = None
     use_colors: bool | None = None
+    log_config: Any = None  # a file path, or (from run(), as uvicorn.run()) a dictConfig mapping
+    access_log_format: str | None = None
     timeout_keep_alive: float = 5.0
     timeout_graceful_shutdown: float = 30.0
     timeout_request_header: float = 20.0
@@ -722,8 +739,6 @@ class Config:
                 f"--uds-mode: expected an octal file mode like 660, got {self.uds_mode!r}"
             ) from None
         check_allow_ips(self.forwarded_allow_ips, "--forwarded-allow-ips")
-        if self.use_colors and _NO_COLOURS not in self.notes:
-            self.notes.append(_NO_COLOURS)
         if self.chdir is not None:
             if not os.path.isdir(self.chdir):
                 raise ConfigError(f"--chdir {self.chdir!r} is not a directory")
@@ -905,6 +920,8 @@ def check_value(opt: Option, value: Any, where: str) -> Any:
     """Validates a value given in Python (run() keywords or a parsed flag)."""
     if value is None and opt.default is None:
         return None
+    if opt.attr == "log_config" and isinstance(value, dict):
+        return value  # uvicorn.run(log_config={...}): applied as it is
     if opt.kind == "list":
         if isinstance(value, str) or not all(isinstance(v, str) for v in value):
             raise ConfigError(f"{where}: expected a list of strings, got {value!r}")

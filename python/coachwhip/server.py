@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import random
 import resource
@@ -65,7 +66,18 @@ def run(
         if app is not None:
             keywords["app"] = app
         config = sources.load(keywords, notes=notes)
-    logs.configure(config.log_level, config.access_log, config.access_logfile, config.error_logfile)
+    log_config = config.log_config
+    if isinstance(log_config, str) and config.chdir is not None:
+        log_config = os.path.join(config.chdir, log_config)  # relative to --chdir, as the rest
+    logs.configure(
+        config.log_level,
+        config.access_log,
+        config.access_logfile,
+        config.error_logfile,
+        log_config=log_config,
+        use_colors=config.use_colors,
+        access_log_format=config.access_log_format,
+    )
     if supervisor is None:
         for note in config.notes:
             error_logger.info("%s", note)
@@ -107,9 +119,48 @@ def run(
         error_logger.error("%s", exc)
         return 1
     finally:
+        _cancel_leftover_tasks(loop)
         with contextlib.suppress(Exception):
             loop.run_until_complete(loop.shutdown_asyncgens())
         loop.close()
+
+
+LEFTOVER_TASKS_TIMEOUT = 5.0
+
+
+def _cancel_leftover_tasks(loop: asyncio.AbstractEventLoop) -> None:
+    """What asyncio.run() does as it ends: the tasks the app left running (a background loop
+    started at startup, a fire-and-forget task of a request) are cancelled and awaited, so that
+    their `finally` blocks run and none is destroyed pending ("Task was destroyed but it is
+    pending!"). Unlike asyncio.run(), the wait is bounded: a task that ignores its
+    cancellation for LEFTOVER_TASKS_TIMEOUT seconds is named in a warning, and the process
+    exits anyway."""
+    tasks = [task for task in asyncio.all_tasks(loop) if not task.done()]
+    if not tasks:
+        return
+    for task in tasks:
+        task.cancel()
+    done, pending = loop.run_until_complete(asyncio.wait(tasks, timeout=LEFTOVER_TASKS_TIMEOUT))
+    for task in done:
+        if not task.cancelled() and task.exception() is not None:
+            loop.call_exception_handler(
+                {
+                    "message": "unhandled exception in a task cancelled at exit",
+                    "exception": task.exception(),
+                    "task": task,
+                }
+            )
+    if pending:
+        names = ", ".join(sorted(task.get_name() for task in pending))
+        error_logger.warning(
+            "%d task(s) still running %gs after they were cancelled at exit (%s): they catch "
+            "asyncio.CancelledError and carry on; exiting without them",
+            len(pending),
+            LEFTOVER_TASKS_TIMEOUT,
+            names,
+        )
+        for task in pending:
+            task._log_destroy_pending = False  # type: ignore[attr-defined] (said above)
 
 
 def _new_loop(kind: str) -> asyncio.AbstractEventLoop:
@@ -194,6 +245,8 @@ class Worker:
 
         config = self.config
         wsgi = self.interface == "wsgi"
+        # The request and response fields the access log format shows (%({name}i)s ...).
+        fields = logs.AccessFormat(config.access_log_format) if config.access_log_format else None
         # multiprocess: under a supervisor another process may run the app at the same time
         # (other workers, or the one being replaced).
         environ = _wsgi.base_environ(config.root_path, config.threads, self.supervisor is not None)
@@ -206,7 +259,10 @@ class Worker:
             keep_alive=config.timeout_keep_alive,
             server_header=config.server_header,
             date_header=config.date_header,
-            access_log=logs.access_logger.info if config.access_log else None,
+            access_log=logs.access if config.access_log else None,
+            access_log_flush=logs.flush_access,
+            access_log_request_fields=fields.request_fields if fields else None,
+            access_log_response_fields=fields.response_fields if fields else None,
             error_log=logs.engine_log,
             log_level=logs.error_logger.getEffectiveLevel(),
             timeout_request_header=config.timeout_request_header,
@@ -451,10 +507,25 @@ class Worker:
             return
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, self._on_signal, sig)
-        if self.tls is not None:
-            loop.add_signal_handler(signal.SIGHUP, self._reload_tls)
+        loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
 
-    def _reload_tls(self) -> None:
+    def _on_sighup(self) -> None:
+        """SIGHUP in a single process: the TLS certificate is loaded again (when there is one);
+        the app's code is not. Reloading code without failed requests needs a new process
+        serving before the old one stops, which is what the supervisor's rolling restart
+        does; a single process could only stop and start again, dropping what is in flight,
+        and a mistake in the new code would leave nothing serving. So it says so, and serves
+        on (SIGHUP's default action would have ended the process without a word)."""
+        reloaded = self.tls is not None and self._reload_tls()
+        error_logger.log(
+            logging.INFO if reloaded else logging.WARNING,
+            "SIGHUP: %sthe app's code is not reloaded by a single process; for rolling "
+            "restarts on SIGHUP run coachwhip with --workers 2 or more (its supervisor "
+            "starts new workers before the old ones stop)",
+            "the TLS certificate was read again; " if reloaded else "",
+        )
+
+    def _reload_tls(self) -> bool:
         """SIGHUP in a single process with TLS: load the certificate files again; new
         connections get the new certificate, open ones keep theirs. A broken file is logged and
         the running certificate stays (certbot's deploy hook can send SIGHUP safely)."""
@@ -462,11 +533,12 @@ class Worker:
             context = tls.load(self.config, self.tls_secret)
         except ConfigError as exc:
             error_logger.error("SIGHUP ignored, still serving the old certificate: %s", exc)
-            return
+            return False
         tls.announce(context)
         self.tls = context
         if self.engine is not None:
             self.engine.set_tls(context)
+        return True
 
     def _mark_not_ready(self) -> None:
         """--shutdown-delay under a supervisor: /-/ready answers 503 from now on; the

@@ -26,7 +26,8 @@ class pool;
 }
 namespace coachwhip::bridge {
 class engine_thread;
-}
+struct access_log_state;
+}  // namespace coachwhip::bridge
 
 namespace coachwhip::bridge {
 
@@ -44,7 +45,8 @@ struct server_object {
     std::unique_ptr<std::vector<std::pair<std::shared_ptr<http::exchange>, uint8_t>>> held;
     // WSGI (--interface wsgi): the thread pool's hand-over (wsgi/pool.hpp); null for ASGI.
     std::unique_ptr<wsgi::pool> wsgi;
-    std::unique_ptr<engine_thread> thread;  // WSGI: the engine's own thread (engine_thread.hpp)
+    std::unique_ptr<engine_thread> thread;     // WSGI: the engine's own thread (engine_thread.hpp)
+    std::unique_ptr<access_log_state> access;  // the access log (access_log.hpp); null: off
     PyObject* wsgi_environ;  // dict: the environ keys that are the same for every request
     PyObject* app;
     PyObject* loop;
@@ -56,7 +58,6 @@ struct server_object {
     PyObject* create_future;     // loop.create_future
     PyObject* call_soon;         // loop.call_soon
     PyObject* run_scheduled;     // self.run_scheduled (bound; cleared by tp_clear)
-    PyObject* access_log;        // callable(str) or None
     PyObject* error_log;         // callable(level: int, message: str)
     PyObject* root_path;         // str
     PyObject* state;             // dict or None
@@ -66,9 +67,12 @@ struct server_object {
     unsigned long long request_limit;   // call on_request_limit when requests_total reaches it
     PyObject* on_request_limit;         // callable() or nullptr
     bool run_scheduled_pending;
-    bool bench_ceiling;         // benchmark only: answer every request from C++, never call the app
-    bool warned_header_case;    // the mixed-case header notice was logged (once per server)
-    bool hold_requests;         // the app's startup has not completed: hold new requests
+    bool bench_ceiling;       // benchmark only: answer every request from C++, never call the app
+    bool warned_header_case;  // the mixed-case header notice was logged (once per server)
+    bool hold_requests;       // the app's startup has not completed: hold new requests
+    // A graceful shutdown began: an app streaming Server-Sent Events is told the client is
+    // gone (http.disconnect), since such a stream never ends by itself (see exchange.cpp).
+    bool draining;
     unsigned long loop_thread;  // the thread that runs the loop (PyThread_get_thread_ident)
 };
 
@@ -120,6 +124,9 @@ PyObject* fail_exchange(PyObject* exchange);
 void start_exchange(server_object* srv, const std::shared_ptr<http::exchange>& ex);
 // Delivers coalesced engine events (http::event bits) to the exchange's Python side.
 void deliver_events(exchange_object* obj, uint8_t events);
+// A graceful shutdown began: apps streaming Server-Sent Events learn that it ends them
+// (http.disconnect); see exchange.cpp.
+void end_event_streams(server_object* srv);
 // Calls srv->error_log(level, message); never raises (reports to sys.unraisablehook instead).
 void log_error(server_object* srv, int level, std::string_view message);
 

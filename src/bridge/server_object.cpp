@@ -4,6 +4,7 @@
 #include <new>
 #include <string>
 
+#include "bridge/access_log.hpp"
 #include "bridge/asgi/awaitable.hpp"
 #include "bridge/engine_thread.hpp"
 #include "bridge/objects.hpp"
@@ -139,6 +140,11 @@ void deliver_wsgi(server_object* s) {
             if (ev & ~http::ev_request) s->wsgi->deliver(*ex, ev);
         }
     }
+    // Access records need the GIL, which this thread never waits for: a WSGI thread logs them.
+    if (s->access && s->engine->events().has_records()) {
+        s->engine->events().take_records(s->access->batch);
+        s->wsgi->post_access(s->access->batch);
+    }
 }
 
 void deliver_all(server_object* s) {
@@ -152,6 +158,7 @@ void deliver_all(server_object* s) {
             if (!hold(s, ex, ev)) deliver_one(s, ex, ev);
         }
     }
+    drain_access_log(s);  // the responses this phase ended, in one batch
 }
 
 void schedule_hook(void* ctx) {
@@ -266,6 +273,8 @@ PyObject* server_shutdown_connections(PyObject* self, PyObject*) {
     auto* s = reinterpret_cast<server_object*>(self);
     on_engine(s, [s] { s->engine->shutdown_connections(); });
     deliver_all(s);
+    s->draining = true;
+    end_event_streams(s);
     Py_RETURN_NONE;
 }
 
@@ -318,6 +327,14 @@ wsgi::pool* pool_of(PyObject* self) {
     return s->wsgi.get();
 }
 
+// Writes the access records the engine thread handed to the pool (a WSGI thread, GIL held).
+void write_wsgi_access(server_object* s, wsgi::pool& p) {
+    if (!s->access || !p.access_pending()) return;
+    static thread_local std::vector<http::access_record> batch;  // reused by this thread
+    p.take_access(batch);
+    write_access_records(s, batch);
+}
+
 // A WSGI thread's whole life: run calls until _wsgi_stop() and an empty queue.
 PyObject* server_wsgi_work(PyObject* self, PyObject*) {
     wsgi::pool* p = pool_of(self);
@@ -325,6 +342,7 @@ PyObject* server_wsgi_work(PyObject* self, PyObject*) {
     auto* s = reinterpret_cast<server_object*>(self);
     p->thread_started();
     while (true) {
+        write_wsgi_access(s, *p);
         // While calls are queued, take the next without giving up the GIL: handing the GIL
         // to another WSGI thread per request costs more than the request.
         std::shared_ptr<wsgi::call> c = p->try_take();
@@ -332,9 +350,13 @@ PyObject* server_wsgi_work(PyObject* self, PyObject*) {
             Py_BEGIN_ALLOW_THREADS c = p->take();
             Py_END_ALLOW_THREADS
         }
-        if (!c) break;
+        if (!c) {
+            if (!p->stopping()) continue;  // woken to write access records
+            break;
+        }
         wsgi::run_call(s, c);
     }
+    write_wsgi_access(s, *p);
     p->thread_ended();
     Py_RETURN_NONE;
 }
@@ -370,6 +392,10 @@ PyObject* server_stop_engine_thread(PyObject* self, PyObject*) {
         Py_BEGIN_ALLOW_THREADS s->thread->stop();
         Py_END_ALLOW_THREADS s->engine->set_schedule_hook(schedule_hook, s);
     }
+    // The last responses' records: those the WSGI threads (gone now) did not write, and those
+    // of the engine's last phase.
+    if (s->wsgi) write_wsgi_access(s, *s->wsgi);
+    if (s->engine) drain_access_log(s);
     Py_RETURN_NONE;
 }
 
@@ -390,6 +416,27 @@ void engine_log_sink(core::log_level level, std::string_view message, void* ctx)
     PyGILState_STATE g = PyGILState_Ensure();
     log_error(static_cast<server_object*>(ctx), static_cast<int>(level), message);
     PyGILState_Release(g);
+}
+
+// A sequence of field names (str) as lower-case std::strings; None: none.
+bool field_names(PyObject* seq, const char* what, std::vector<std::string>& out) {
+    if (seq == Py_None) return true;
+    py::ref items(PySequence_Fast(seq, "a sequence of field names"));
+    if (!items) return false;
+    for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(items.get()); ++i) {
+        PyObject* item = PySequence_Fast_GET_ITEM(items.get(), i);
+        Py_ssize_t n = 0;
+        const char* p = PyUnicode_Check(item) ? PyUnicode_AsUTF8AndSize(item, &n) : nullptr;
+        if (!p) {
+            if (!PyErr_Occurred()) PyErr_Format(PyExc_TypeError, "%s must hold str", what);
+            return false;
+        }
+        std::string name(p, static_cast<size_t>(n));
+        for (char& ch : name)
+            if (ch >= 'A' && ch <= 'Z') ch = static_cast<char>(ch + 32);
+        out.push_back(std::move(name));
+    }
+    return true;
 }
 
 int server_init(PyObject* self, PyObject* args, PyObject* kwds) {
@@ -445,6 +492,9 @@ int server_init(PyObject* self, PyObject* args, PyObject* kwds) {
                                    "http2_initial_connection_window_size",
                                    "http2_max_frame_size",
                                    "http2_max_headers_size",
+                                   "access_log_flush",
+                                   "access_log_request_fields",
+                                   "access_log_response_fields",
                                    nullptr};
     PyObject *app, *loop, *report_failure, *root_path = nullptr, *state = Py_None;
     PyObject *access_log = Py_None, *error_log = Py_None;
@@ -478,8 +528,10 @@ int server_init(PyObject* self, PyObject* args, PyObject* kwds) {
     unsigned long h2_conn_window = h2_defaults.initial_connection_window;
     unsigned long h2_frame = h2_defaults.max_frame_size;
     unsigned long h2_headers = h2_defaults.max_header_list;
+    // The access log: flush() after each batch; the field names its format shows.
+    PyObject *access_flush = Py_None, *logged_request = Py_None, *logged_response = Py_None;
     if (!PyArg_ParseTupleAndKeywords(
-            args, kwds, "OOO|$UOdppOOidddnnnKnnKOKKdppppOppinOdpKnddpOppkkkkk",
+            args, kwds, "OOO|$UOdppOOidddnnnKnnKOKKdppppOppinOdpKnddpOppkkkkkOOO",
             const_cast<char**>(kwlist), &app, &loop, &report_failure, &root_path, &state,
             &keep_alive, &server_header, &date_header, &access_log, &error_log, &log_level,
             &header_timeout, &body_timeout, &write_timeout, &request_line, &request_fields,
@@ -489,7 +541,11 @@ int server_init(PyObject* self, PyObject* args, PyObject* kwds) {
             &proxy_protocol, &metrics_fd, &metrics_slot, &tls, &tls_handshake_timeout, &websocket,
             &ws_max_size, &ws_max_queue, &ws_ping_interval, &ws_ping_timeout, &ws_deflate,
             &wsgi_environ, &http1, &http2, &h2_streams, &h2_stream_window, &h2_conn_window,
-            &h2_frame, &h2_headers))
+            &h2_frame, &h2_headers, &access_flush, &logged_request, &logged_response))
+        return -1;
+    std::vector<std::string> request_names, response_names;
+    if (!field_names(logged_request, "access_log_request_fields", request_names) ||
+        !field_names(logged_response, "access_log_response_fields", response_names))
         return -1;
     if (!http1 && !http2) {
         PyErr_SetString(PyExc_ValueError, "at least one of http1 and http2 must be on");
@@ -586,12 +642,21 @@ int server_init(PyObject* self, PyObject* args, PyObject* kwds) {
         c.conn.head_limits.max_request_line = static_cast<size_t>(request_line);
         c.conn.head_limits.max_headers = static_cast<size_t>(request_fields);
         c.conn.head_limits.max_head = static_cast<size_t>(header_size);
+        c.access_log = access_log != Py_None;
         s->engine = std::make_unique<server::server>(*s->cfg);
+        if (access_log != Py_None) {
+            s->access = std::make_unique<access_log_state>();
+            s->access->sink = Py_NewRef(access_log);
+            s->access->flush = access_flush == Py_None ? nullptr : Py_NewRef(access_flush);
+            s->access->request_fields = std::move(request_names);
+            s->access->response_fields = std::move(response_names);
+        }
         s->scopes = std::make_unique<asgi::scope_builder>();
         s->held =
             std::make_unique<std::vector<std::pair<std::shared_ptr<http::exchange>, uint8_t>>>();
         if (wsgi_environ != Py_None) {
             s->wsgi = std::make_unique<wsgi::pool>(*s->engine, c.conn.write_high_water);
+            if (s->access) s->wsgi->log_response_fields(s->access->response_fields);
             s->thread = std::make_unique<engine_thread>(*s->engine, [s] { deliver_wsgi(s); });
             if (int e = s->wsgi->init_error()) {
                 errno = e;
@@ -622,7 +687,6 @@ int server_init(PyObject* self, PyObject* args, PyObject* kwds) {
     s->root_path = Py_NewRef(root_path ? root_path : py::N().v_empty_str);
     s->state = Py_NewRef(state);
     s->wsgi_environ = Py_NewRef(wsgi_environ);
-    s->access_log = Py_NewRef(access_log);
     s->error_log = Py_NewRef(error_log);
     s->request_limit = request_limit;
     s->hold_requests = hold_requests;
@@ -661,6 +725,7 @@ PyObject* server_new(PyTypeObject* type, PyObject* args, PyObject* kwds) {
     new (&s->held) decltype(s->held)();
     new (&s->wsgi) decltype(s->wsgi)();
     new (&s->thread) decltype(s->thread)();
+    new (&s->access) decltype(s->access)();
     return self;
 }
 
@@ -677,7 +742,10 @@ int server_traverse(PyObject* self, visitproc visit, void* arg) {
     Py_VISIT(s->create_future);
     Py_VISIT(s->call_soon);
     Py_VISIT(s->run_scheduled);
-    Py_VISIT(s->access_log);
+    if (s->access) {
+        Py_VISIT(s->access->sink);
+        Py_VISIT(s->access->flush);
+    }
     Py_VISIT(s->error_log);
     Py_VISIT(s->state);
     Py_VISIT(s->on_request_limit);
@@ -697,7 +765,10 @@ int server_clear(PyObject* self) {
     Py_CLEAR(s->create_future);
     Py_CLEAR(s->call_soon);
     Py_CLEAR(s->run_scheduled);
-    Py_CLEAR(s->access_log);
+    if (s->access) {
+        Py_CLEAR(s->access->sink);
+        Py_CLEAR(s->access->flush);
+    }
     Py_CLEAR(s->error_log);
     Py_CLEAR(s->state);
     Py_CLEAR(s->root_path);
@@ -723,6 +794,7 @@ void server_dealloc(PyObject* self) {
     s->held.~unique_ptr();
     s->cfg.~unique_ptr();
     server_clear(self);
+    s->access.~unique_ptr();  // after server_clear, which drops its references
     PyTypeObject* type = Py_TYPE(self);
     type->tp_free(self);
     Py_DECREF(type);
@@ -778,7 +850,8 @@ PyType_Slot server_slots[] = {
     {Py_tp_doc,
      const_cast<char*>(
          "Server(app, loop, report_failure, *, root_path='', state=None, keep_alive=5.0, "
-         "server_header=True, date_header=True, access_log=None, error_log=None, log_level=20)\n\n"
+         "server_header=True, date_header=True, access_log=None, error_log=None, log_level=20, "
+         "...)\n\n"
          "One worker's HTTP engine. Internal: use coachwhip.run().")},
     {0, nullptr}};
 

@@ -10,6 +10,12 @@ uint64_t now_ms() noexcept {
     return static_cast<uint64_t>(ts.tv_sec) * 1000u + static_cast<uint64_t>(ts.tv_nsec) / 1000000u;
 }
 
+uint64_t now_us() noexcept {
+    timespec ts{};
+    clock_gettime(CLOCK_MONOTONIC, &ts);  // vDSO: ~20 ns, no syscall
+    return static_cast<uint64_t>(ts.tv_sec) * 1000000u + static_cast<uint64_t>(ts.tv_nsec) / 1000u;
+}
+
 std::string_view http_date() noexcept {
     static char buf[32];
     static time_t cached = -1;

@@ -27,6 +27,7 @@
 #include <cstdint>
 #include <list>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -158,7 +159,27 @@ class response_sink {
     ~response_sink() = default;
 };
 
-// Collects exchanges with undelivered events; drained by the engine's owner (the bridge).
+// One response for the access log, collected by the engine as it ends (answered, failed or cut
+// short) and for every answer the engine gives itself. Either `ex` is set (a request that reached
+// the app: its request line, client and headers are read from it, so nothing is copied), or the
+// few fields known of the request are copied here (an engine answer: 400, 408, 413, 414, 431,
+// 503, 505, the /-/ endpoints; the method and target are empty when the head never parsed).
+struct access_record {
+    std::shared_ptr<exchange> ex;
+    endpoint client;                // without `ex`
+    std::string method;             // without `ex`
+    std::string target;             // without `ex`
+    std::string user_agent;         // without `ex`
+    std::string request_id;         // without `ex`: X-Request-ID
+    std::string_view http_version;  // without `ex`: static text ("1.1"), empty if unknown
+    int status = 0;                 // 0: the connection closed before a response started
+    uint64_t bytes = 0;             // response body bytes that went out
+    uint64_t duration_us = 0;       // from the complete head to the end of the response
+    bool cut_short = false;         // the response did not complete
+};
+
+// Collects exchanges with undelivered events, and access records; drained by the engine's owner
+// (the bridge) after each phase.
 class event_queue {
   public:
     void push(std::shared_ptr<exchange> ex) { items_.push_back(std::move(ex)); }
@@ -166,8 +187,42 @@ class event_queue {
     // Moves the queued exchanges out (the caller delivers their events).
     std::vector<std::shared_ptr<exchange>> take() { return std::exchange(items_, {}); }
 
+    // ---- access log (off unless the owner turns it on: then nothing is collected) ----
+    void set_access_log(bool on) noexcept { access_log_ = on; }
+    bool access_log() const noexcept { return access_log_; }
+    void log(access_record&& r) {
+        if (access_log_) records_.push_back(std::move(r));
+    }
+    // An answer the engine gave without an app (the protocol calls this as it queues it): the
+    // method, target and version are empty when the head never parsed; `user_agent` and
+    // `request_id` are the request's User-Agent and X-Request-ID fields, if it had them.
+    void log_answer(const endpoint& client, std::string_view method, std::string_view target,
+                    std::string_view http_version, int status, uint64_t body_bytes,
+                    std::string_view user_agent = {}, std::string_view request_id = {}) {
+        if (!access_log_) return;
+        access_record r;
+        r.client = client;
+        r.method.assign(method);
+        r.target.assign(target);
+        r.user_agent.assign(user_agent);
+        r.request_id.assign(request_id);
+        r.http_version = http_version;
+        r.status = status;
+        r.bytes = body_bytes;
+        records_.push_back(std::move(r));
+    }
+    bool has_records() const noexcept { return !records_.empty(); }
+    // Swaps the collected records into `out` (emptied first): both vectors keep their capacity,
+    // so a steady stream of batches allocates nothing here.
+    void take_records(std::vector<access_record>& out) {
+        out.clear();
+        out.swap(records_);
+    }
+
   private:
     std::vector<std::shared_ptr<exchange>> items_;
+    std::vector<access_record> records_;
+    bool access_log_ = false;
 };
 
 class exchange : public std::enable_shared_from_this<exchange> {
@@ -221,8 +276,19 @@ class exchange : public std::enable_shared_from_this<exchange> {
 
     // ---- response accounting (for the access log) ----
     int status = 0;
-    uint64_t bytes_sent = 0;
+    uint64_t bytes_sent = 0;  // body bytes handed to the connection (less what never went out)
     bool response_complete = false;
+    // The connection closed with part of a complete response still unwritten (HTTP/1.1).
+    bool cut_short = false;
+    // When the request head was complete (core::now_us()): set by the protocol, or by the app
+    // side as the app starts when the protocol did not (0).
+    uint64_t started_us = 0;
+    // The response is a Server-Sent Events stream (content-type text/event-stream; the app side
+    // notes it): a graceful shutdown tells its app at once that the client is gone.
+    bool event_stream = false;
+    // Response fields the access log format names (%({name}o)s), in its order; the app side
+    // fills it as it sends the head (nullopt: the response had no such field).
+    std::vector<std::optional<std::string>> logged_fields;
 
     // ---- events ----
     void post(uint8_t ev) {

@@ -7,6 +7,7 @@
 #include <optional>
 #include <vector>
 
+#include "core/clock.hpp"
 #include "core/log.hpp"
 #include "http/forwarded.hpp"
 #include "proxy/proxy_protocol.hpp"
@@ -47,6 +48,33 @@ std::span<std::string_view> subprotocol_storage(size_t n) {
     static thread_local std::vector<std::string_view> storage;
     if (storage.size() < n) storage.resize(n);
     return {storage.data(), n};
+}
+
+// A connection that opens with a TLS record (handshake, version 3.x): an https:// client on a
+// plain port, which the parser can only answer 400.
+bool looks_like_tls(std::string_view data) {
+    return data.size() >= 3 && data[0] == 0x16 && data[1] == 0x03 &&
+           static_cast<unsigned char>(data[2]) <= 0x04;
+}
+
+// Other protocols a client may mistakenly speak here: said at INFO with what to do, as they
+// are a setup mistake (a wrong URL scheme or server flag), not traffic. At most once every ten
+// seconds, so that a scanner cannot flood the log through it (each still gets its access line).
+void note_foreign_protocol(const http::endpoint& client, const http::endpoint& local,
+                           std::string_view what, int status) {
+    static thread_local uint64_t last_ms = 0;
+    const uint64_t now = core::now_ms();
+    if (last_ms != 0 && now - last_ms < 10000) return;
+    last_ms = now;
+    if (!core::log_enabled(core::log_level::info)) return;
+    const std::string port = local.port >= 0 ? " " + std::to_string(local.port) : "";
+    core::log(core::log_level::info,
+              std::string(what) + " from " + client.host + " on the plain HTTP port" + port +
+                  " (answered " + std::to_string(status) + "): " +
+                  (what.starts_with("a TLS")
+                       ? "the client uses https:// while this port serves http://; use http:// "
+                         "URLs here, or serve HTTPS with --ssl-certfile and --ssl-keyfile"
+                       : "HTTP/2 is off (--http 1); use --http auto to serve it"));
 }
 }  // namespace
 
@@ -278,6 +306,7 @@ void connection::try_parse_head() {
         if (proxy_pending_ && (in_.empty() || !consume_proxy_header())) return;
         std::string_view data = in_.readable();
         if (data.empty()) return;
+        const bool opening = first_request_;  // (the preface check below clears it)
         if (first_request_ && cfg_.h2_prior_knowledge && check_h2_preface()) return;
         set_read_timer(timer_kind::header);  // from the first byte; trickling does not extend it
         // Re-parse only when it can change the answer: the first bytes (garbage is rejected at
@@ -303,12 +332,21 @@ void connection::try_parse_head() {
             if (peer_eof_) reject({400, "request ended before it was complete"});
             return;
         }
-        if (r.status == parse_status::error) return reject(r.error);
+        if (r.status == parse_status::error) {
+            if (opening && looks_like_tls(data))
+                note_foreign_protocol(client_, server_, "a TLS handshake (an https:// client)",
+                                      r.error.status);
+            else if (opening && scheme_ == "http" && data.starts_with("PRI * HTTP/2.0"))
+                note_foreign_protocol(client_, server_, "an HTTP/2 client (h2c prior knowledge)",
+                                      r.error.status);
+            return reject(r.error);
+        }
         first_request_ = false;
         if (cfg_.http1_refused)
-            return reject({505, "this server speaks HTTP/2 only (--http 2): use an HTTP/2 client"});
+            return reject({505, "this server speaks HTTP/2 only (--http 2): use an HTTP/2 client"},
+                          http::refusal::count, {}, &head);
         request_info info = analyze_request(head);
-        if (info.error) return reject(info.error);
+        if (info.error) return reject(info.error, http::refusal::count, {}, &head);
         if (!answer_internal(head, info, r.head_length))
             return start_request(head, info, r.head_length);
         if (state_ != state::read_head) return;
@@ -340,7 +378,7 @@ bool connection::answer_internal(const request_head& head, const request_info& i
     response_framing framing;
     if (encode_response_head(bytes, reply.status, fields, opt, framing)) return false;
     if (!is_head) bytes += reply.body;
-    out_.append(std::move(bytes));
+    out_.append(std::move(bytes));  // (no access line: probes would flood the log; README)
     in_.consume(head_len);
     scanned_ = 0;
     if (!keep_alive || !framing.keep_alive) {
@@ -359,21 +397,26 @@ bool connection::answer_internal(const request_head& head, const request_info& i
 void connection::start_request(const request_head& head, const request_info& info,
                                size_t head_len) {
     set_read_timer(timer_kind::none);
-    if (cfg_.internal_only) return reject({404, "this listener serves only /-/ endpoints"});
+    if (cfg_.internal_only)
+        return reject({404, "this listener serves only /-/ endpoints"}, http::refusal::count, {},
+                      &head);
     if (cfg_.max_body && info.framing == body_framing::content_length &&
         info.content_length > cfg_.max_body)
-        return reject({413, "request body larger than --limit-request-body"});
+        return reject({413, "request body larger than --limit-request-body"}, http::refusal::count,
+                      {}, &head);
     ws_.reset();
     if (cfg_.websocket && info.upgrade_field && !check_websocket(head, info)) return;
     h2c_.reset();
     h2c_switching_ = false;
     if (cfg_.h2_prior_knowledge && info.upgrade_field && !ws_) h2c_ = h2c_settings(head, info);
     if (!owner_.admit_request(*this))
-        return reject({503, "too many requests in flight (--limit-concurrency)"});
+        return reject({503, "too many requests in flight (--limit-concurrency)"},
+                      http::refusal::count, {}, &head);
     admitted_ = true;
     ex_ = std::make_shared<http::exchange>(events_, this);
     request_started_ms_ = owner_.now_ms();
     http::exchange& ex = *ex_;
+    if (events_.access_log()) ex.started_us = core::now_us();
     // Copy the head out of the read buffer (a few hundred bytes) so the app side can keep views
     // into it while the buffer is reused for the body and the next request.
     const char* base = in_.readable().data();
@@ -525,7 +568,7 @@ bool connection::check_websocket(const request_head& head, const request_info& i
     if (!ws::is_websocket_upgrade(fields)) return true;
     // Bytes after the head are the client's first frames; a body would make them ambiguous.
     if (info.framing != body_framing::none) {
-        reject({400, "a WebSocket handshake cannot have a body"}, http::refusal::count);
+        reject({400, "a WebSocket handshake cannot have a body"}, http::refusal::count, {}, &head);
         return false;
     }
     auto hs = std::make_unique<ws_handshake>();
@@ -537,7 +580,8 @@ bool connection::check_websocket(const request_head& head, const request_info& i
             {"sec-websocket-version", ws::k_websocket_version}};
         reject(err, http::refusal::count,
                err.status == 426 ? std::span<const http::field>(version)
-                                 : std::span<const http::field>());
+                                 : std::span<const http::field>(),
+               &head);
         return false;
     }
     ws_ = std::move(hs);
@@ -631,7 +675,7 @@ void connection::finish_request() {
 }
 
 void connection::reject(const core::error& err, http::refusal why,
-                        std::span<const http::field> extra) {
+                        std::span<const http::field> extra, const request_head* head) {
     owner_.refused(*this, why == http::refusal::count ? http::refusal_for_status(err.status) : why);
     if (core::log_enabled(core::log_level::debug)) {
         std::string msg = "rejected request from " + client_.host + ": " +
@@ -639,9 +683,32 @@ void connection::reject(const core::error& err, http::refusal why,
         core::log(core::log_level::debug, msg);
     }
     if (state_ == state::in_request && response_started_) return close_now();
+    // The error response is the request's answer: in the access log, as the exchange's when the
+    // app already has the request (a body too large or too slow), else as an engine answer.
+    const uint64_t body_bytes = reason_phrase(err.status).size() + 1;  // encode_error_response
+    if (ex_ && state_ == state::in_request) {
+        ex_->status = err.status;
+        ex_->bytes_sent = body_bytes;
+        ex_->response_complete = true;
+    } else {
+        log_answer(head, err.status, body_bytes);
+    }
     detach_exchange(true);
     out_.append(encode_error_response(err.status, cfg_.server_header, cfg_.date_header, extra));
     start_draining();
+}
+
+void connection::log_answer(const request_head* head, int status, uint64_t body_bytes) {
+    if (!events_.access_log()) return;
+    if (!head) return events_.log_answer(client_, {}, {}, {}, status, body_bytes);
+    std::string_view user_agent, request_id;
+    for (const header_field& f : head->headers) {
+        if (iequals(f.name, "user-agent")) user_agent = f.value;
+        if (iequals(f.name, "x-request-id")) request_id = f.value;
+    }
+    events_.log_answer(client_, head->method, head->target,
+                       head->minor_version == 1 ? "1.1" : "1.0", status, body_bytes, user_agent,
+                       request_id);
 }
 
 void connection::start_draining() {
@@ -671,6 +738,12 @@ void connection::close_now(bool reset) {
     write_timer_ = false;
     if (rate_timer_) owner_.disarm_timer(*this, timer_kind::rate);
     rate_timer_ = false;
+    if (ex_ && !out_.empty()) {
+        // For the access log: what never left was not sent (the unwritten output may include
+        // the head and chunk framing, so this counts body bytes low rather than high).
+        ex_->cut_short = true;
+        ex_->bytes_sent -= std::min<uint64_t>(ex_->bytes_sent, out_.size());
+    }
     detach_exchange(true);
     out_.clear();
     if (reset) {
@@ -1089,11 +1162,14 @@ void connection::hand_over() {
     }
     owner_.request_done(*this, *ex, request_started_ms_);
     // Nothing reads the request head again (the app's scope was built from it before it could
-    // accept): an idle WebSocket keeps none of it.
-    ex->method = ex->target = {};
-    std::vector<http::field>().swap(ex->headers);
-    std::vector<std::string_view>().swap(ex->ws_subprotocols);
-    std::string().swap(ex->head_storage);
+    // accept): an idle WebSocket keeps none of it. With the access log on, its record reads the
+    // head after this phase, and the bridge frees it then.
+    if (!events_.access_log()) {
+        ex->method = ex->target = {};
+        std::vector<http::field>().swap(ex->headers);
+        std::vector<std::string_view>().swap(ex->ws_subprotocols);
+        std::string().swap(ex->head_storage);
+    }
     std::string leftover(in_.readable());
     in_.discard();
     out_.release();

@@ -306,8 +306,11 @@ class connection final : public http::response_sink {
         return !keep_alive_ || shutting_down_ || !body_done_;
     }
     // Answers `err` and closes; `why` is reported to the owner (count: derived from the status).
+    // `head`: the request's parsed head, when there is one (for the access log).
     void reject(const core::error& err, http::refusal why = http::refusal::count,
-                std::span<const http::field> extra = {});
+                std::span<const http::field> extra = {}, const request_head* head = nullptr);
+    // An answer the engine gives itself, for the access log (a no-op when it is off).
+    void log_answer(const request_head* head, int status, uint64_t body_bytes);
     void flush();
     void start_draining();
     void close_now(bool reset = false);  // reset: transport::abort(), see there

@@ -884,7 +884,7 @@ void connection::start_stream(stream& s) {
         http::internal_reply reply;
         if (owner_.internal_response(*this, path, reply)) {
             return answer(s, reply.status, reply.content_type,
-                          method == "HEAD" ? std::string() : std::move(reply.body));
+                          method == "HEAD" ? std::string() : std::move(reply.body), {}, false);
         }
     }
     if (cfg_.internal_only) return answer(s, 404, "text/plain; charset=utf-8", "Not Found\n");
@@ -1161,7 +1161,7 @@ void connection::request_ended(stream& s) {
 
 // An answer from the engine itself: no exchange, no app.
 void connection::answer(stream& s, int status, std::string_view content_type, std::string body,
-                        std::span<const http::field> extra) {
+                        std::span<const http::field> extra, bool log) {
     s.out = std::move(body);
     s.out_off = 0;
     s.body_done = true;
@@ -1180,6 +1180,9 @@ void connection::answer(stream& s, int status, std::string_view content_type, st
     s.started = true;
     s.no_body = s.out.empty() || s.head_request;  // HEAD: the length GET would have, no body
     if (s.no_body) s.out.clear();
+    // The engine's own answers get an access line too (the /-/ probes do not, as over HTTP/1.1).
+    if (log)
+        events_.log_answer(client_, s.view(s.method), s.view(s.path), "2", status, s.out.size());
     nghttp2_submit_response(session_, s.id, nv.data(), nv.size(), s.no_body ? nullptr : &prd);
     if (s.no_body) s.complete = true;
 }

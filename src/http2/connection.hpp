@@ -221,7 +221,7 @@ class connection final : public http::response_sink {
     bool was_opened(uint32_t id) const noexcept;
     void request_ended(stream& s);
     void answer(stream& s, int status, std::string_view content_type, std::string body,
-                std::span<const http::field> extra = {});
+                std::span<const http::field> extra = {}, bool log = true);
     void on_client_reset(stream& s);
     void stream_closed(int32_t id, uint32_t code);
     void finish_stream(stream& s, bool gone);

@@ -13,6 +13,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "core/clock.hpp"
 #include "core/log.hpp"
 #include "proxy/proxy_protocol.hpp"
 #include "server/tcp_transport.hpp"
@@ -208,6 +209,18 @@ struct server::conn_entry final : loop::io_handler {
         const iovec iov{const_cast<char*>(reply.data()), reply.size()};
         transport.writev(&iov, 1, true);
         transport.shutdown_write();
+        srv.events_.log_answer(conn().client(), {}, {}, {}, 400, body.size());
+        // A setup mistake (a wrong URL scheme), not traffic: said at INFO with what to do, at
+        // most once every ten seconds so that a scanner cannot flood the log through it.
+        static uint64_t last_ms = 0;
+        const uint64_t now = srv.loop_.now_ms();
+        if ((last_ms == 0 || now - last_ms >= 10000) && core::log_enabled(core::log_level::info)) {
+            last_ms = now;
+            core::log(core::log_level::info,
+                      "plain HTTP (an http:// client) from " + conn().client().host +
+                          " on the TLS port " + std::to_string(conn().local().port) +
+                          " (answered 400): use https:// URLs for this port");
+        }
     }
     static void on_read_timer(void* ctx) {
         auto* e = static_cast<conn_entry*>(ctx);
@@ -408,6 +421,7 @@ server::server(const server_config& cfg)
         m_ = &metrics_.slot(0);
         metrics::set(m_->pid, static_cast<uint64_t>(::getpid()));
     }
+    events_.set_access_log(cfg_.access_log);
     cfg_.conn.read_blocks = &read_blocks_;
     cfg_.conn.forwarded_trust = cfg_.proxy_headers ? &cfg_.forwarded_trust : nullptr;
     cfg_.conn.proxy_protocol_from = cfg_.proxy_protocol ? &cfg_.forwarded_trust : nullptr;
@@ -749,6 +763,7 @@ void server::request_done(http1::connection&, const http::exchange& ex, uint64_t
 }
 
 void server::count_request(const http::exchange& ex, uint64_t started) {
+    if (events_.access_log()) log_exchange(ex, started);
     if (!m_) return;
     const size_t cls = ex.status >= 100 && ex.status < 600 ? ex.status / 100 : 0;
     metrics::add(m_->requests[metrics::method_of(ex.method)][cls]);
@@ -759,6 +774,27 @@ void server::count_request(const http::exchange& ex, uint64_t started) {
     if (bucket < metrics::k_buckets) metrics::add(m_->duration_buckets[bucket]);
     metrics::add(m_->duration_count);
     metrics::add(m_->duration_sum_us, ms * 1000);
+}
+
+// The access record of a request that reached the app (or was meant to), as its protocol lets
+// go of it: answered, failed, or cut short.
+void server::log_exchange(const http::exchange& ex, uint64_t started_ms) {
+    // An HTTP/2 stream the client reset before its app started never had a response.
+    if (ex.cancelled) return;
+    http::access_record r;
+    // The record keeps the exchange (not const: the bridge frees a WebSocket's head once logged).
+    r.ex = std::const_pointer_cast<http::exchange>(ex.shared_from_this());
+    // An accepted WebSocket's answer is its 101 (HTTP/2: 200), complete once sent.
+    const bool websocket = ex.websocket && (ex.status == 101 || ex.status == 200);
+    r.status = ex.status != 0 ? ex.status : k_no_response_status;
+    r.bytes = ex.bytes_sent;
+    r.cut_short = ex.cut_short || (!ex.response_complete && !websocket);
+    // started_us is the precise clock; an exchange without it has the coarse one in ms (the same
+    // monotonic clock, read less often: it may lag by a few ms, hence the clamp).
+    const uint64_t start = ex.started_us != 0 ? ex.started_us : started_ms * 1000;
+    const uint64_t now = core::now_us();
+    r.duration_us = now > start ? now - start : 0;
+    events_.log(std::move(r));
 }
 
 void server::on_closed(http1::connection& c) {

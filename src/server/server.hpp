@@ -74,7 +74,14 @@ struct server_config {
     bool http1 = true;
     bool http2 = true;
     http2::connection_config h2{};  // --http2-* settings
+    // Collect an access record (http::access_record) for every response, the engine's own
+    // answers included; the bridge takes them from events() after each phase.
+    bool access_log = false;
 };
+
+// The status an access record gives a request whose connection closed before any response
+// started (nginx's convention: "client closed request").
+inline constexpr int k_no_response_status = 499;
 
 class server final : private http1::connection_owner {
     struct ws_owner;
@@ -183,6 +190,7 @@ class server final : private http1::connection_owner {
     bool admit();
     void finished();
     void count_request(const http::exchange& ex, uint64_t started_ms);
+    void log_exchange(const http::exchange& ex, uint64_t started_ms);
     bool answer_internal(bool internal_listener, std::string_view target,
                          http::internal_reply& out);
     loop::timeout_list& list_for(timer_kind kind) noexcept;

@@ -11,6 +11,7 @@
 #include "bridge/asgi/exchange_detail.hpp"
 #include "bridge/asgi/runner.hpp"
 #include "bridge/objects.hpp"
+#include "core/clock.hpp"
 
 #include <structmember.h>  // T_PYSSIZET, READONLY (Python 3.10 and 3.11 have no Py_T_PYSSIZET)
 
@@ -26,7 +27,7 @@ using py::N;
 PyTypeObject* g_exchange_type = nullptr;
 
 constexpr int log_error_level = 40;
-constexpr int log_warning_level = 30;
+constexpr int log_debug_level = 10;
 
 // ---------------------------------------------------------------- live list
 
@@ -93,8 +94,11 @@ PyObject* try_receive(exchange_object* obj) {
         obj->body_finished = true;  // the client left in the middle of the body
         return make_disconnect(obj);
     }
-    // After the body: http.disconnect once the response is sent or the client is gone.
-    if (!ex.connected() || ex.client_closed || ex.response_complete) return make_disconnect(obj);
+    // After the body: http.disconnect once the response is sent or the client is gone, and for
+    // an event stream once the server is shutting down (see end_event_streams).
+    if (!ex.connected() || ex.client_closed || ex.response_complete ||
+        (ex.event_stream && obj->srv->draining && obj->asgi_state == st_body))
+        return make_disconnect(obj);
     return nullptr;
 }
 
@@ -176,17 +180,19 @@ PyObject* runtime_error(const char* fmt, PyObject* arg) {
 // ASGI says response header names must be lowercase, but Django's ASGI handler sends them in
 // their original case on purpose ("some non-RFC compliant clients require e.g. Content-Type"),
 // and HTTP field names are case-insensitive anyway. Rejecting them would break every Django
-// app, so the names go out as given and the broken rule is logged once per server.
-void warn_if_not_lowercase(exchange_object* obj, PyObject* name) {
+// app, so the names go out as given. Legal HTTP, and nothing the user has to act on: a note at
+// DEBUG, once per server (a WARNING at every start of every Django app was noise).
+void note_if_not_lowercase(exchange_object* obj, PyObject* name) {
     if (obj->srv->warned_header_case) return;
     std::string_view nm(PyBytes_AS_STRING(name), static_cast<size_t>(PyBytes_GET_SIZE(name)));
     for (char c : nm) {
         if (c >= 'A' && c <= 'Z') {
             obj->srv->warned_header_case = true;
-            log_error(obj->srv, log_warning_level,
-                      "ASGI rule broken: response header names must be lowercase (got '" +
+            log_error(obj->srv, log_debug_level,
+                      "response header names are not all lowercase as ASGI asks (got '" +
                           std::string(nm) +
-                          "'); sent as given, since HTTP names are case-insensitive (logged once)");
+                          "', Django sends them so); sent as given, since HTTP field names are "
+                          "case-insensitive (said once)");
             return;
         }
     }
@@ -221,21 +227,11 @@ PyObject* copy_headers(exchange_object* obj, PyObject* headers) {
             if (c == '\r' || c == '\n' || c == '\0')
                 return runtime_error("response header value must not contain CR, LF or NUL: %R",
                                      value);
-        warn_if_not_lowercase(obj, name);
+        note_if_not_lowercase(obj, name);
         PyTuple_SET_ITEM(out.get(), 2 * i, Py_NewRef(name));
         PyTuple_SET_ITEM(out.get(), 2 * i + 1, Py_NewRef(value));
     }
     return out.release();
-}
-
-void write_access_log(exchange_object* obj) {
-    server_object* s = obj->srv;
-    if (s->access_log == Py_None) return;
-    std::string line = access_prefix(*obj->ex);
-    line.append(std::to_string(obj->ex->status));
-    py::ref text(py::str(line));
-    py::ref r(text ? PyObject_CallOneArg(s->access_log, text.get()) : nullptr);
-    if (!r) PyErr_WriteUnraisable(s->access_log);
 }
 
 // Hands a response message to the engine. `first`: the head goes with it.
@@ -255,7 +251,11 @@ PyObject* send_to_engine(exchange_object* obj, std::string_view body, bool more)
             fields[i] = {{PyBytes_AS_STRING(k), static_cast<size_t>(PyBytes_GET_SIZE(k))},
                          {PyBytes_AS_STRING(v), static_cast<size_t>(PyBytes_GET_SIZE(v))}};
         }
-        http::response_sink::head h{obj->start_status, std::span<const http::field>(fields, n)};
+        const std::span<const http::field> head_fields(fields, n);
+        static const std::vector<std::string> no_fields;
+        inspect_response_head(obj->srv->access ? obj->srv->access->response_fields : no_fields,
+                              *obj->ex, head_fields);
+        http::response_sink::head h{obj->start_status, head_fields};
         h.trailers = obj->ex->trailers;
         r = obj->ex->send(&h, body, more);
     } else {
@@ -277,7 +277,6 @@ PyObject* send_to_engine(exchange_object* obj, std::string_view body, bool more)
     }
     if (obj->asgi_state == st_head) Py_CLEAR(obj->start_headers);
     obj->asgi_state = more ? st_body : obj->ex->trailers ? st_trailers : st_done;
-    if (obj->asgi_state == st_done) write_access_log(obj);
     if (r.status == http::send_status::proceed) return asgi::ready(Py_NewRef(Py_None));
     PyObject* fut = PyObject_CallNoArgs(obj->srv->create_future);
     if (!fut) return nullptr;
@@ -367,15 +366,33 @@ PyObject* on_response_trailers(exchange_object* obj, PyObject* msg) {
         PyErr_SetString(PyExc_RuntimeError, ("invalid trailers: " + std::string(r.reason)).c_str());
         return nullptr;
     }
-    if (!more) {
-        obj->asgi_state = st_done;
-        write_access_log(obj);
-    }
+    if (!more) obj->asgi_state = st_done;
     return asgi::ready(Py_NewRef(Py_None));
 }
 
 PyMethodDef* send_method();
 PyMethodDef* receive_method();
+
+// A graceful shutdown is ending this event stream while its client still reads it.
+bool ended_by_shutdown(const exchange_object* obj) {
+    return obj->srv->draining && obj->ex->event_stream && obj->asgi_state == st_body &&
+           obj->ex->connected() && !obj->ex->client_closed;
+}
+
+// `msg` (of type `type`) is an http.response.body that ends the response.
+bool is_final_body(PyObject* msg, PyObject* type) {
+    if (type != N().v_response_body &&
+        !(PyUnicode_Check(type) && PyUnicode_Compare(type, N().v_response_body) == 0))
+        return false;
+    PyObject* more = PyDict_GetItemWithError(msg, N().more_body);
+    if (!more) {
+        PyErr_Clear();
+        return true;
+    }
+    const int t = PyObject_IsTrue(more);
+    if (t < 0) PyErr_Clear();
+    return t == 0;
+}
 
 PyObject* exchange_send(PyObject* self, PyObject* msg) {
     auto* obj = reinterpret_cast<exchange_object*>(self);
@@ -391,7 +408,18 @@ PyObject* exchange_send(PyObject* self, PyObject* msg) {
     if (still_waiting(obj->send_waiter))
         return runtime_error("send() called again before the previous send() completed");
     if (obj->ws_state != ws_none) return ws_send(obj, msg, type);
-    if (obj->told_disconnect && obj->asgi_state != st_done) {
+    if (ended_by_shutdown(obj)) {
+        // The shutdown ends this event stream (end_event_streams): its sends raise as if the
+        // client had left (what apps that never call receive() learn it from: Starlette's
+        // StreamingResponse under ASGI 2.4), all but the one that ends the response, which
+        // the client, still there, reads as a clean end.
+        if (!is_final_body(msg, type)) {
+            obj->told_disconnect = true;
+            PyErr_SetString(client_disconnected_error,
+                            "the server is shutting down: the event stream ends");
+            return nullptr;
+        }
+    } else if (obj->told_disconnect && obj->asgi_state != st_done) {
         if (obj->asgi_state != st_failed) obj->ex->abort();
         obj->asgi_state = st_failed;
         PyErr_SetString(client_disconnected_error, "the client has disconnected");
@@ -455,10 +483,19 @@ void send_internal_error(exchange_object* obj) {
     http::send_result r = obj->ex->send(&h, "Internal Server Error", false);
     if (r.status == http::send_status::proceed || r.status == http::send_status::wait) {
         obj->asgi_state = st_done;
-        write_access_log(obj);
     } else {
         obj->ex->abort();
     }
+}
+
+// Completes a started response with an empty last body; false if the client is gone or the
+// framing does not allow it (a content-length not reached).
+bool end_response(exchange_object* obj) {
+    if (!obj->ex->connected()) return false;
+    const http::send_result r = obj->ex->send(nullptr, {}, false);
+    if (r.status != http::send_status::proceed && r.status != http::send_status::wait) return false;
+    obj->asgi_state = st_done;
+    return true;
 }
 
 // The app raised. Answer 500 if nothing was sent yet, otherwise close the connection.
@@ -470,7 +507,9 @@ PyObject* exchange_fail(PyObject* self, PyObject*) {
         Py_CLEAR(obj->start_headers);
         send_internal_error(obj);
     } else if (obj->asgi_state != st_done) {
-        obj->ex->abort();
+        // (An event stream the shutdown ended: the app raised the ClientDisconnected its send
+        // got; the client still reads, and sees a clean end.)
+        if (!ended_by_shutdown(obj) || !end_response(obj)) obj->ex->abort();
     }
     unlink(obj);
     Py_RETURN_NONE;
@@ -503,12 +542,24 @@ PyObject* exchange_finish(PyObject* self, PyObject* result) {
             if (obj->ex->connected()) send_internal_error(obj);
             break;
         case st_body:
+            if (obj->told_disconnect || !obj->ex->connected()) {
+                // It learned the client was gone (or a shutdown ended its event stream) and
+                // stopped: what ASGI asks of it, not an error. An event stream a shutdown ended
+                // ends cleanly (the last chunk) while its client still reads; otherwise the
+                // connection closes, and the access line says the response was cut short.
+                if (!ended_by_shutdown(obj) || !end_response(obj)) obj->ex->abort();
+                break;
+            }
             log_error(obj->srv, log_error_level,
                       "ASGI callable returned without completing the response (the last "
                       "'http.response.body' had more_body=True); closing the connection");
             obj->ex->abort();
             break;
         case st_trailers:
+            if (obj->told_disconnect || !obj->ex->connected()) {
+                obj->ex->abort();
+                break;
+            }
             log_error(obj->srv, log_error_level,
                       "ASGI callable returned without sending the 'http.response.trailers' its "
                       "'http.response.start' announced; resetting the stream");
@@ -668,6 +719,9 @@ bool init_exchange_type(PyObject* module) {
     g_channel_type =
         reinterpret_cast<PyTypeObject*>(PyType_FromModuleAndSpec(module, &channel_spec, nullptr));
     if (!g_channel_type) return false;
+    // Exported for coachwhip._asgi, which marks it as a coroutine function's type.
+    if (PyModule_AddObjectRef(module, "Channel", reinterpret_cast<PyObject*>(g_channel_type)) < 0)
+        return false;
     client_disconnected_error = PyErr_NewExceptionWithDoc(
         "coachwhip._core.ClientDisconnected",
         "Raised by send() when the client has gone away (ASGI HTTP spec 2.4: an OSError).",
@@ -724,6 +778,7 @@ void start_exchange(server_object* srv, const std::shared_ptr<http::exchange>& e
     obj->linked = false;
     obj->prev = obj->next = nullptr;
     ex->app_handle = obj;
+    if (srv->access && ex->started_us == 0) ex->started_us = core::now_us();  // (HTTP/2)
     if (++srv->requests_total == srv->request_limit && srv->on_request_limit) {
         // --max-requests: tell the worker at once, not at its next heartbeat.
         py::ref r(PyObject_CallNoArgs(srv->on_request_limit));
@@ -769,6 +824,20 @@ void start_exchange(server_object* srv, const std::shared_ptr<http::exchange>& e
     // the exchange and drop obj->task: `task` and `runner` keep both alive until we return.
     if (context && !asgi::step_eagerly(runner.get(), task.get(), context.get(), srv->loop))
         PyErr_WriteUnraisable(srv->app);
+}
+
+// A graceful shutdown began (server_object::draining): each app streaming Server-Sent Events
+// that waits in receive() gets http.disconnect now, and later receive() calls return it at
+// once. An event stream never ends by itself, so waiting for it would only hold the shutdown
+// for the whole --timeout-graceful-shutdown; ended as a client's departure ends it, its client
+// reconnects (EventSource does) to a server that stays. Other responses, streamed downloads
+// included, are left to finish within the timeout.
+void end_event_streams(server_object* srv) {
+    for (exchange_object* obj = srv->live; obj; obj = obj->next) {
+        if (obj->ws_state != ws_none || obj->asgi_state != st_body || !obj->ex->event_stream)
+            continue;
+        if (obj->recv_waiter) answer_receive(obj, try_receive(obj));
+    }
 }
 
 void deliver_events(exchange_object* obj, uint8_t events) {

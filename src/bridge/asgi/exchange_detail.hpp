@@ -1,5 +1,5 @@
 // coachwhip::bridge::detail — the parts of the ASGI exchange (exchange.cpp) that its WebSocket
-// face (websocket.cpp) shares: waiting futures, response heads, the access log.
+// face (websocket.cpp) shares: waiting futures, response heads.
 #pragma once
 
 #include <cstdint>
@@ -30,8 +30,6 @@ void fail_waiter(PyObject*& waiter, PyObject* exc_type, const char* text);
 PyObject* runtime_error(const char* fmt, PyObject* arg = nullptr);
 // The validated (name0, value0, name1, ...) tuple of an ASGI headers list (None: empty).
 PyObject* copy_headers(exchange_object* obj, PyObject* headers);
-// The access line for the exchange's request and status (when an access log is set).
-void write_access_log(exchange_object* obj);
 // The response head (from start_status/start_headers, in st_head) and/or body to the engine:
 // None at once, a future to wait for ev_drain, or nullptr with ClientDisconnected or
 // RuntimeError set.
@@ -41,5 +39,8 @@ PyObject* on_response_body(exchange_object* obj, PyObject* msg);
 PyObject* on_response_trailers(exchange_object* obj, PyObject* msg);
 // 500 with "connection: close" (before a head was sent), or close the connection.
 void send_internal_error(exchange_object* obj);
+// Completes a started response with an empty last body (false: it cannot be, the caller
+// closes).
+bool end_response(exchange_object* obj);
 
 }  // namespace coachwhip::bridge::detail

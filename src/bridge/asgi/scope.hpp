@@ -49,6 +49,9 @@ class scope_builder {
     // A new {"type": "websocket.receive", "text" or "bytes": None} dict for the caller to fill
     // (its keys table shared, as build_websocket's), or nullptr with an exception set.
     PyObject* receive_message(bool text);
+    // The method as a str, shared by every request that uses it (a new reference; the access
+    // log uses it too).
+    PyObject* method(std::string_view m);
 
   private:
     // Heterogeneous lookup: the caches are searched with views into the request, no copies.
@@ -69,7 +72,6 @@ class scope_builder {
     PyObject* extensions(const tls::info& t);
     // scope["extensions"] of an HTTP/2 or TLS request: "tls", "http.response.trailers" (HTTP/2).
     PyObject* extensions(const http::exchange& ex);
-    PyObject* method(std::string_view m);
     static PyObject* scheme(std::string_view s);
     PyObject* header_name(std::string_view raw);
     PyObject* headers(const http::exchange& ex, bool ws);

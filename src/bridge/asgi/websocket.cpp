@@ -138,7 +138,6 @@ PyObject* on_accept(exchange_object* obj, PyObject* msg) {
         return PyErr_Format(PyExc_RuntimeError, "invalid websocket.accept: %s",
                             std::string(r.reason).c_str());
     obj->ws_state = ws_accepting;
-    write_access_log(obj);
     // Completes once the 101 is written and the WebSocket took over (ev_drain).
     return wait_on(obj, obj->send_waiter);
 }

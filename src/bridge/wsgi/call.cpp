@@ -11,7 +11,6 @@
 #include <utility>
 #include <vector>
 
-#include "bridge/access_log.hpp"
 #include "bridge/asgi/scope.hpp"
 #include "bridge/objects.hpp"
 #include "bridge/wsgi/pool.hpp"
@@ -819,8 +818,6 @@ void run_call(server_object* srv, const std::shared_ptr<call>& c) {
         PyErr_NoMemory();
         return app_failed(r);
     }
-    const std::string log_prefix =
-        srv->access_log != Py_None ? access_prefix(*r->ex) : std::string();  // while ours to read
     py::ref env(build_environ(srv, *r->ex, self.get()));
     py::ref start(env ? PyCFunction_NewEx(&start_response_def, self.get(), nullptr) : nullptr);
     if (!start) {
@@ -854,12 +851,6 @@ void run_call(server_object* srv, const std::shared_ptr<call>& c) {
     }
     PyErr_Clear();
     r->ex = nullptr;
-    if (srv->access_log != Py_None && !log_prefix.empty()) {
-        std::string line = log_prefix + std::to_string(r->status);
-        py::ref text(py::str(line));
-        py::ref res(text ? PyObject_CallOneArg(srv->access_log, text.get()) : nullptr);
-        if (!res) PyErr_WriteUnraisable(srv->access_log);
-    }
 }
 
 bool init_input_type(PyObject* module) {

@@ -7,6 +7,7 @@
 #include <cerrno>
 #include <utility>
 
+#include "bridge/access_log.hpp"
 #include "core/clock.hpp"
 #include "core/log.hpp"
 #include "server/server.hpp"
@@ -63,6 +64,7 @@ pool::~pool() {
 void pool::submit(const std::shared_ptr<http::exchange>& ex) {
     auto c = std::make_shared<call>();
     c->request = ex.get();
+    if (ex->started_us == 0) ex->started_us = core::now_us();  // (HTTP/2: for the access log)
     c->queued_ms = core::now_ms();
     ex->app_handle = c.get();
     // Body bytes that came with the head go with the call: a small POST is read without a
@@ -87,18 +89,39 @@ void pool::wake_one() {
 }
 
 void pool::arm_wake_timer() {
-    if (!jobs_.empty() && idle_ > waking_ && !wake_timer_.armed())
+    if ((!jobs_.empty() || !access_.empty()) && idle_ > waking_ && !wake_timer_.armed())
         engine_.event_loop().arm(wake_timer_, wake_list_);
 }
 
 // The queue has not moved for wake_after_ms while threads sleep: the awake ones are blocked
-// in the app, so one more thread starts on the queue.
+// in the app, so one more thread starts on the queue (or writes the access records waiting).
 void pool::on_wake_timer(void* self) {
     auto* p = static_cast<pool*>(self);
     std::lock_guard lk(p->mu_);
-    if (p->jobs_.empty()) return;
-    if (core::now_ms() - p->last_take_ms_ >= wake_after_ms) p->wake_one();
+    if (p->jobs_.empty() && p->access_.empty()) return;
+    const uint64_t now = core::now_ms();
+    if ((!p->jobs_.empty() && now - p->last_take_ms_ >= wake_after_ms) ||
+        (!p->access_.empty() && now - p->access_since_ms_ >= wake_after_ms))
+        p->wake_one();
     p->arm_wake_timer();
+}
+
+// The access records of a batch: a thread writes them between calls. As for a new call, one is
+// woken only when none is awake (an awake thread takes them after its current call; the wake
+// timer covers one stuck in the app): waking another per batch would hand the GIL around.
+void pool::post_access(std::vector<http::access_record>& records) {
+    if (records.empty()) return;
+    std::lock_guard lk(mu_);
+    if (access_.empty()) {
+        access_.swap(records);
+        access_since_ms_ = core::now_ms();
+    } else {
+        for (auto& r : records)
+            access_.push_back(std::move(r));
+        records.clear();
+    }
+    if (idle_ - waking_ == threads_) wake_one();
+    arm_wake_timer();
 }
 
 void pool::deliver(http::exchange& ex, uint8_t events) {
@@ -159,6 +182,7 @@ void pool::service(call& c, http::exchange& ex, uint8_t events) {
                     for (size_t i = 0; i < fields.size(); ++i)
                         fields[i] = {cmd.hv[2 * i], cmd.hv[2 * i + 1]};
                     http::response_sink::head h{cmd.status, fields, cmd.reason};
+                    if (!logged_fields_.empty()) inspect_response_head(logged_fields_, ex, fields);
                     r = cmd.file.get() >= 0 ? ex.send_file(&h, cmd.file.release(), cmd.file_offset,
                                                            cmd.file_length, cmd.more)
                                             : ex.send(&h, cmd.data, cmd.more);
@@ -249,13 +273,13 @@ std::shared_ptr<call> pool::take() {
     // call wakes one thread, not every sleeping one. A woken thread may find the queue empty (an
     // awake thread took the call first): it gives its token back and sleeps again; a token
     // left behind would make the pool believe a thread is awake and wake nobody.
-    while (jobs_.empty() && !stopping_) {
+    while (jobs_.empty() && !stopping_ && access_.empty()) {
         ++idle_;
         jobs_cv_.wait(lk, [&] { return waking_ > 0 || stopping_; });
         --idle_;
         if (waking_ > 0) --waking_;
     }
-    if (jobs_.empty()) return nullptr;
+    if (jobs_.empty()) return nullptr;  // stopping, or access records to write
     std::shared_ptr<call> c = std::move(jobs_.front());
     jobs_.pop_front();
     ++running_;
@@ -333,6 +357,22 @@ bool pool::read_body(const std::shared_ptr<call>& cp, std::string& out, bool& co
     }
     complete = c.body_complete;
     return got || complete || !c.gone;
+}
+
+bool pool::stopping() const {
+    std::lock_guard lk(mu_);
+    return stopping_;
+}
+
+bool pool::access_pending() const {
+    std::lock_guard lk(mu_);
+    return !access_.empty();
+}
+
+void pool::take_access(std::vector<http::access_record>& out) {
+    out.clear();
+    std::lock_guard lk(mu_);
+    out.swap(access_);
 }
 
 void pool::stop() {

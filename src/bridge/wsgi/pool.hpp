@@ -135,9 +135,15 @@ class pool final : private loop::io_handler {
     void deliver(http::exchange& ex, uint8_t events);
     // Calls submitted and not finished (queued or running).
     size_t live() const noexcept { return live_.size(); }
+    // Access records for a WSGI thread to write (moved out; `records` is left empty).
+    void post_access(std::vector<http::access_record>& records);
+    // The response fields the access log format names (noted as each head is sent). Before
+    // the engine thread starts.
+    void log_response_fields(std::vector<std::string> names) { logged_fields_ = std::move(names); }
 
     // ---- WSGI threads (all block with the caller's GIL released by the caller) ----
-    // The next call to run, or nullptr once stop() was called and the queue is empty.
+    // The next call to run; nullptr once stop() was called and the queue is empty, or when
+    // access records wait (access_pending()) and no call does.
     std::shared_ptr<call> take();
     // The next call if one is queued now, without waiting (so without giving up the GIL).
     std::shared_ptr<call> try_take();
@@ -148,6 +154,12 @@ class pool final : private loop::io_handler {
     // Waits until body bytes, the end of the body, or the client's departure; moves what
     // arrived into `out` (appended). Returns false when the client left before the body ended.
     bool read_body(const std::shared_ptr<call>& c, std::string& out, bool& complete);
+    // Access records are waiting for a thread to write them.
+    bool access_pending() const;
+    // stop() was called (take() returning nullptr otherwise means access records wait).
+    bool stopping() const;
+    // Swaps the waiting access records into `out` (emptied first).
+    void take_access(std::vector<http::access_record>& out);
     // Wakes every thread waiting in take(); they return nullptr once the queue is empty.
     void stop();
     size_t running() const;  // calls taken by a thread and not finished (for the heartbeat)
@@ -180,6 +192,9 @@ class pool final : private loop::io_handler {
     size_t idle_ = 0;                           // guarded: threads waiting in take()
     size_t waking_ = 0;                         // guarded: notified, not yet out of take()
     uint64_t last_take_ms_ = 0;                 // guarded: when a thread last took a call
+    std::vector<http::access_record> access_;   // guarded: records for a thread to write
+    uint64_t access_since_ms_ = 0;              // guarded: when access_ became non-empty
+    std::vector<std::string> logged_fields_;    // see log_response_fields (then read-only)
     static constexpr uint64_t wake_after_ms = 1;
     loop::timeout_list wake_list_{wake_after_ms};  // engine thread
     loop::timer wake_timer_{on_wake_timer, this};  // engine thread
