@@ -15,7 +15,7 @@ import sys
 from collections.abc import MutableMapping, Sequence
 from typing import Any, NoReturn
 
-from coachwhip import __version__, compat, sources
+from coachwhip import __version__, compat, granianenv, sources
 from coachwhip.config import OPTION_BY_ATTR, OPTIONS, Config, ConfigError, Option, parse_text
 
 USAGE_EPILOG = """\
@@ -206,9 +206,20 @@ def _unknown(parser: argparse.ArgumentParser, extras: list[str]) -> str:
     return f"unknown flag {name}" + (f"; did you mean {close[0]}?" if close else "")
 
 
-def parse(argv: Sequence[str] | None = None) -> Parsed:
-    """Parses a command line (sys.argv[1:] by default); a usage error exits with status 2."""
+def parse(argv: Sequence[str] | None = None, where: str = "") -> Parsed:
+    """Parses a command line (sys.argv[1:] by default); a usage error exits with status 2, or,
+    for flags that came from somewhere else (`where`, e.g. a variable), is a ConfigError that
+    names it."""
     parser = build_parser()
+    if where:
+
+        def refuse(status: int = 0, message: str | None = None) -> NoReturn:
+            text = (message or "").strip().removeprefix("coachwhip: error: ")
+            if text.startswith("argument ") and ": " in text:  # argparse's "argument --port: "
+                text = text.split(": ", 1)[1]
+            raise ConfigError(f"{where}: {text.removesuffix(' (see coachwhip --help)')}")
+
+        parser.exit = refuse  # type: ignore[method-assign]
     args = _bare_ws(list(sys.argv[1:] if argv is None else argv))
     namespace, extras = parser.parse_known_args(args)
     if extras:
@@ -240,6 +251,11 @@ def load_config(
             config_file=parsed.config_file or lower.config_file,
             env=[*lower.env, *parsed.env],
         )
+    from_granian: dict[str, Any] = {}
+    for variable in granianenv.variables(environ):
+        found = parse(variable.argv, where=f"{variable.name}={variable.raw!r}")
+        from_granian.update(found.settings)
+        parsed.notes.extend(note + f" (from {variable.name})" for note in found.notes)
     for item in parsed.env:
         key, sep, value = item.partition("=")
         if not sep or not key:
@@ -251,6 +267,7 @@ def load_config(
         config_file=parsed.config_file or environ.get("COACHWHIP_CONFIG") or None,
         project_dir=os.getcwd() if directory is None else directory,
         notes=parsed.notes,
+        environment=from_granian,
     )
 
 

@@ -138,7 +138,123 @@ FOREIGN: tuple[Foreign, ...] = (
     ),
     Foreign(("-k", "--worker-class"), check=_worker_class),
     Foreign(("--ssl-version",), check=_ssl_version, keyword="ssl_version"),
+    # granian's tuning flags for what coachwhip's engine decides itself
+    Foreign(
+        ("--blocking-threads-idle-timeout",),
+        note="--blocking-threads-idle-timeout: coachwhip's WSGI threads (--threads) live as long "
+        "as their worker",
+    ),
+    Foreign(
+        ("--runtime-blocking-threads",),
+        note="--runtime-blocking-threads: coachwhip's engine does no blocking work on its I/O "
+        "thread; WSGI apps run on --threads N",
+    ),
+    Foreign(
+        ("--task-impl",),
+        note="--task-impl: coachwhip runs the app's coroutines as asyncio tasks on --loop's loop",
+    ),
+    Foreign(
+        ("--http1-buffer-size",),
+        note="--http1-buffer-size: coachwhip sizes its buffers itself; the request head is "
+        "bounded by --limit-request-header-size",
+    ),
+    Foreign(
+        ("--http1-keep-alive",),
+        note="--http1-keep-alive: HTTP/1.1 keep-alive is on; --timeout-keep-alive sets how long an "
+        "idle connection stays",
+        value=False,
+    ),
+    Foreign(
+        ("--http1-pipeline-flush", "--no-http1-pipeline-flush"),
+        note="--http1-pipeline-flush: coachwhip writes the responses of pipelined requests in one "
+        "write",
+        value=False,
+    ),
+    Foreign(
+        ("--http2-adaptive-window", "--no-http2-adaptive-window"),
+        note="--http2-adaptive-window: coachwhip's HTTP/2 stream windows are fixed "
+        "(--http2-initial-stream-window-size) and reopen as the app reads",
+        value=False,
+    ),
+    Foreign(
+        ("--http2-max-send-buffer-size",),
+        note="--http2-max-send-buffer-size: coachwhip holds at most 64 KiB of a stream's unsent "
+        "output before the app's send() waits",
+    ),
+    Foreign(("--log",), note="--log: logging is on; --log-level sets how much", value=False),
+    Foreign(("--no-log",), "log_level", const="critical"),
+    Foreign(
+        ("--respawn-failed-workers",),
+        note="--respawn-failed-workers: coachwhip's supervisor always replaces a worker that dies",
+        value=False,
+    ),
+    Foreign(
+        ("--respawn-interval",),
+        note="--respawn-interval: coachwhip replaces a dead worker at once, backing off while it "
+        "keeps failing",
+    ),
+    Foreign(
+        ("--rss-sample-interval", "--rss-samples"),
+        note="--rss-sample-interval: coachwhip checks --workers-max-rss every second",
+    ),
+    Foreign(
+        ("--metrics-scrape-interval",),
+        note="--metrics-scrape-interval: coachwhip's metrics are read when /-/metrics is scraped",
+    ),
+    Foreign(
+        ("--reload-tick",),
+        note="--reload-tick: coachwhip watches files with inotify (no polling)",
+    ),
+    Foreign(
+        ("--reload-ignore-worker-failure", "--no-reload-ignore-worker-failure"),
+        note="--reload-ignore-worker-failure: coachwhip's --reload keeps watching when a worker "
+        "fails to import the app, and restarts it on the next change",
+        value=False,
+    ),
     # --- refused
+    Foreign(
+        ("--http1-header-read-timeout",),
+        refuse="use --timeout-request-header SECONDS (granian's value is in milliseconds, "
+        "coachwhip's in seconds)",
+    ),
+    Foreign(
+        ("--no-http1-keep-alive",),
+        refuse="coachwhip keeps HTTP/1.1 connections alive; use --timeout-keep-alive SECONDS to "
+        "close idle ones sooner",
+        value=False,
+    ),
+    Foreign(
+        ("--http2-keep-alive-interval", "--http2-keep-alive-timeout"),
+        refuse="coachwhip sends no HTTP/2 keepalive pings; idle connections get GOAWAY after "
+        "--timeout-keep-alive SECONDS",
+    ),
+    Foreign(
+        ("--no-respawn-failed-workers",),
+        refuse="coachwhip's supervisor always replaces a worker that dies; drop the flag",
+        value=False,
+    ),
+    Foreign(
+        ("--workers-kill-timeout",),
+        refuse="use --timeout-graceful-shutdown SECONDS (how long workers may finish before they "
+        "are killed)",
+    ),
+    Foreign(
+        ("--ssl-crl",),
+        refuse="coachwhip does not check certificate revocation lists; verify client "
+        "certificates against --ssl-ca-certs and check revocation in the proxy",
+    ),
+    Foreign(
+        ("--metrics-address", "--metrics-port"),
+        refuse="use --metrics-bind HOST:PORT (coachwhip serves /-/metrics there)",
+    ),
+    Foreign(
+        ("--reload-ignore-dirs", "--reload-ignore-paths", "--reload-ignore-patterns"),
+        refuse="use --reload-exclude PATTERN (a glob on file names; repeatable)",
+    ),
+    Foreign(
+        ("--process-name",),
+        refuse="coachwhip does not rename its processes",
+    ),
     Foreign(
         ("--header",),
         refuse="coachwhip cannot add default response headers: its engine has no setting for "
@@ -184,7 +300,12 @@ FOREIGN: tuple[Foreign, ...] = (
     ),
     Foreign(("--workers-lifetime",), refuse="coachwhip recycles by count; use --max-requests N"),
     Foreign(
-        ("--static-path-mount", "--static-path-route"),
+        (
+            "--static-path-mount",
+            "--static-path-route",
+            "--static-path-dir-to-file",
+            "--static-path-expires",
+        ),
         refuse="coachwhip serves no static files itself; serve them from the app or the proxy",
     ),
     Foreign(

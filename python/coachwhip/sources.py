@@ -2,7 +2,8 @@
 
 1. a command-line flag (or a run() keyword);
 2. an environment variable: COACHWHIP_<FLAG>, then the ones uvicorn and gunicorn read too
-   (WEB_CONCURRENCY, FORWARDED_ALLOW_IPS), then uvicorn's UVICORN_<FLAG>;
+   (WEB_CONCURRENCY, FORWARDED_ALLOW_IPS), then uvicorn's UVICORN_<FLAG>, then granian's
+   GRANIAN_<OPTION> (the command line only);
 3. a config file: the TOML file of -c/--config, else [tool.coachwhip] in ./pyproject.toml
    (the command line only);
 4. the default.
@@ -45,10 +46,12 @@ def load(
     config_file: str | None = None,
     project_dir: str | None = None,
     notes: Sequence[str] = (),
+    environment: Mapping[str, Any] | None = None,
 ) -> Config:
     """The Config for `explicit` settings (flags or keywords) over the environment, over the
     file. `project_dir` (the command line's current directory) is where pyproject.toml is read
-    and a gunicorn.conf.py is looked for."""
+    and a gunicorn.conf.py is looked for. `environment`: settings the caller already took from
+    variables of its own (granian's), ranked with UVICORN_*'s."""
     environ = os.environ if environ is None else environ
     said = list(notes)
     warnings: list[str] = []
@@ -60,10 +63,12 @@ def load(
         file_values = _read_project(Path(project_dir) / "pyproject.toml", said, warnings)
     if project_dir is not None and (Path(project_dir) / GUNICORN_CONF).is_file():
         warnings.append(gunicornconf.message(Path(project_dir) / GUNICORN_CONF))
-    _load_env_files(explicit, environ, file_values, said, warnings)
+    environment = environment or {}
+    _load_env_files(explicit, environ, {**file_values, **environment}, said, warnings)
     from_uvicorn, uvicorn_notes = compat.from_uvicorn_env(environ)
     said += uvicorn_notes
-    config = Config.load(explicit, environ, lower={**file_values, **from_uvicorn})
+    lower = {**file_values, **environment, **from_uvicorn}
+    config = Config.load(explicit, environ, lower=lower)
     config.notes[:0] = said
     config.warnings[:0] = warnings
     return config

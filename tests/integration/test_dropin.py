@@ -30,6 +30,7 @@ APP = "apps.dropin_apps:app"
 C, K, CA = "cert.pem", "key.pem", "ca.pem"  # TLS files are read at startup, not by the loader
 TLS = ("--ssl-certfile", C)
 UVICORN = Path(__file__).resolve().parents[2] / "bench" / ".venv" / "bin" / "uvicorn"
+GRANIAN = UVICORN.with_name("granian")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,6 +57,12 @@ NO_USER = (
 )
 ONE_THREAD = "coachwhip's engine runs one I/O thread per worker; use --workers N"
 LOOPS = "coachwhip runs on uvloop or asyncio; use --loop uvloop"
+NO_H2_PINGS = (
+    "coachwhip sends no HTTP/2 keepalive pings; idle connections get GOAWAY after "
+    "--timeout-keep-alive SECONDS"
+)
+METRICS_BIND = "use --metrics-bind HOST:PORT (coachwhip serves /-/metrics there)"
+RELOAD_EXCLUDE = "use --reload-exclude PATTERN (a glob on file names; repeatable)"
 
 # `uvicorn --help` of uvicorn 0.54, in its order: every flag with a value.
 UVICORN_CASES: list[Case] = [
@@ -367,7 +374,244 @@ GRANIAN_CASES: list[Case] = [
     (("--pid-file", "app.pid"), Refused(f"--pid-file: {NO_PID}")),
     (("--access-log-fmt", "[%(time)s]"), Accepted({"access_log_format": "[%(time)s]"})),
     (("--log-config", "log.json"), Accepted({"log_config": "log.json"})),
+    (("--host", "127.0.0.2", "--port", "8001"), Accepted({"host": "127.0.0.2", "port": 8001})),
+    (("--http2-max-concurrent-streams", "50"), Accepted({"http2_max_concurrent_streams": 50})),
+    (("--http2-max-frame-size", "32768"), Accepted({"http2_max_frame_size": 32768})),
+    (("--http2-max-headers-size", "32768"), Accepted({"http2_max_headers_size": 32768})),
+    (
+        ("--http2-initial-stream-window-size", "65535"),
+        Accepted({"http2_initial_stream_window_size": 65535}),
+    ),
+    (
+        ("--http2-initial-connection-window-size", "2097152"),
+        Accepted({"http2_initial_connection_window_size": 2097152}),
+    ),
+    (("--env-files", ".env"), Refused("--env-file .env: No such file or directory")),
+    (("--metrics",), Accepted({"metrics": True})),
+    (("--no-metrics",), Accepted({"metrics": False})),
+    (("--no-reload",), Accepted({"reload": False})),
+    (("--no-access-log",), Accepted({"access_log": False})),
+    (("--no-log",), Accepted({"log_level": "critical"})),
+    (("--log",), Accepted({}, "--log: logging is on; --log-level sets how much")),
+    (
+        ("--blocking-threads-idle-timeout", "30"),
+        Accepted(
+            {},
+            "--blocking-threads-idle-timeout: coachwhip's WSGI threads (--threads) live as long "
+            "as their worker",
+        ),
+    ),
+    (
+        ("--runtime-blocking-threads", "64"),
+        Accepted(
+            {},
+            "--runtime-blocking-threads: coachwhip's engine does no blocking work on its I/O "
+            "thread; WSGI apps run on --threads N",
+        ),
+    ),
+    (
+        ("--task-impl", "rust"),
+        Accepted(
+            {},
+            "--task-impl: coachwhip runs the app's coroutines as asyncio tasks on --loop's loop",
+        ),
+    ),
+    (
+        ("--http1-buffer-size", "65536"),
+        Accepted(
+            {},
+            "--http1-buffer-size: coachwhip sizes its buffers itself; the request head is "
+            "bounded by --limit-request-header-size",
+        ),
+    ),
+    (
+        ("--http1-keep-alive",),
+        Accepted(
+            {},
+            "--http1-keep-alive: HTTP/1.1 keep-alive is on; --timeout-keep-alive sets how long "
+            "an idle connection stays",
+        ),
+    ),
+    (
+        ("--no-http1-pipeline-flush",),
+        Accepted(
+            {},
+            "--no-http1-pipeline-flush: coachwhip writes the responses of pipelined requests in "
+            "one write",
+        ),
+    ),
+    (
+        ("--http1-pipeline-flush",),
+        Accepted(
+            {},
+            "--http1-pipeline-flush: coachwhip writes the responses of pipelined requests in "
+            "one write",
+        ),
+    ),
+    (
+        ("--http2-adaptive-window",),
+        Accepted(
+            {},
+            "--http2-adaptive-window: coachwhip's HTTP/2 stream windows are fixed "
+            "(--http2-initial-stream-window-size) and reopen as the app reads",
+        ),
+    ),
+    (
+        ("--no-http2-adaptive-window",),
+        Accepted(
+            {},
+            "--no-http2-adaptive-window: coachwhip's HTTP/2 stream windows are fixed "
+            "(--http2-initial-stream-window-size) and reopen as the app reads",
+        ),
+    ),
+    (
+        ("--http2-max-send-buffer-size", "409600"),
+        Accepted(
+            {},
+            "--http2-max-send-buffer-size: coachwhip holds at most 64 KiB of a stream's unsent "
+            "output before the app's send() waits",
+        ),
+    ),
+    (
+        ("--respawn-failed-workers",),
+        Accepted(
+            {},
+            "--respawn-failed-workers: coachwhip's supervisor always replaces a worker that dies",
+        ),
+    ),
+    (
+        ("--respawn-interval", "3.5"),
+        Accepted(
+            {},
+            "--respawn-interval: coachwhip replaces a dead worker at once, backing off while it "
+            "keeps failing",
+        ),
+    ),
+    (
+        ("--rss-sample-interval", "30"),
+        Accepted({}, "--rss-sample-interval: coachwhip checks --workers-max-rss every second"),
+    ),
+    (
+        ("--rss-samples", "1"),
+        Accepted({}, "--rss-samples: coachwhip checks --workers-max-rss every second"),
+    ),
+    (
+        ("--metrics-scrape-interval", "15"),
+        Accepted(
+            {},
+            "--metrics-scrape-interval: coachwhip's metrics are read when /-/metrics is scraped",
+        ),
+    ),
+    (
+        ("--reload-tick", "50"),
+        Accepted({}, "--reload-tick: coachwhip watches files with inotify (no polling)"),
+    ),
+    (
+        ("--reload-ignore-worker-failure",),
+        Accepted(
+            {},
+            "--reload-ignore-worker-failure: coachwhip's --reload keeps watching when a worker "
+            "fails to import the app, and restarts it on the next change",
+        ),
+    ),
+    (
+        ("--no-reload-ignore-worker-failure",),
+        Accepted(
+            {},
+            "--no-reload-ignore-worker-failure: coachwhip's --reload keeps watching when a "
+            "worker fails to import the app, and restarts it on the next change",
+        ),
+    ),
+    (
+        ("--http1-header-read-timeout", "30000"),
+        Refused(
+            "--http1-header-read-timeout: use --timeout-request-header SECONDS (granian's value "
+            "is in milliseconds, coachwhip's in seconds)"
+        ),
+    ),
+    (
+        ("--no-http1-keep-alive",),
+        Refused(
+            "--no-http1-keep-alive: coachwhip keeps HTTP/1.1 connections alive; use "
+            "--timeout-keep-alive SECONDS to close idle ones sooner"
+        ),
+    ),
+    (
+        ("--http2-keep-alive-interval", "10000"),
+        Refused(f"--http2-keep-alive-interval: {NO_H2_PINGS}"),
+    ),
+    (("--http2-keep-alive-timeout", "20"), Refused(f"--http2-keep-alive-timeout: {NO_H2_PINGS}")),
+    (
+        ("--no-respawn-failed-workers",),
+        Refused(
+            "--no-respawn-failed-workers: coachwhip's supervisor always replaces a worker that "
+            "dies; drop the flag"
+        ),
+    ),
+    (
+        ("--workers-kill-timeout", "10"),
+        Refused(
+            "--workers-kill-timeout: use --timeout-graceful-shutdown SECONDS (how long workers "
+            "may finish before they are killed)"
+        ),
+    ),
+    (
+        ("--ssl-crl", "crl.pem"),
+        Refused(
+            "--ssl-crl: coachwhip does not check certificate revocation lists; verify client "
+            "certificates against --ssl-ca-certs and check revocation in the proxy"
+        ),
+    ),
+    (("--metrics-address", "0.0.0.0"), Refused(f"--metrics-address: {METRICS_BIND}")),
+    (("--metrics-port", "9090"), Refused(f"--metrics-port: {METRICS_BIND}")),
+    (("--reload-ignore-dirs", "x"), Refused(f"--reload-ignore-dirs: {RELOAD_EXCLUDE}")),
+    (("--reload-ignore-paths", "x"), Refused(f"--reload-ignore-paths: {RELOAD_EXCLUDE}")),
+    (("--reload-ignore-patterns", "x"), Refused(f"--reload-ignore-patterns: {RELOAD_EXCLUDE}")),
+    (
+        ("--process-name", "web"),
+        Refused("--process-name: coachwhip does not rename its processes"),
+    ),
+    (
+        ("--static-path-route", "/static"),
+        Refused(
+            "--static-path-route: coachwhip serves no static files itself; serve them from the "
+            "app or the proxy"
+        ),
+    ),
+    (
+        ("--static-path-dir-to-file", "index.html"),
+        Refused(
+            "--static-path-dir-to-file: coachwhip serves no static files itself; serve them from "
+            "the app or the proxy"
+        ),
+    ),
+    (
+        ("--static-path-expires", "3600"),
+        Refused(
+            "--static-path-expires: coachwhip serves no static files itself; serve them from the "
+            "app or the proxy"
+        ),
+    ),
 ]
+
+# Every option of `granian --help` (2.8.7), each name as its flag; `--no-X` forms count for X.
+GRANIAN_HELP_FLAGS = """
+--host --port --uds --uds-permissions --interface --http --ws --workers --blocking-threads
+--blocking-threads-idle-timeout --runtime-threads --runtime-blocking-threads --runtime-mode --loop
+--task-impl --backlog --backpressure --http1-buffer-size --http1-header-read-timeout
+--http1-keep-alive --http1-pipeline-flush --http2-adaptive-window
+--http2-initial-connection-window-size --http2-initial-stream-window-size
+--http2-keep-alive-interval --http2-keep-alive-timeout --http2-max-concurrent-streams
+--http2-max-frame-size --http2-max-headers-size --http2-max-send-buffer-size --log --log-level
+--log-config --access-log --access-log-fmt --ssl-certificate --ssl-keyfile --ssl-keyfile-password
+--ssl-protocol-min --ssl-ca --ssl-crl --ssl-client-verify --url-path-prefix
+--respawn-failed-workers --respawn-interval --rss-sample-interval --rss-samples --workers-lifetime
+--workers-max-rss --workers-kill-timeout --factory --working-dir --env-files --static-path-route
+--static-path-mount --static-path-dir-to-file --static-path-expires --metrics
+--metrics-scrape-interval --metrics-address --metrics-port --reload --reload-paths
+--reload-ignore-dirs --reload-ignore-patterns --reload-ignore-paths --reload-tick
+--reload-ignore-worker-failure --process-name --pid-file --version --help
+""".split()
 
 UVICORN_HELP_FLAGS = """
 --host --port --uds --fd --reload --reload-dir --reload-include --reload-exclude --reload-delay
@@ -380,7 +624,8 @@ UVICORN_HELP_FLAGS = """
 --ssl-cert-reqs --ssl-ca-certs --ssl-ciphers --header --version --app-dir
 --h11-max-incomplete-event-size --reset-contextvars --factory --help
 """.split()
-ELSEWHERE = {"--env-file", "--version", "--help"}  # tested by their own tests below
+# tested by their own tests below
+ELSEWHERE = {"--env-file", "--version", "--help", "--working-dir"}
 
 
 def outcome(argv: tuple[str, ...], directory: Path, environ: dict[str, str] | None = None) -> Any:
@@ -441,6 +686,74 @@ def test_the_uvicorn_table_has_every_flag_of_uvicorn_help() -> None:
     assert live <= set(UVICORN_HELP_FLAGS), (
         f"uvicorn has new flags: {live - set(UVICORN_HELP_FLAGS)}"
     )
+
+
+def test_the_granian_table_has_every_flag_of_granian_help() -> None:
+    covered = {arg for argv, _ in GRANIAN_CASES for arg in argv if arg.startswith("--")}
+    covered |= {f"--{arg[5:]}" for arg in covered if arg.startswith("--no-")}
+    missing = [flag for flag in GRANIAN_HELP_FLAGS if flag not in covered | ELSEWHERE]
+    assert missing == []
+    if not GRANIAN.exists():
+        return  # the benchmark's virtualenv is not there: the list above is granian 2.8.7's
+    done = subprocess.run([str(GRANIAN), "--help"], capture_output=True, text=True, timeout=30)
+    live = set(re.findall(r"^\s+(--[a-z0-9-]+)", done.stdout, re.MULTILINE))
+    assert live <= set(GRANIAN_HELP_FLAGS), (
+        f"granian has new flags: {live - set(GRANIAN_HELP_FLAGS)}"
+    )
+
+
+def test_granian_variables_are_read_as_its_flags(tmp_path: Path) -> None:
+    environ = {
+        "GRANIAN_WORKERS": "3",
+        "GRANIAN_WEBSOCKETS": "false",  # --no-ws
+        "GRANIAN_LOG_ACCESS_ENABLED": "Yes",
+        "GRANIAN_RELOAD_PATHS": "apps lib",  # a repeatable option: split on whitespace
+        "GRANIAN_TASK_IMPL": "rust",
+        "GRANIAN_FACTORY": "0",  # false, with no --no- form used: the default
+        "GRANIAN_BLOCKING_THREADS": "",  # empty: unset, as click has it
+        "GRANIAN_NOT_AN_OPTION": "1",  # ignored, as granian ignores it
+    }
+    config = outcome((), tmp_path, environ)
+    assert isinstance(config, Config)
+    assert (config.workers, config.ws, config.access_log) == (3, "none", True)
+    assert (config.reload_dir, config.factory, config.threads) == (["apps", "lib"], False, 8)
+    assert config.notes == [
+        "--task-impl: coachwhip runs the app's coroutines as asyncio tasks on --loop's loop "
+        "(from GRANIAN_TASK_IMPL)"
+    ]
+
+
+def test_granian_variables_rank_below_flags_and_coachwhip_variables(tmp_path: Path) -> None:
+    environ = {"GRANIAN_WORKERS": "3", "GRANIAN_BACKLOG": "99", "GRANIAN_PORT": "8123"}
+    (tmp_path / "pyproject.toml").write_text("[tool.coachwhip]\nport = 9000\nbacklog = 7\n")
+    config = outcome(("--workers", "5"), tmp_path, {**environ, "COACHWHIP_BACKLOG": "11"})
+    assert isinstance(config, Config)
+    assert (config.workers, config.backlog, config.port) == (5, 11, 8123)
+
+
+@pytest.mark.parametrize(
+    ("variable", "line"),
+    [
+        (
+            "GRANIAN_WEBSOCKETS=maybe",
+            "GRANIAN_WEBSOCKETS='maybe': expected a boolean (1/0, true/false, yes/no, on/off), "
+            "as for granian's --ws",
+        ),
+        ("GRANIAN_PORT=abc", "GRANIAN_PORT='abc': --port 'abc': expected a whole number"),
+        (
+            "GRANIAN_METRICS_PORT=9090",
+            f"GRANIAN_METRICS_PORT='9090': --metrics-port: {METRICS_BIND}",
+        ),
+        (
+            "GRANIAN_INTERFACE=rsgi",
+            "--interface rsgi: coachwhip does not implement RSGI "
+            "(granian's own interface); use --interface asgi3 or wsgi",
+        ),
+    ],
+)
+def test_a_bad_granian_variable_is_named(variable: str, line: str, tmp_path: Path) -> None:
+    name, _, value = variable.partition("=")
+    assert outcome((), tmp_path, {name: value}) == f"coachwhip: error: {line}"
 
 
 def test_gunicorn_cmd_args_rank_below_the_command_line(tmp_path: Path) -> None:
@@ -623,6 +936,29 @@ def test_granian_command_line_serves(serve: Serve, certs: Certs) -> None:
     assert response.json() == {"root_path": "/g"}
     assert response.http_version == "HTTP/1.1"
     assert server.find_line(r"Interface: asgi3")
+    assert server.stop() == 0
+
+
+def test_granian_variables_serve(serve: Serve, certs: Certs) -> None:
+    """The same setup as above, from a granian Dockerfile's ENV lines."""
+    server = serve(
+        APP,
+        env={
+            "GRANIAN_INTERFACE": "asgi",
+            "GRANIAN_HTTP": "1",
+            "GRANIAN_URL_PATH_PREFIX": "/env",
+            "GRANIAN_SSL_CERTIFICATE": str(certs.ecdsa.chain),
+            "GRANIAN_SSL_KEYFILE": str(certs.ecdsa.key),
+            "GRANIAN_LOG_ACCESS_ENABLED": "true",
+        },
+        ready=r"Listening on https://([\d.]+):(\d+)",
+    )
+    port = int(server.wait_for_line(r"Listening on https://[\d.]+:(\d+)").group(1))
+    response = httpx.get(f"https://127.0.0.1:{port}/scope", verify=False, timeout=5)
+    assert response.json() == {"root_path": "/env"}
+    assert response.http_version == "HTTP/1.1"
+    assert server.find_line(r"Interface: asgi3")
+    assert server.wait_for_line(r'"GET /scope HTTP/1.1" 200')
     assert server.stop() == 0
 
 
