@@ -712,15 +712,30 @@ def configure(
         _direct = access_handler
     access_logger.disabled = not access_log
     if fmt is not None:
-        for name in fmt.unknown_atoms():
-            error_logger.warning(
-                "--access-log-format: no atom is named %r; it is logged as '-' (gunicorn's "
-                "atoms: %s; granian's: %s)",
-                name,
-                " ".join(GUNICORN_ATOMS),
-                " ".join(GRANIAN_ATOMS),
-            )
+        _warn_unknown_atoms(fmt)
     return fmt
+
+
+def use_access_format(access_log_format: str | None) -> AccessFormat | None:
+    """Renders access records with `access_log_format` from now on, into whatever handlers the
+    access logger has (the gunicorn worker's: they are gunicorn's, not configure()'s); warns
+    about atoms it does not know. Returns the compiled format."""
+    global _render
+    _render = AccessFormat(access_log_format) if access_log_format else None
+    if _render is not None:
+        _warn_unknown_atoms(_render)
+    return _render
+
+
+def _warn_unknown_atoms(fmt: AccessFormat) -> None:
+    for name in fmt.unknown_atoms():
+        error_logger.warning(
+            "--access-log-format: no atom is named %r; it is logged as '-' (gunicorn's "
+            "atoms: %s; granian's: %s)",
+            name,
+            " ".join(GUNICORN_ATOMS),
+            " ".join(GRANIAN_ATOMS),
+        )
 
 
 # uvicorn's and gunicorn's and granian's logger names: a log config written for one of them

@@ -119,6 +119,11 @@ def config_from_gunicorn(
         "lifespan": _setting(cfg, "asgi_lifespan", "auto"),
         "loop": _setting(cfg, "asgi_loop", "auto"),
     }
+    access_format = cfg.settings.get("access_log_format")
+    if access_format is not None and access_format.get() != type(access_format).default:
+        # gunicorn's atoms are coachwhip's too; left at gunicorn's default, the line is
+        # uvicorn's, as under uvicorn's worker.
+        explicit["access_log_format"] = access_format.get()
     if "websocket_max_message_size" in cfg.settings:
         explicit["ws_max_size"] = int(cfg.websocket_max_message_size) or 2**31 - 1
     for ours, theirs in (
@@ -229,8 +234,6 @@ class CoachwhipWorker(_GunicornWorker):
             return setting is not None and bool(setting.get() != type(setting).default)
 
         notes = []
-        if changed("access_log_format"):
-            notes.append("--access-logformat is not applied: the access line is coachwhip's")
         for hook in ("pre_request", "post_request"):
             if changed(hook):
                 notes.append(f"the {hook} hook is not called (the engine answers requests)")
@@ -379,6 +382,7 @@ class CoachwhipWorker(_GunicornWorker):
             return await self._failed(failure or "bad settings")
         self.access_log = route_logging(self.log, str(self.cfg.loglevel).lower())
         config.access_log = self.access_log
+        logs.use_access_format(config.access_log_format)
         for note in config.notes:
             error_logger.info("%s", note)
         for warning in config.warnings:

@@ -214,6 +214,18 @@ def test_the_h11_variant_runs_on_asyncios_loop(gunicorn: Gunicorn) -> None:
     assert server.find_line(r"Using worker: coachwhip\.workers\.CoachwhipH11Worker")
 
 
+def test_gunicorns_access_log_format_is_applied(gunicorn: Gunicorn) -> None:
+    fmt = 'fmt %(h)s "%(r)s" %(s)s %(b)s %({x-tag}i)s %({content-type}o)s %(nope)s'
+    server = gunicorn("apps.workers:app", "--access-logfile", "-", "--access-logformat", fmt)
+    response = httpx.get(f"http://127.0.0.1:{server.port}/", headers={"x-tag": "t1"}, timeout=5)
+    assert response.status_code == 200
+    size = len(response.content)
+    server.wait_for_line(
+        rf'^fmt 127\.0\.0\.1 "GET / HTTP/1\.1" 200 {size} t1 text/plain(; charset=utf-8)? -$', 5
+    )
+    assert server.find_line(r"--access-log-format: no atom is named 'nope'")
+
+
 def test_no_access_log_unless_configured(gunicorn: Gunicorn) -> None:
     server = gunicorn("apps.workers:app")
     assert get(server).status_code == 200
@@ -527,7 +539,7 @@ def test_gunicorn_settings_map_to_coachwhips() -> None:
 
 
 def test_check_config_warns_about_what_the_worker_does_not_do() -> None:
-    from coachwhip.workers import CoachwhipWorker
+    from coachwhip.workers import CoachwhipWorker, config_from_gunicorn
 
     warned: list[str] = []
 
@@ -540,7 +552,10 @@ def test_check_config_warns_about_what_the_worker_does_not_do() -> None:
     CoachwhipWorker.check_config(
         gunicorn_config("--access-logformat", "%(h)s", "--reuse-port", "--keep-alive", "0"), Log()
     )
-    assert len(warned) == 3 and "--access-logformat is not applied" in warned[0]
+    assert len(warned) == 2 and "--reuse-port" in warned[0] and "--keep-alive 0" in warned[1]
+    config = config_from_gunicorn(gunicorn_config("--access-logformat", "%(h)s"), [7], 0, {})
+    assert config.access_log_format == "%(h)s"
+    assert config_from_gunicorn(gunicorn_config(), [7], 0, {}).access_log_format is None
 
 
 def test_the_module_is_importable_without_side_effects_on_signals() -> None:
