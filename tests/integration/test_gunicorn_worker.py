@@ -274,13 +274,16 @@ def test_sighup_under_load_loses_no_request(gunicorn: Gunicorn, app: str) -> Non
 
 
 @pytest.mark.timeout(90)
-def test_sigterm_under_load_finishes_requests_and_exits_cleanly(gunicorn: Gunicorn) -> None:
+def test_sigterm_under_load_finishes_requests_and_exits_cleanly(
+    gunicorn: Gunicorn, tmp_path: Path
+) -> None:
     server = gunicorn("apps.workers:app", workers=2)
     slow: list[httpx.Response | Exception] = []
+    entered = tmp_path / "entered"
 
     def slow_request() -> None:
         try:
-            slow.append(httpx.get(f"{server.url}/slow?s=1.5", timeout=15))
+            slow.append(httpx.get(f"{server.url}/slow?s=1.5&mark={entered}", timeout=15))
         except httpx.HTTPError as exc:
             slow.append(exc)
 
@@ -290,7 +293,11 @@ def test_sigterm_under_load_finishes_requests_and_exits_cleanly(gunicorn: Gunico
         threads = [threading.Thread(target=slow_request) for _ in range(4)]
         for thread in threads:
             thread.start()
-        time.sleep(0.5)  # the slow requests are in the app
+        poll(
+            lambda: entered.exists() and len(entered.read_text().split()) == 4,
+            10,
+            what="the slow requests in the app",
+        )
         term = time.monotonic()
         server.send_signal(signal.SIGTERM)
         status = server.wait_exit(15)
@@ -359,8 +366,11 @@ def test_max_requests_recycles_workers(gunicorn: Gunicorn) -> None:
         pytest.param("apps.gunicorn_apps:wsgi", ("--threads", "1"), id="wsgi-threads"),
     ],
 )
-def test_timeout_aborts_a_stuck_worker(gunicorn: Gunicorn, app: str, args: tuple[str]) -> None:
+def test_timeout_aborts_a_stuck_worker(
+    gunicorn: Gunicorn, app: str, args: tuple[str], tmp_path: Path
+) -> None:
     server = gunicorn(app, "--timeout", "2", *args)
+    entered = tmp_path / "entered"
     stuck = int(get(server).text)
     blocked: list[Any] = []
 
@@ -371,12 +381,12 @@ def test_timeout_aborts_a_stuck_worker(gunicorn: Gunicorn, app: str, args: tuple
             blocked.append(exc)
 
     began = time.monotonic()
-    callers = [threading.Thread(target=call, args=("/block",))]
+    callers = [threading.Thread(target=call, args=(f"/block?mark={entered}",))]
+    callers[0].start()
+    poll(entered.exists, 10, what="the blocking request in the app")
     if "wsgi" in app:  # the one thread is held, and a request waits for it
         callers.append(threading.Thread(target=call, args=("/",)))
-    for thread in callers:
-        thread.start()
-        time.sleep(0.2)
+        callers[-1].start()
     server.wait_for_line(rf"WORKER TIMEOUT \(pid:{stuck}\)", 15)
     poll(lambda: stuck not in workers_alive(server), 10, what="the stuck worker gone")
     poll(lambda: len(serving(server)) >= 2, 15, what="a new worker")
@@ -465,11 +475,23 @@ def test_sigusr1_reopens_the_log_files(gunicorn: Gunicorn, tmp_path: Path) -> No
     # The arbiter passes SIGUSR1 on to every worker; whichever serves the next request
     # writes to the new file.
     poll(lambda: log.exists(), 5, what="access.log reopened by the arbiter")
-    time.sleep(0.3)
+    old = tmp_path / "access.log.1"
+    reopened: set[int] = set()  # the workers seen writing to the new file
+    probes = iter(range(1000))
+
+    def both_workers_reopened() -> bool:
+        probe = f"GET /?probe={next(probes)} HTTP/1.1"
+        pid = int(get(server, probe.split()[1]).text)
+        poll(lambda: probe in log.read_text() + old.read_text(), 5, what="the probe's line")
+        if probe in log.read_text():
+            reopened.add(pid)
+        return len(reopened) == 2
+
+    poll(both_workers_reopened, 15, what="both workers writing to the new file")
     for _ in range(6):
         assert get(server, "/?after").status_code == 200
-    poll(lambda: "GET /?after HTTP/1.1" in log.read_text(), 5, what="the new file used")
-    assert "after" not in (tmp_path / "access.log.1").read_text()
+    poll(lambda: log.read_text().count("GET /?after HTTP/1.1") == 6, 5, what="the new file used")
+    assert "after" not in old.read_text()
 
 
 # --- settings -------------------------------------------------------------------------------------

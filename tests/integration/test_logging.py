@@ -13,7 +13,6 @@ import json
 import re
 import socket
 import struct
-import time
 from pathlib import Path
 from typing import Any
 
@@ -544,7 +543,7 @@ def test_a_client_that_resets_before_the_response_is_499(serve: Serve) -> None:
     since = server.mark()
     sock = socket.create_connection((server.host, server.port))
     sock.sendall(request("GET", "/sleep?s=0.5"))
-    time.sleep(0.1)  # (the request reaches the app; a reset that arrives first is a 400)
+    server.wait_for_line("EVENT sleep entered", 5, since)  # (a reset before that is a 400)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
     sock.close()
     access_line(

@@ -3,6 +3,8 @@
 Every response names the worker process that served it. `wsgi` is the WSGI twin of
 apps.workers:app; `flaky` is an ASGI app whose lifespan startup fails while the file named by
 $GUNICORN_TEST_FAIL_FLAG exists (a database that is down while a worker is replaced).
+`?mark=FILE` appends the worker's pid to FILE as the request enters the app (a side channel:
+the test sees the request is in the app without sleeping).
 """
 
 from __future__ import annotations
@@ -17,6 +19,9 @@ from urllib.parse import parse_qs
 def wsgi(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
     params = {k: v[-1] for k, v in parse_qs(environ.get("QUERY_STRING", "")).items()}
     path = environ["PATH_INFO"]
+    if "mark" in params:
+        with open(params["mark"], "a") as mark:
+            mark.write(f"{os.getpid()}\n")
     if path == "/slow":
         time.sleep(float(params.get("s", "0.2")))
     elif path == "/block":  # holds a thread for good: with every thread held, no heartbeat

@@ -153,6 +153,7 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
         await start(send)
         await send({"type": "http.response.body", "body": b"ok"})
     elif path == "/sleep":
+        event("sleep", "entered")
         await asyncio.sleep(float(query(scope).get("s", "1")))
         await start(send)
         await send({"type": "http.response.body", "body": b"slept"})

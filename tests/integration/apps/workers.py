@@ -1,4 +1,6 @@
-"""App for the process-model tests: every response names the worker process that served it."""
+"""App for the process-model tests: every response names the worker process that served it.
+`?mark=FILE` appends the worker's pid to FILE as the request enters the app (a side channel:
+the test sees the request is in the app without sleeping)."""
 
 from __future__ import annotations
 
@@ -19,6 +21,9 @@ async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
         return
     params = {k: v[-1] for k, v in parse_qs(scope["query_string"].decode()).items()}
     path = scope["path"]
+    if "mark" in params:
+        with open(params["mark"], "a") as mark:
+            mark.write(f"{os.getpid()}\n")
     if path == "/slow":
         await asyncio.sleep(float(params.get("s", "0.2")))
     elif path == "/block":  # blocks the event loop itself: only the heartbeat can notice
