@@ -538,6 +538,74 @@ def test_a_response_the_app_abandons_is_cut_short(serve: Serve) -> None:
     server.wait_for_line("RuntimeError: failed after the head", 5, since)  # the app's own error
 
 
+def h2_statuses(server: ServerProcess, requests: list[list[tuple[str, str]]]) -> list[int]:
+    """Sends `requests` as streams 1, 3, ... of one h2c connection (prior knowledge) at once;
+    returns their statuses in that order."""
+    import h2.config
+    import h2.connection
+    import h2.events
+
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(header_encoding="utf-8"))
+    conn.initiate_connection()
+    statuses: dict[int, int] = {}
+    with socket.create_connection((server.host, server.port), timeout=10) as sock:
+        sock.sendall(conn.data_to_send())
+        sent = False
+        while len(statuses) < len(requests):
+            data = sock.recv(65536)
+            assert data, f"connection closed with {statuses}"
+            for event in conn.receive_data(data):
+                if isinstance(event, h2.events.RemoteSettingsChanged) and not sent:
+                    sent = True  # after the server's SETTINGS: extended CONNECT is allowed
+                    for headers in requests:
+                        stream = conn.get_next_available_stream_id()
+                        conn.send_headers(stream, headers, end_stream=headers[0][1] != "CONNECT")
+                elif isinstance(event, h2.events.ResponseReceived):
+                    statuses[event.stream_id] = int(dict(event.headers)[":status"])
+            sock.sendall(conn.data_to_send())
+    return [statuses[stream] for stream in sorted(statuses)]
+
+
+def test_the_http2_engines_own_answers_have_access_lines(serve: Serve) -> None:
+    server = serve(APP, "--http2-max-headers-size", "16384", "--limit-concurrency", "1")
+    since = server.mark()
+    get = [(":method", "GET"), (":scheme", "http"), (":authority", "localhost")]
+    websocket = [
+        (":method", "CONNECT"),
+        (":protocol", "websocket"),
+        (":scheme", "http"),
+        (":authority", "localhost"),
+        (":path", "/ws"),
+    ]
+    statuses = h2_statuses(
+        server,
+        [
+            [*get, (":path", "/sleep?s=0.5")],  # holds the one --limit-concurrency slot
+            [*get, (":path", "/ok")],  # 503
+            [*get, (":path", "/big"), ("x-big", "b" * 20000)],  # 431
+            [(":method", "CONNECT"), (":authority", "example.com:443")],  # 501: no tunnels
+            [*websocket, ("sec-websocket-version", "8")],  # 426
+            [
+                *websocket,
+                ("sec-websocket-version", "13"),
+                ("sec-websocket-extensions", 'permessage-deflate; x="unterminated'),
+            ],  # 400
+            [*websocket, ("sec-websocket-version", "13")],  # 503: no slot for the app either
+        ],
+    )
+    assert statuses == [200, 503, 431, 501, 426, 400, 503]
+    for pattern in (
+        r'"GET /ok HTTP/2" 503$',
+        r'"GET /big HTTP/2" 431$',
+        r'"CONNECT - HTTP/2" 501$',
+        r'"CONNECT /ws HTTP/2" 426$',
+        r'"CONNECT /ws HTTP/2" 400$',
+        r'"CONNECT /ws HTTP/2" 503$',
+        r'"GET /sleep\?s=0\.5 HTTP/2" 200$',
+    ):
+        assert access_line(server, r"^INFO: +127\.0\.0\.1:\d+ - " + pattern, since)
+
+
 def test_a_client_that_resets_before_the_response_is_499(serve: Serve) -> None:
     server = serve(APP)
     since = server.mark()
