@@ -1,6 +1,6 @@
 """Type stubs for coachwhip's native engine (src/bridge)."""
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 ENGINE: str
@@ -77,6 +77,7 @@ class Server:
         keep_alive: float = 5.0,
         server_header: bool = True,
         date_header: bool = True,
+        headers: Sequence[tuple[str, str]] | None = None,
         access_log: Callable[..., None] | None = None,
         error_log: Callable[[int, str], None] | None = None,
         log_level: int = 20,

@@ -13,7 +13,15 @@ import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from coachwhip.config import OPTION_BY_ATTR, ConfigError, Option, check_value, parse_text, suggest
+from coachwhip.config import (
+    OPTION_BY_ATTR,
+    ConfigError,
+    Option,
+    check_headers,
+    check_value,
+    parse_text,
+    suggest,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,6 +99,7 @@ FOREIGN: tuple[Foreign, ...] = (
     Foreign((), "reload_dir", keyword="reload_dirs"),
     Foreign((), "reload_include", keyword="reload_includes"),
     Foreign((), "reload_exclude", keyword="reload_excludes"),
+    Foreign((), "header", keyword="headers"),  # uvicorn.run(headers=[(name, value), ...])
     Foreign(("--reload-paths",), "reload_dir"),
     Foreign(("--ssl-certificate", "--certfile"), "ssl_certfile"),
     Foreign(("--keyfile",), "ssl_keyfile"),
@@ -256,12 +265,6 @@ FOREIGN: tuple[Foreign, ...] = (
         refuse="coachwhip does not rename its processes",
     ),
     Foreign(
-        ("--header",),
-        refuse="coachwhip cannot add default response headers: its engine has no setting for "
-        "them (issue 11); set them in the app, e.g. with a middleware",
-        keyword="headers",
-    ),
-    Foreign(
         ("-D", "--daemon"),
         refuse="coachwhip runs in the foreground; let systemd, supervisord or the container run "
         "it in the background",
@@ -349,6 +352,8 @@ def _python_value(opt: Option, value: Any) -> Any:
         return 0.0  # uvicorn: None turns pings off
     if isinstance(value, os.PathLike):
         value = os.fspath(value)
+    if opt.attr == "header" and isinstance(value, (list, tuple)):
+        return [_header_item(v) for v in value]
     if opt.kind == "list" and isinstance(value, (str, os.PathLike)):
         return [os.fspath(value)]
     if opt.kind == "list" and isinstance(value, (list, tuple)):
@@ -358,6 +363,22 @@ def _python_value(opt: Option, value: Any) -> Any:
     if opt.attr == "log_level" and isinstance(value, int) and not isinstance(value, bool):
         return "trace" if value <= 5 else logging.getLevelName(value).lower()
     return value
+
+
+def _header_item(pair: Any) -> Any:
+    """uvicorn.run(headers=[(name, value), ...])'s pair as --header's NAME:VALUE (a str stays)."""
+    if isinstance(pair, (list, tuple)) and len(pair) == 2 and all(isinstance(p, str) for p in pair):
+        if ":" in pair[0]:
+            raise ConfigError(
+                f"headers {tuple(pair)!r}: {pair[0]!r} is not a valid field name (no ':')"
+            )
+        return f"{pair[0]}:{pair[1]}"
+    if isinstance(pair, str):
+        return pair
+    raise ConfigError(
+        f"headers: expected (name, value) pairs of str, e.g. [('X-Frame-Options', 'DENY')], "
+        f"got {pair!r}"
+    )
 
 
 def _checked(opt: Option, keyword: str, value: Any) -> Any:
@@ -424,6 +445,8 @@ def from_uvicorn_env(environ: Mapping[str, str]) -> tuple[dict[str, Any], list[s
             opt = OPTION_BY_ATTR[target]
             if opt.kind == "list":  # click splits a multiple option's variable on whitespace
                 settings[target] = raw.split()
+                if target == "header":
+                    check_headers(settings[target], name)
             else:
                 settings[target] = parse_text(opt, raw, where)
         elif foreign is not None and foreign.refuse:

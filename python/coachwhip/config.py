@@ -573,6 +573,16 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option("server-header", "bool", True, "Send a 'server: coachwhip' header."),
     Option("date-header", "bool", True, "Send a 'date' header."),
+    Option(
+        "header",
+        "list",
+        None,
+        "Add this field to every response, before the app's own (repeatable; uvicorn's flag), "
+        "e.g. --header 'X-Frame-Options: DENY'; a server field replaces coachwhip's. The "
+        "variable takes one NAME:VALUE per line.",
+        metavar="NAME:VALUE",
+        separator="\n",  # values have commas and spaces ("no-cache, no-store")
+    ),
 )
 
 OPTION_BY_ATTR: dict[str, Option] = {o.attr: o for o in OPTIONS}
@@ -688,6 +698,7 @@ class Config:
     shutdown_delay: float = 0.0
     server_header: bool = True
     date_header: bool = True
+    header: list[str] | None = None  # "NAME:VALUE" items, as --header takes them
     # What the first process logs once at startup (notes at INFO, warnings at WARNING): flags
     # accepted from other servers, files read. Not settings.
     notes: list[str] = dataclasses.field(default_factory=list)
@@ -836,6 +847,8 @@ class Config:
                 values[opt.attr] = parse_text(opt, raw, f"{opt.env}={raw!r}")
                 if opt.attr == "forwarded_allow_ips":
                     allow_source = opt.env
+                elif opt.attr == "header":
+                    check_headers(values["header"], opt.env)  # name the variable
         for key, value in explicit.items():
             if key != "app" and key not in OPTION_BY_ATTR:
                 raise ConfigError(f"unknown setting {key!r}{suggest(key, OPTION_BY_ATTR)}")
@@ -867,6 +880,82 @@ def check_allow_ips(value: str, where: str) -> None:
                 ipaddress.ip_address(item)
         except ValueError:
             raise ConfigError(f"{where}: {item!r} is not an IP address or CIDR") from None
+
+
+# RFC 9110 §5.6.2: token = 1*tchar.
+_TCHAR = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+_DROP = "drop it"
+# The fields the engine writes itself or that would break framing or a protocol switch, refused as
+# --header with what to do instead. The engine refuses the same (src/http1/response.cpp,
+# add_default_header).
+_ENGINE_FIELDS = {
+    "content-length": f"coachwhip frames each response itself (content-length or chunked); {_DROP}",
+    "transfer-encoding": f"coachwhip frames each response itself (content-length or chunked); "
+    f"{_DROP}",
+    "upgrade": f"coachwhip answers protocol upgrades (WebSocket, h2c) itself; {_DROP}",
+    "te": f"te is a request field; {_DROP}",
+    "trailer": "trailer announces the trailer fields of one response; set it in the app, on the "
+    "responses that send trailers",
+    "date": f"coachwhip writes the current date on every response; {_DROP} (--no-date-header "
+    "leaves it out)",
+    "sec-websocket-": f"coachwhip answers the WebSocket handshake itself; {_DROP} (the app names "
+    "its subprotocol in websocket.accept)",
+    **{
+        name: f"{name} is about the connection, which coachwhip manages (and HTTP/2 forbids the "
+        f"field); {_DROP} (--timeout-keep-alive sets how long idle connections stay open)"
+        for name in ("connection", "keep-alive", "proxy-connection")
+    },
+}
+
+
+def split_header(item: str, where: str) -> tuple[str, str]:
+    """One NAME:VALUE -> (the name lower-cased, the value), split at the first ':' (as uvicorn
+    does) with the whitespace around each removed, checked as the engine will check it;
+    `where` names the item in the messages, e.g. "--header 'X-A: 1'"."""
+    name, colon, value = item.partition(":")
+    name, value = name.strip(" \t"), value.strip(" \t")
+    example = "e.g. --header 'X-Frame-Options: DENY'"
+    if not colon:
+        raise ConfigError(f"{where}: expected NAME:VALUE, with a ':' after the name; {example}")
+    if not name:
+        raise ConfigError(f"{where}: the name before ':' is empty; expected NAME:VALUE, {example}")
+    if not set(name) <= _TCHAR:
+        raise ConfigError(
+            f"{where}: {name!r} is not a valid field name: use letters, digits and "
+            "!#$%&'*+-.^_`|~ only, no spaces (RFC 9110 §5.1)"
+        )
+    for char in value:
+        if (char < " " and char != "\t") or char == "\x7f":
+            raise ConfigError(
+                f"{where}: the value contains the control character {char!r}; a field value is "
+                "one line of text (tabs allowed)"
+            )
+        if char > "\xff":
+            raise ConfigError(
+                f"{where}: the value contains {char!r}, which is not Latin-1 (the bytes HTTP "
+                "fields carry); percent-encode it or write it in ASCII"
+            )
+    lower = name.lower()
+    why = _ENGINE_FIELDS.get("sec-websocket-" if lower.startswith("sec-websocket-") else lower)
+    if why:
+        raise ConfigError(f"{where}: {why}")
+    if lower == "server" and not value:
+        raise ConfigError(
+            f"{where}: server needs a value; --no-server-header sends no server field"
+        )
+    return lower, value
+
+
+def check_headers(items: list[str], where: str) -> None:
+    """Every NAME:VALUE of a header list (see split_header), and at most one server field;
+    `where` is the flag, variable or file key they came from."""
+    server = ""
+    for item in items:
+        name, _ = split_header(item, f"{where} {item!r}")
+        if name == "server" and server:
+            raise ConfigError(f"{where}: server is given twice ({server!r}, {item!r}); keep one")
+        if name == "server":
+            server = item
 
 
 def bind_kind(spec: str) -> tuple[str, str]:
@@ -925,6 +1014,8 @@ def check_value(opt: Option, value: Any, where: str) -> Any:
     if opt.kind == "list":
         if isinstance(value, str) or not all(isinstance(v, str) for v in value):
             raise ConfigError(f"{where}: expected a list of strings, got {value!r}")
+        if opt.attr == "header":
+            check_headers(value, where)
         return list(value)
     expected: dict[str, Callable[[Any], bool]] = {
         "str": lambda v: isinstance(v, str),

@@ -20,7 +20,7 @@ import threading
 from typing import Any, Protocol
 
 from coachwhip import __version__, compat, logs, sources, tls
-from coachwhip.config import OPTION_BY_ATTR, Config, ConfigError
+from coachwhip.config import OPTION_BY_ATTR, Config, ConfigError, split_header
 from coachwhip.importer import import_app
 from coachwhip.interface import choose
 from coachwhip.lifespan import Lifespan
@@ -259,6 +259,7 @@ class Worker:
             keep_alive=config.timeout_keep_alive,
             server_header=config.server_header,
             date_header=config.date_header,
+            headers=[split_header(item, "--header") for item in config.header or ()] or None,
             access_log=logs.access if config.access_log else None,
             access_log_flush=logs.flush_access,
             access_log_request_fields=fields.request_fields if fields else None,

@@ -439,6 +439,44 @@ bool field_names(PyObject* seq, const char* what, std::vector<std::string>& out)
     return true;
 }
 
+// A str as the bytes it stands for on the wire: Latin-1, as uvicorn encodes --header.
+bool latin1_of(PyObject* text, std::string& out) {
+    if (!PyUnicode_Check(text)) return false;
+    py::ref bytes(PyUnicode_AsLatin1String(text));
+    if (!bytes) return false;
+    out.assign(PyBytes_AS_STRING(bytes.get()), static_cast<size_t>(PyBytes_GET_SIZE(bytes.get())));
+    return true;
+}
+
+// The headers keyword: (name, value) pairs of str -> the engine's checked, encoded defaults.
+// The Python side (coachwhip.config) has checked them already, with the flag in its messages;
+// this is the engine's own check, for callers of _core.Server.
+bool default_headers_of(PyObject* seq, http1::default_headers& out) {
+    if (seq == Py_None) return true;
+    py::ref items(PySequence_Fast(seq, "headers must be a sequence of (name, value) pairs"));
+    if (!items) return false;
+    for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(items.get()); ++i) {
+        PyObject* item = PySequence_Fast_GET_ITEM(items.get(), i);
+        std::string name, value;
+        const bool pair = (PyTuple_Check(item) || PyList_Check(item)) && PySequence_Size(item) == 2;
+        py::ref pieces(pair ? PySequence_Fast(item, "") : nullptr);
+        if (!pieces || !latin1_of(PySequence_Fast_GET_ITEM(pieces.get(), 0), name) ||
+            !latin1_of(PySequence_Fast_GET_ITEM(pieces.get(), 1), value)) {
+            PyErr_Clear();
+            PyErr_Format(PyExc_ValueError,
+                         "headers[%zd]: expected a (name, value) pair of Latin-1 str, got %R", i,
+                         item);
+            return false;
+        }
+        if (core::error e = http1::add_default_header(out, name, value)) {
+            PyErr_Format(PyExc_ValueError, "headers[%zd] %R: %s", i, item,
+                         std::string(e.reason).c_str());
+            return false;
+        }
+    }
+    return true;
+}
+
 int server_init(PyObject* self, PyObject* args, PyObject* kwds) {
     auto* s = reinterpret_cast<server_object*>(self);
     tune_allocator();
@@ -495,6 +533,7 @@ int server_init(PyObject* self, PyObject* args, PyObject* kwds) {
                                    "access_log_flush",
                                    "access_log_request_fields",
                                    "access_log_response_fields",
+                                   "headers",
                                    nullptr};
     PyObject *app, *loop, *report_failure, *root_path = nullptr, *state = Py_None;
     PyObject *access_log = Py_None, *error_log = Py_None;
@@ -530,8 +569,9 @@ int server_init(PyObject* self, PyObject* args, PyObject* kwds) {
     unsigned long h2_headers = h2_defaults.max_header_list;
     // The access log: flush() after each batch; the field names its format shows.
     PyObject *access_flush = Py_None, *logged_request = Py_None, *logged_response = Py_None;
+    PyObject* headers = Py_None;  // (name, value) pairs for every response (--header)
     if (!PyArg_ParseTupleAndKeywords(
-            args, kwds, "OOO|$UOdppOOidddnnnKnnKOKKdppppOppinOdpKnddpOppkkkkkOOO",
+            args, kwds, "OOO|$UOdppOOidddnnnKnnKOKKdppppOppinOdpKnddpOppkkkkkOOOO",
             const_cast<char**>(kwlist), &app, &loop, &report_failure, &root_path, &state,
             &keep_alive, &server_header, &date_header, &access_log, &error_log, &log_level,
             &header_timeout, &body_timeout, &write_timeout, &request_line, &request_fields,
@@ -541,7 +581,7 @@ int server_init(PyObject* self, PyObject* args, PyObject* kwds) {
             &proxy_protocol, &metrics_fd, &metrics_slot, &tls, &tls_handshake_timeout, &websocket,
             &ws_max_size, &ws_max_queue, &ws_ping_interval, &ws_ping_timeout, &ws_deflate,
             &wsgi_environ, &http1, &http2, &h2_streams, &h2_stream_window, &h2_conn_window,
-            &h2_frame, &h2_headers, &access_flush, &logged_request, &logged_response))
+            &h2_frame, &h2_headers, &access_flush, &logged_request, &logged_response, &headers))
         return -1;
     std::vector<std::string> request_names, response_names;
     if (!field_names(logged_request, "access_log_request_fields", request_names) ||
@@ -611,6 +651,7 @@ int server_init(PyObject* self, PyObject* args, PyObject* kwds) {
         c.max_concurrency = static_cast<size_t>(concurrency);
         c.conn.server_header = server_header;
         c.conn.date_header = date_header;
+        if (!default_headers_of(headers, c.conn.defaults)) return -1;
         c.conn.max_body = max_body;
         c.conn.min_body_rate = min_body_rate;
         c.conn.min_response_rate = min_response_rate;

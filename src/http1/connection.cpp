@@ -373,6 +373,7 @@ bool connection::answer_internal(const request_head& head, const request_info& i
     opt.keep_alive = keep_alive;
     opt.server_header = cfg_.server_header;
     opt.date_header = cfg_.date_header;
+    opt.defaults = &cfg_.defaults;
     opt.body_size = reply.body.size();
     std::string bytes;
     response_framing framing;
@@ -694,7 +695,8 @@ void connection::reject(const core::error& err, http::refusal why,
         log_answer(head, err.status, body_bytes);
     }
     detach_exchange(true);
-    out_.append(encode_error_response(err.status, cfg_.server_header, cfg_.date_header, extra));
+    out_.append(encode_error_response(err.status, cfg_.server_header, cfg_.date_header, extra,
+                                      &cfg_.defaults));
     start_draining();
 }
 
@@ -1003,14 +1005,16 @@ send_result connection::queue_head(const head& h, std::string_view body, bool mo
     opt.keep_alive = keep_alive_ && !shutting_down_;
     opt.server_header = cfg_.server_header;
     opt.date_header = cfg_.date_header;
+    opt.defaults = &cfg_.defaults;
     opt.reason = h.reason;
     if (!more) opt.body_size = first;
     std::string bytes;
     if (body.size() < core::output_queue::coalesce_limit) {
         // Room for the head and the body that queue_body() appends to it: one allocation and
         // one iovec per response. 184 covers the status line, the fields we add and the
-        // framing of a first chunk.
-        size_t need = 184 + body.size();
+        // framing of a first chunk; the operator's fields (--header) come on top.
+        size_t need =
+            184 + body.size() + cfg_.defaults.lines.size() + cfg_.defaults.server_line.size();
         for (const auto& f : h.headers)
             need += f.name.size() + f.value.size() + 4;
         bytes.reserve(need);
@@ -1102,9 +1106,10 @@ send_result connection::ws_accept(http::exchange& ex, std::string_view subprotoc
                 "§4.2.2); pick one of scope['subprotocols'] or none"};
     const ws::deflate_negotiation& d = ws_->result.deflate;
     std::string bytes;
-    core::error err = encode_websocket_accept(bytes, ws_->result.accept(), subprotocol,
-                                              d.accepted ? d.response.view() : std::string_view(),
-                                              headers, cfg_.server_header, cfg_.date_header);
+    core::error err =
+        encode_websocket_accept(bytes, ws_->result.accept(), subprotocol,
+                                d.accepted ? d.response.view() : std::string_view(), headers,
+                                cfg_.server_header, cfg_.date_header, &cfg_.defaults);
     if (err) return {send_status::error, err.reason};
     response_started_ = true;
     ws_->accepted = true;

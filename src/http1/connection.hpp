@@ -62,6 +62,9 @@ struct connection_config {
     size_t linger_max_bytes = 256 * 1024;  // discard at most this much while lingering
     bool server_header = true;
     bool date_header = true;
+    // The operator's fields for every response (--header) and the server line; see
+    // default_headers in response.hpp.
+    default_headers defaults{};
     // Where input buffers of `read_chunk` bytes come from and go back to (optional; not owned,
     // outlives the connections).
     core::block_pool* read_blocks = nullptr;

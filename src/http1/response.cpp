@@ -94,7 +94,57 @@ struct head_writer {
     }
 };
 
+// RFC 9110 §5.6.3: OWS = *( SP / HTAB ).
+std::string_view trim_ows(std::string_view s) noexcept {
+    while (!s.empty() && (s.front() == ' ' || s.front() == '\t'))
+        s.remove_prefix(1);
+    while (!s.empty() && (s.back() == ' ' || s.back() == '\t'))
+        s.remove_suffix(1);
+    return s;
+}
+
+// Operator fields the engine refuses, each with the reason; `name` is lower case.
+std::string_view engine_owned(std::string_view name) noexcept {
+    if (name == "content-length" || name == "transfer-encoding")
+        return "the server frames every response itself (content-length or chunked)";
+    if (name == "connection" || name == "keep-alive" || name == "proxy-connection" ||
+        name == "upgrade" || name == "te")
+        // RFC 9110 §7.6.1: connection-specific; RFC 9113 §8.2.2: forbidden in HTTP/2.
+        return "connection-specific fields are the server's (and are not allowed in HTTP/2)";
+    if (name == "trailer") return "trailer announces one response's trailer fields";
+    if (name == "date") return "the server writes the current date on every response";
+    if (name.starts_with("sec-websocket-")) return "the server answers WebSocket handshakes";
+    return {};
+}
+
 }  // namespace
+
+core::error add_default_header(default_headers& d, std::string_view name, std::string_view value) {
+    name = trim_ows(name);
+    value = trim_ows(value);
+    if (name.empty()) return {500, "header name is empty"};
+    if (!is_token(name)) return {500, "header name is not a token (RFC 9110 §5.1)"};
+    if (!valid_value(value))
+        return {500, "header value contains CR, LF, NUL or another control byte"};
+    std::string lower(name);
+    for (char& c : lower)
+        if (c >= 'A' && c <= 'Z') c = static_cast<char>(c + ('a' - 'A'));
+    if (std::string_view why = engine_owned(lower); !why.empty()) return {500, why};
+    if (lower == "server") {
+        if (d.server_configured) return {500, "server is given twice"};
+        if (value.empty()) return {500, "server needs a value"};
+        d.server.assign(value);
+        d.server_line = "server: " + d.server + "\r\n";
+        d.server_configured = true;
+        return {};
+    }
+    d.lines += lower;
+    d.lines += ": ";
+    d.lines += value;
+    d.lines += "\r\n";
+    d.fields.emplace_back(std::move(lower), std::string(value));
+    return {};
+}
 
 std::string_view reason_phrase(int status) noexcept {
     switch (status) {
@@ -203,10 +253,14 @@ core::error encode_response_head(std::string& out, int status, std::span<const h
         if (c != '\t' && (c < 0x20 || c == 0x7f))
             return {500, "response reason phrase contains CR, LF, NUL or another control byte"};
     const std::string_view reason = opt.reason.empty() ? reason_phrase(status) : opt.reason;
-    // Status line, server, date, the app's fields, content-length (20 digits at most),
-    // transfer-encoding, connection, the blank line: an upper bound, trimmed at the end.
+    // Status line, server, date, the operator's fields, the app's fields, content-length (20
+    // digits at most), transfer-encoding, connection, the blank line: an upper bound, trimmed
+    // at the end. Without defaults (no --header) the server line is a constant, whose copy the
+    // compiler inlines: the common case costs one test more than before --header existed.
+    const default_headers* d = opt.defaults && !opt.defaults->empty() ? opt.defaults : nullptr;
+    const size_t added = d ? d->server_line.size() + d->lines.size() : k_server_line.size();
     const size_t old = out.size();
-    out.resize(old + 15 + reason.size() + 19 + 37 + fields_size + 38 + 28 + 24 + 2);
+    out.resize(old + 15 + reason.size() + added + 37 + fields_size + 38 + 28 + 24 + 2);
     head_writer w{out.data() + old};
     const char code[4] = {static_cast<char>('0' + status / 100),
                           static_cast<char>('0' + status / 10 % 10),
@@ -215,8 +269,14 @@ core::error encode_response_head(std::string& out, int status, std::span<const h
     w.put({code, 4});
     w.put(reason);
     w.put("\r\n");
-    if (opt.server_header && !app_server) w.put("server: coachwhip\r\n");
+    if (opt.server_header && !app_server) {
+        if (d)
+            w.put(d->server_line);
+        else
+            w.put(k_server_line);
+    }
     if (opt.date_header && !app_date) w.field("date", core::http_date());
+    if (d) w.put(d->lines);  // pre-encoded at startup: one copy
     bool cl_written = false;
     for (const auto& f : fields) {
         // ASGI: the server owns framing; an app's transfer-encoding is ignored. Connection is
@@ -258,13 +318,15 @@ void encode_chunk(std::string& out, std::string_view data) {
 }
 
 std::string encode_error_response(int status, bool server_header, bool date_header,
-                                  std::span<const http::field> extra) {
+                                  std::span<const http::field> extra,
+                                  const default_headers* defaults) {
     std::string body(reason_phrase(status));
     body += '\n';
     std::string out;
     append_status_line(out, status);
-    if (server_header) out.append("server: coachwhip\r\n");
+    if (server_header) out.append(defaults ? defaults->server_line : k_server_line);
     if (date_header) append_field(out, "date", core::http_date());
+    if (defaults) out.append(defaults->lines);
     for (const auto& f : extra)
         append_field(out, f.name, f.value);
     out.append("content-type: text/plain; charset=utf-8\r\nconnection: close\r\ncontent-length: ");
@@ -277,7 +339,7 @@ std::string encode_error_response(int status, bool server_header, bool date_head
 core::error encode_websocket_accept(std::string& out, std::string_view accept,
                                     std::string_view subprotocol, std::string_view extensions,
                                     std::span<const http::field> fields, bool server_header,
-                                    bool date_header) {
+                                    bool date_header, const default_headers* defaults) {
     bool app_server = false, app_date = false;
     for (const auto& f : fields) {
         if (!is_token(f.name)) return {500, "response header name is not a valid token"};
@@ -300,8 +362,9 @@ core::error encode_websocket_accept(std::string& out, std::string_view accept,
     append_field(out, "sec-websocket-accept", accept);
     if (!subprotocol.empty()) append_field(out, "sec-websocket-protocol", subprotocol);
     if (!extensions.empty()) append_field(out, "sec-websocket-extensions", extensions);
-    if (server_header && !app_server) out.append("server: coachwhip\r\n");
+    if (server_header && !app_server) out.append(defaults ? defaults->server_line : k_server_line);
     if (date_header && !app_date) append_field(out, "date", core::http_date());
+    if (defaults) out.append(defaults->lines);
     for (const auto& f : fields)
         append_field(out, f.name, f.value);
     out.append("\r\n");

@@ -1167,10 +1167,13 @@ void connection::answer(stream& s, int status, std::string_view content_type, st
     s.body_done = true;
     const std::string st = std::to_string(status);
     const std::string len = std::to_string(s.out.size());
-    std::vector<nghttp2_nv> nv = {make_nv(":status", st), make_nv("content-type", content_type),
-                                  make_nv("content-length", len),
-                                  make_nv("cache-control", "no-store")};
-    if (cfg_.server_header) nv.push_back(make_nv("server", "coachwhip"));
+    std::vector<nghttp2_nv> nv = {make_nv(":status", st)};
+    for (const auto& [name, value] : cfg_.defaults.fields)  // the operator's first, as in send_head
+        nv.push_back(make_nv(name, value));
+    nv.push_back(make_nv("content-type", content_type));
+    nv.push_back(make_nv("content-length", len));
+    nv.push_back(make_nv("cache-control", "no-store"));
+    if (cfg_.server_header) nv.push_back(make_nv("server", cfg_.defaults.server));
     const std::string_view date = core::http_date();
     if (cfg_.date_header) nv.push_back(make_nv("date", date));
     for (const http::field& f : extra)
@@ -1313,14 +1316,17 @@ send_result connection::submit_head(stream& s, const head& h, bool ends, uint64_
     s.no_body = status_has_no_body(h.status) || head_request;
     std::string length;
     if (!s.declared && !status_has_no_body(h.status) && ends) length = std::to_string(body_size);
-    fl.nv.reserve(fl.spans.size() + 4);
+    fl.nv.reserve(fl.spans.size() + 4 + cfg_.defaults.fields.size());
     fl.nv.push_back(make_nv(":status", status));
+    // The operator's fields before the app's, as over HTTP/1.1 (names lower-cased at startup).
+    for (const auto& [name, value] : cfg_.defaults.fields)
+        fl.nv.push_back(make_nv(name, value));
     for (size_t i = 0; i < fl.spans.size(); ++i) {
         const auto [name, value] = field_at(fl, i);
         fl.nv.push_back(make_nv(name, value));
     }
     if (!length.empty()) fl.nv.push_back(make_nv("content-length", length));
-    if (cfg_.server_header && !app_server) fl.nv.push_back(make_nv("server", "coachwhip"));
+    if (cfg_.server_header && !app_server) fl.nv.push_back(make_nv("server", cfg_.defaults.server));
     const std::string_view date = core::http_date();
     if (cfg_.date_header && !app_date) fl.nv.push_back(make_nv("date", date));
     s.want_trailers = h.trailers && !s.no_body;

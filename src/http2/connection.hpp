@@ -67,6 +67,7 @@
 #include "core/transport.hpp"
 #include "http/exchange.hpp"
 #include "http/refusal.hpp"
+#include "http1/response.hpp"
 #include "proxy/forwarded.hpp"
 #include "ws/connection.hpp"
 #include "ws/handshake.hpp"
@@ -91,6 +92,9 @@ struct connection_config {
     uint32_t reset_rate = 100;
     bool server_header = true;
     bool date_header = true;
+    // The operator's fields for every final response (--header) and the server's value, as
+    // over HTTP/1.1 (http1::default_headers); their nghttp2_nv entries are views into these.
+    http1::default_headers defaults{};
     // "https" on TLS connections.
     std::string_view scheme = "http";
     core::block_pool* read_blocks = nullptr;  // not owned

@@ -422,6 +422,8 @@ server::server(const server_config& cfg)
         metrics::set(m_->pid, static_cast<uint64_t>(::getpid()));
     }
     events_.set_access_log(cfg_.access_log);
+    // uvicorn: a configured server field is sent even with --no-server-header.
+    if (cfg_.conn.defaults.server_configured) cfg_.conn.server_header = true;
     cfg_.conn.read_blocks = &read_blocks_;
     cfg_.conn.forwarded_trust = cfg_.proxy_headers ? &cfg_.forwarded_trust : nullptr;
     cfg_.conn.proxy_protocol_from = cfg_.proxy_protocol ? &cfg_.forwarded_trust : nullptr;
@@ -442,6 +444,7 @@ server::server(const server_config& cfg)
     cfg_.h2.read_chunk = cfg_.conn.read_chunk;
     cfg_.h2.server_header = cfg_.conn.server_header;
     cfg_.h2.date_header = cfg_.conn.date_header;
+    cfg_.h2.defaults = cfg_.conn.defaults;
     cfg_.h2.forwarded_trust = cfg_.conn.forwarded_trust;
     // WebSocket over HTTP/2: the stream is the transport (timers: http2::connection_config).
     cfg_.h2.ws = cfg_.websocket ? &cfg_.ws : nullptr;

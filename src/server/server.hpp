@@ -37,6 +37,8 @@
 namespace coachwhip::server {
 
 struct server_config {
+    // conn.defaults (--header) and conn.server_header/date_header apply to HTTP/2 as well: the
+    // server copies them into h2. A configured server field turns server_header on.
     http1::connection_config conn{};
     uint64_t keep_alive_ms = 5000;
     uint64_t header_timeout_ms = 20000;  // a request head must be complete within this

@@ -195,3 +195,140 @@ TEST(ResponseHead, TheAppsReasonPhraseIsSentWhenGivenAndChecked) {
         EXPECT_TRUE(e.out.empty());
     }
 }
+
+// ---- the operator's default fields (--header NAME:VALUE) -------------------------------------
+
+namespace {
+
+http1::default_headers defaults_of(std::vector<std::pair<std::string_view, std::string_view>> in) {
+    http1::default_headers d;
+    for (const auto& [name, value] : in)
+        EXPECT_FALSE(http1::add_default_header(d, name, value)) << name;
+    return d;
+}
+
+}  // namespace
+
+TEST(DefaultHeaders, AreEncodedOnceLowerCasedAndTrimmed) {
+    const auto d = defaults_of({{"X-Frame-Options", " DENY "},
+                                {"\tStrict-Transport-Security", "max-age=63072000"},
+                                {"x-empty", ""}});
+    EXPECT_EQ(d.lines,
+              "x-frame-options: DENY\r\nstrict-transport-security: max-age=63072000\r\n"
+              "x-empty: \r\n");
+    ASSERT_EQ(d.fields.size(), 3u);
+    EXPECT_EQ(d.fields[0].first, "x-frame-options");
+    EXPECT_EQ(d.fields[0].second, "DENY");
+    EXPECT_EQ(d.server_line, http1::k_server_line);
+    EXPECT_FALSE(d.server_configured);
+}
+
+TEST(DefaultHeaders, FollowServerAndDateAndPrecedeTheAppsFields) {
+    const auto d = defaults_of({{"X-A", "1"}, {"x-b", "2"}});
+    head_options opt;
+    opt.body_size = 0;
+    opt.defaults = &d;
+    auto e = encode(200, {{"x-a", "app"}, {"content-type", "text/plain"}}, opt);
+    ASSERT_FALSE(e.err);
+    // A name the app sends too appears twice, the operator's first (as uvicorn does).
+    EXPECT_EQ(e.out,
+              "HTTP/1.1 200 OK\r\nserver: coachwhip\r\nx-a: 1\r\nx-b: 2\r\nx-a: app\r\n"
+              "content-type: text/plain\r\ncontent-length: 0\r\n\r\n");
+    opt.date_header = true;
+    std::string out;
+    response_framing f;
+    ASSERT_FALSE(http1::encode_response_head(out, 204, {}, opt, f));
+    const size_t date = out.find("\r\ndate: "), a = out.find("\r\nx-a: 1\r\n");
+    ASSERT_NE(date, std::string::npos);
+    EXPECT_LT(out.find("\r\nserver: coachwhip\r\n"), date);
+    EXPECT_LT(date, a);
+}
+
+TEST(DefaultHeaders, NoneLeavesTheHeadAsItWas) {
+    const http1::default_headers none;
+    head_options opt;
+    opt.body_size = 5;
+    const auto without = encode(200, {{"content-type", "text/plain"}}, opt);
+    opt.defaults = &none;
+    const auto with = encode(200, {{"content-type", "text/plain"}}, opt);
+    EXPECT_EQ(with.out, without.out);
+}
+
+TEST(DefaultHeaders, ServerReplacesCoachwhipsUnlessTheAppSendsOne) {
+    const auto d = defaults_of({{"Server", "edge"}, {"x-a", "1"}});
+    EXPECT_TRUE(d.server_configured);
+    EXPECT_EQ(d.server, "edge");
+    EXPECT_EQ(d.server_line, "server: edge\r\n");
+    EXPECT_EQ(d.lines, "x-a: 1\r\n");  // the server field is not among the others
+    head_options opt;
+    opt.body_size = 0;
+    opt.defaults = &d;
+    auto e = encode(200, {}, opt);
+    EXPECT_EQ(e.out.rfind("HTTP/1.1 200 OK\r\nserver: edge\r\nx-a: 1\r\n", 0), 0u) << e.out;
+    e = encode(200, {{"Server", "app"}}, opt);
+    EXPECT_EQ(e.out.find("server: edge"), std::string::npos);
+    EXPECT_NE(e.out.find("Server: app\r\n"), std::string::npos);
+    opt.server_header = false;  // the engine turns it on for a configured server (server.cpp)
+    e = encode(200, {}, opt);
+    EXPECT_EQ(e.out.find("server:"), std::string::npos);
+}
+
+TEST(DefaultHeaders, RefusedWithAReasonAndNothingAdded) {
+    const std::pair<std::string_view, std::string_view> bad[] = {
+        {"", "x"},
+        {"  ", "x"},
+        {"X Foo", "1"},
+        {"x(y)", "1"},
+        {"caf\xe9", "1"},
+        {"x-a", "a\r\nx-evil: 1"},
+        {"x-a", "a\nb"},
+        {"x-a", std::string_view("a\0b", 3)},
+        {"x-a", "a\x7f"},
+        {"Content-Length", "5"},
+        {"transfer-encoding", "chunked"},
+        {"Connection", "close"},
+        {"keep-alive", "timeout=5"},
+        {"proxy-connection", "close"},
+        {"Upgrade", "h2c"},
+        {"TE", "trailers"},
+        {"trailer", "x"},
+        {"Date", "Thu, 01 Jan 1970 00:00:00 GMT"},
+        {"Sec-WebSocket-Accept", "x"},
+        {"server", ""},
+    };
+    for (const auto& [name, value] : bad) {
+        http1::default_headers d;
+        const core::error err = http1::add_default_header(d, name, value);
+        EXPECT_TRUE(err) << name << ": " << value;
+        EXPECT_FALSE(err.reason.empty());
+        EXPECT_TRUE(d.lines.empty());
+        EXPECT_TRUE(d.fields.empty());
+        EXPECT_FALSE(d.server_configured);
+    }
+    http1::default_headers d;
+    ASSERT_FALSE(http1::add_default_header(d, "server", "a"));
+    EXPECT_TRUE(http1::add_default_header(d, "Server", "b"));  // twice
+    EXPECT_EQ(d.server, "a");
+    // HTAB and obs-text are allowed in a value (RFC 9110 §5.5).
+    EXPECT_FALSE(http1::add_default_header(d, "x-a", "a\tb caf\xe9"));
+}
+
+TEST(DefaultHeaders, GoOnErrorResponsesAndTheWebSocketAccept) {
+    const auto d = defaults_of({{"x-a", "1"}, {"server", "edge"}});
+    std::string r = http1::encode_error_response(431, true, false, {}, &d);
+    EXPECT_EQ(r,
+              "HTTP/1.1 431 Request Header Fields Too Large\r\nserver: edge\r\nx-a: 1\r\n"
+              "content-type: text/plain; charset=utf-8\r\nconnection: close\r\n"
+              "content-length: 32\r\n\r\nRequest Header Fields Too Large\n");
+    // Without defaults the bytes are as before (the fuzz harness compares them exactly).
+    EXPECT_EQ(http1::encode_error_response(400, true, false),
+              http1::encode_error_response(400, true, false, {}, nullptr));
+    std::string out;
+    const http::field app[] = {{"x-app", "2"}};
+    ASSERT_FALSE(http1::encode_websocket_accept(out, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=", "chat", "",
+                                                app, true, false, &d));
+    EXPECT_EQ(out,
+              "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\n"
+              "sec-websocket-accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"
+              "sec-websocket-protocol: chat\r\nserver: edge\r\nx-a: 1\r\nx-app: 2\r\n\r\n");
+}

@@ -170,13 +170,7 @@ UVICORN_CASES: list[Case] = [
     ),
     ((*TLS, "--ssl-ca-certs", CA), Accepted({"ssl_ca_certs": CA})),
     ((*TLS, "--ssl-ciphers", "ECDHE+AESGCM"), Accepted({"ssl_ciphers": "ECDHE+AESGCM"})),
-    (
-        ("--header", "x-a:b"),
-        Refused(
-            "--header: coachwhip cannot add default response headers: its engine has no setting "
-            "for them (issue 11); set them in the app, e.g. with a middleware"
-        ),
-    ),
+    (("--header", "x-a:b"), Accepted({"header": ["x-a:b"]})),
     (("--app-dir", "apps"), Accepted({"app_dir": "apps"})),
     (("--h11-max-incomplete-event-size", "16384"), Accepted({"limit_request_header_size": 16384})),
     (
@@ -837,11 +831,11 @@ def test_unknown_and_refused_flags_from_the_real_command_line() -> None:
     assert result.stderr_lines == [
         "coachwhip: error: unknown flag --worker; did you mean --workers? (see coachwhip --help)"
     ]
-    result = run_cli("--header", "x-a:b", "apps.raw:app", timeout=15)
+    result = run_cli("--header", "x-a", "apps.raw:app", timeout=15)
     assert result.returncode == 2
     assert result.stderr_lines == [
-        "coachwhip: error: --header: coachwhip cannot add default response headers: its engine "
-        "has no setting for them (issue 11); set them in the app, e.g. with a middleware"
+        "coachwhip: error: --header 'x-a': expected NAME:VALUE, with a ':' after the name; e.g. "
+        "--header 'X-Frame-Options: DENY'"
     ]
     assert result.stdout == ""
 
@@ -1142,8 +1136,10 @@ def test_uvicorn_variables() -> None:
         "UVICORN_HTTP2: HTTP/2 is on with --http auto (the default): h2 by ALPN over TLS, h2c "
         "with prior knowledge on a plain port"
     ]
-    with pytest.raises(ConfigError, match=r"^UVICORN_HEADERS: coachwhip cannot add default"):
-        compat.from_uvicorn_env({"UVICORN_HEADERS": "x-a:b"})
+    assert compat.from_uvicorn_env({"UVICORN_HEADERS": "x-a:b x-c:d"}) == (
+        {"header": ["x-a:b", "x-c:d"]},
+        [],
+    )
     with pytest.raises(ConfigError, match=r"^UVICORN_PORT='x': expected a whole number$"):
         compat.from_uvicorn_env({"UVICORN_PORT": "x"})
 
@@ -1200,9 +1196,9 @@ def test_run_takes_uvicorn_run_keywords(tmp_path: Path) -> None:
         ({"reload": "true"}, "reload: expected bool, got str 'true'; did you mean reload=True?"),
         ({"port": "http"}, "port: expected int, got str 'http'"),
         (
-            {"headers": [("x-a", "b")]},
-            "headers: coachwhip cannot add default response headers: its engine has no setting "
-            "for them (issue 11); set them in the app, e.g. with a middleware",
+            {"headers": [("x-a", "b"), ("date", "x")]},
+            "headers 'date:x': coachwhip writes the current date on every response; drop it "
+            "(--no-date-header leaves it out)",
         ),
         (
             {"ssl_context_factory": print},
