@@ -168,6 +168,18 @@ def _hypercorn(bin_dir: Path, app: str, port: int) -> list[str]:
     ]
 
 
+def _coachwhip_access_log(*extra: str) -> Callable[[Path, str, int], list[str]]:
+    """coachwhip with its access log on, written to /dev/null: the records, their formatting and
+    a write() per batch are measured; a disk is not."""
+
+    def argv(bin_dir: Path, app: str, port: int) -> list[str]:
+        base = _coachwhip(bin_dir, app, port)
+        base.remove("--no-access-log")
+        return [*base, "--access-log", "--access-logfile", "/dev/null", *extra]
+
+    return argv
+
+
 def _coachwhip(bin_dir: Path, app: str, port: int) -> list[str]:
     return [
         str(bin_dir / "coachwhip"),
@@ -531,6 +543,20 @@ SPECS: dict[str, ServerSpec] = {
             f"1 --http 1 --backpressure 16384",
             asgi=False,
             wsgi=True,
+        ),
+        # Not in the main suite: the cost of the access log (issue 11), run with
+        # `--scenarios hello --servers coachwhip,coachwhip-access-log,coachwhip-access-log-json`.
+        ServerSpec(
+            "coachwhip-access-log",
+            _coachwhip_access_log(),
+            "as coachwhip, with --access-log --access-logfile /dev/null (uvicorn's line)",
+            only=("hello", "json1k", "fastapi"),
+        ),
+        ServerSpec(
+            "coachwhip-access-log-json",
+            _coachwhip_access_log("--access-log-format", "json"),
+            "as coachwhip, with --access-log --access-logfile /dev/null --access-log-format json",
+            only=("hello", "json1k", "fastapi"),
         ),
         # Not in the main suite: the workers report (run.py --workers-report) compares these
         # with `coachwhip`, on both CPUs.
