@@ -385,6 +385,36 @@ def test_json_format(serve: Serve) -> None:
     assert rec["request_id"] == "rid" and rec["user_agent"] == "js" and rec["cut_short"] is False
 
 
+def test_json_lines_are_what_json_dumps_gives() -> None:
+    """The JSON access line is made with one f-string (speed); it must be byte for byte what
+    json.dumps(ensure_ascii=False) gives, escapes and the rounding of the milliseconds too."""
+    import datetime
+    import random
+
+    from coachwhip.logs import json_text
+
+    rnd = random.Random(11)
+    chars = 'aé"\\\n\t\x00\x1f\x7f\u2028€😀/ ?=&'
+
+    def text() -> str:
+        return "".join(rnd.choice(chars) for _ in range(rnd.randint(0, 8)))
+
+    for i in range(20000):
+        created = 1.7e9 + rnd.choice([rnd.random() * 1e8, rnd.randint(0, 999) / 1000, -1e-7])
+        args = (
+            *(text(), text(), text(), rnd.choice(["1.0", "1.1", "2"]), rnd.randint(100, 599)),
+            *(rnd.random() * 10 ** rnd.randint(0, 6), rnd.randint(0, 2**40)),
+            *(rnd.choice([None, text()]), rnd.choice([None, text()]), i % 2 == 0, created),
+        )
+        stamp = datetime.datetime.fromtimestamp(created, datetime.timezone.utc)
+        keys = "client_addr method path http_version status_code duration_ms bytes_sent"
+        keys += " request_id user_agent cut_short"
+        values = [*args[:5], round(args[5], 3), *args[6:10]]
+        expected = {"time": stamp.isoformat(timespec="milliseconds").replace("+00:00", "Z")}
+        expected.update(zip(keys.split(), values, strict=True))
+        assert json_text(*args) == json.dumps(expected, ensure_ascii=False), args
+
+
 def test_json_format_into_an_access_logfile(serve: Serve, tmp_path: Path) -> None:
     log = tmp_path / "access.log"
     server = serve(APP, "--access-log-format", "json", "--access-logfile", str(log))
