@@ -8,7 +8,9 @@
 //   odd:  a real client completes a handshake (TLS 1.3 when bit 1 is set, else 1.2), then the
 //         rest is a script of operations, three bytes each (op, a, b):
 //         0 client sends a bytes of plaintext     1 the same, one ciphertext byte flipped
-//         2 server writes a*64+b bytes, the socket taking b*8 bytes at most (0: would block)
+//         2 server writes a*512+b bytes (up to ~128 KiB: several records, so batches of
+//           them), the socket taking at most b*8 bytes (b < 128) or (b-128)*1024 (0: would
+//           block); a write that takes everything it was offered must leave nothing held
 //         3 client reads                          4 client sends close_notify
 //         5 the socket delivers only part of what is pending, then ends (truncation)
 // Checks: no crash, UB or leak; the server reads exactly the plaintext the client sent, in
@@ -104,14 +106,23 @@ void scripted(const uint8_t* data, size_t size) {
             server_reads();
         } else if (op == 2) {
             if (unsent.size() + written_by_server.size() > (4u << 20)) continue;  // bounded
-            unsent.append(static_cast<size_t>(a) * 64 + b, static_cast<char>('A' + b % 26));
-            low.budget = static_cast<size_t>(b) * 8;
+            // Varied bytes, so that a byte lost, repeated or reordered shows.
+            for (size_t i = 0, add = static_cast<size_t>(a) * 512 + b; i < add; ++i)
+                unsent.push_back(
+                    static_cast<char>('A' + (written_by_server.size() + unsent.size()) % 53));
+            low.budget = b < 128 ? static_cast<size_t>(b) * 8 : static_cast<size_t>(b - 128) * 1024;
             iovec iov[2] = {{unsent.data(), unsent.size() / 2},
                             {unsent.data() + unsent.size() / 2, unsent.size() - unsent.size() / 2}};
             const ssize_t n = server.writev(iov, 2, false);
             FUZZ_CHECK(n > 0 || n == -EAGAIN || (n == 0 && unsent.empty()) || (broken && n < 0));
+            const bool all = n > 0 && static_cast<size_t>(n) == unsent.size();
             if (n > 0) written_by_server += unsent.substr(0, n), unsent.erase(0, n);
             low.budget = SIZE_MAX;
+            // Everything taken: everything is on the socket (no ciphertext left held).
+            if (all && !broken) {
+                read_by_client += c.read_all(low);
+                FUZZ_CHECK(read_by_client == written_by_server);
+            }
         } else if (op == 3) {
             read_by_client += c.read_all(low);
         } else if (op == 4) {

@@ -3,6 +3,8 @@
 // session tickets shared through the secret, client certificates.
 #include <gtest/gtest.h>
 
+#include <cstdint>
+#include <cstdio>
 #include <memory>
 #include <string>
 
@@ -352,6 +354,164 @@ TEST(TlsTransport, BlockedWritesRetryWithMoreAppended) {
     received += c.read_all(p.low);
     EXPECT_TRUE(pending.empty());
     EXPECT_EQ(received, sent);
+}
+
+// Records leave in batches (transport.hpp): a write of many records is a few system calls,
+// and when it returns everything it was offered, everything is on the socket.
+TEST(TlsTransport, LargeWritesGoOutInBatches) {
+    pair p;
+    client c;
+    ASSERT_EQ(c.handshake(*p.server, p.low), result::done);
+    const int before = p.low.writes;
+    std::string body(200 * 1024, 'b');
+    for (size_t i = 0; i < body.size(); i += 7)
+        body[i] = static_cast<char>('a' + i % 26);
+    iovec iov{body.data(), body.size()};
+    EXPECT_EQ(p.server->writev(&iov, 1, false), static_cast<ssize_t>(body.size()));
+    // 13 records; at most five (~80 KiB) per system call, where there was one per record.
+    EXPECT_LE(p.low.writes - before, 3);
+    EXPECT_GE(p.low.writes - before, 2);
+    EXPECT_EQ(c.read_all(p.low), body);
+}
+
+// The socket takes part of a batch: the rest stays held, the write says it was blocked, and
+// the next write sends the held bytes first, and reports -EAGAIN (taking nothing) while the
+// socket refuses them.
+TEST(TlsTransport, HeldBytesGoFirstAndBlockTheNextWrite) {
+    pair p;
+    client c;
+    ASSERT_EQ(c.handshake(*p.server, p.low), result::done);
+    std::string body(100 * 1024, 'x');
+    for (size_t i = 0; i < body.size(); i += 5)
+        body[i] = static_cast<char>('A' + i % 26);
+    iovec iov{body.data(), body.size()};
+    p.low.budget = 20000;  // part of the first batch of four records and the fifth
+    const ssize_t first = p.server->writev(&iov, 1, false);
+    ASSERT_GT(first, 0);
+    ASSERT_LT(first, static_cast<ssize_t>(body.size()));
+    EXPECT_EQ(p.low.out.size(), 20000u);
+    // Still blocked: nothing more is written, nothing is taken.
+    const size_t out_before = p.low.out.size();
+    iovec rest{body.data() + first, body.size() - static_cast<size_t>(first)};
+    EXPECT_EQ(p.server->writev(&rest, 1, false), -EAGAIN);
+    EXPECT_EQ(p.low.out.size(), out_before);
+    // A little room: the held bytes advance, the write still takes nothing.
+    p.low.budget = 1000;
+    EXPECT_EQ(p.server->writev(&rest, 1, false), -EAGAIN);
+    EXPECT_EQ(p.low.out.size(), out_before + 1000);
+    // Room: the rest of the batch, then the rest of the body.
+    p.low.budget = SIZE_MAX;
+    EXPECT_EQ(p.server->writev(&rest, 1, false), static_cast<ssize_t>(rest.iov_len));
+    EXPECT_EQ(c.read_all(p.low), body);
+}
+
+// The write retry test above, with large writes: offers of up to ~200 KiB, cut into iovecs at
+// moving points, against a socket that takes nothing, a little, a batch's worth or all.
+TEST(TlsTransport, LargeBlockedWritesRetryWithMoreAppended) {
+    pair p;
+    client c;
+    ASSERT_EQ(c.handshake(*p.server, p.low), result::done);
+    std::string pending;
+    for (int i = 0; pending.size() < (3u << 20); ++i)
+        pending += "line " + std::to_string(i) + "\n";
+    std::string received, sent;
+    size_t offered = 50000;
+    uint32_t rng = 12345;
+    auto next = [&rng] { return rng = rng * 1103515245u + 12345u, (rng >> 8) & 0xffff; };
+    int blocked = 0, partial = 0;
+    for (int round = 0; round < 100000 && !pending.empty(); ++round) {
+        const size_t budgets[] = {0, 700, 16000, 40000, 70000, 100000, SIZE_MAX};
+        p.low.budget = budgets[next() % 7];
+        const std::string_view view(pending.data(), std::min(offered, pending.size()));
+        const size_t cut1 = next() % (view.size() + 1),
+                     cut2 = cut1 + next() % (view.size() - cut1 + 1);
+        iovec iov[3] = {{const_cast<char*>(view.data()), cut1},
+                        {const_cast<char*>(view.data()) + cut1, cut2 - cut1},
+                        {const_cast<char*>(view.data()) + cut2, view.size() - cut2}};
+        const ssize_t n = p.server->writev(iov, 3, false);
+        ASSERT_TRUE(n > 0 || n == -EAGAIN) << n;
+        blocked += n == -EAGAIN;
+        partial += n > 0 && static_cast<size_t>(n) < view.size();
+        if (n > 0) sent += pending.substr(0, static_cast<size_t>(n)), pending.erase(0, n);
+        // A write that took everything left nothing held: the client has it all.
+        if (static_cast<size_t>(n) == view.size()) {
+            received += c.read_all(p.low);
+            ASSERT_EQ(received.size(), sent.size()) << round;
+        }
+        offered = std::min(offered + next() % 30000, pending.size());
+        if (next() % 2) received += c.read_all(p.low);
+    }
+    p.low.budget = SIZE_MAX;
+    received += c.read_all(p.low);
+    EXPECT_TRUE(pending.empty());
+    EXPECT_GT(blocked, 10);
+    EXPECT_GT(partial, 10);
+    EXPECT_EQ(received, sent);
+}
+
+// A file goes out a batch at a time, encrypted, and in order, through the same retries.
+TEST(TlsTransport, SendFileInBatches) {
+    pair p;
+    client c;
+    ASSERT_EQ(c.handshake(*p.server, p.low), result::done);
+    temp_dir dir;
+    std::string content(300 * 1024, 'f');
+    for (size_t i = 0; i < content.size(); i += 3)
+        content[i] = static_cast<char>('0' + i % 10);
+    write_text(dir.file("body"), content);
+    FILE* file = std::fopen(dir.file("body").c_str(), "rb");
+    ASSERT_TRUE(file);
+    const int fd = fileno(file);
+    size_t at = 0;
+    int calls = 0;
+    std::string received;
+    for (int round = 0; round < 1000 && at < content.size(); ++round) {
+        p.low.budget = round % 3 == 0 ? 30000 : SIZE_MAX;
+        const ssize_t n = p.server->send_file(fd, at, content.size() - at);
+        ASSERT_TRUE(n > 0 || n == -EAGAIN) << n;
+        if (n > 0) at += static_cast<size_t>(n), ++calls;
+        received += c.read_all(p.low);
+    }
+    std::fclose(file);
+    EXPECT_EQ(at, content.size());
+    EXPECT_LE(calls, 10);  // ~80 KiB per call, where the default takes 16 KiB
+    EXPECT_EQ(p.server->send_file(0, 0, 0), 0);
+    p.low.budget = SIZE_MAX;
+    received += c.read_all(p.low);
+    EXPECT_EQ(received, content);
+}
+
+// Closing with bytes held after a blocked write sends them (best effort) before closing: the
+// client reads a prefix of what was accepted, never corrupt records. After a complete write,
+// shutdown sends close_notify after everything.
+TEST(TlsTransport, ShutdownAndCloseWithHeldBytes) {
+    for (bool blocked : {false, true}) {
+        pair p;
+        client c;
+        ASSERT_EQ(c.handshake(*p.server, p.low), result::done);
+        std::string body(150 * 1024, 's');
+        iovec iov{body.data(), body.size()};
+        p.low.budget = blocked ? 30000 : SIZE_MAX;
+        const ssize_t n = p.server->writev(&iov, 1, false);
+        ASSERT_GT(n, 0);
+        EXPECT_EQ(n == static_cast<ssize_t>(body.size()), !blocked);
+        p.low.budget = SIZE_MAX;
+        if (blocked)
+            p.server->close();
+        else
+            p.server->shutdown_write();
+        const std::string got = c.read_all(p.low);
+        if (blocked) {
+            EXPECT_GT(got.size(), 30000u);  // the held part of the batch went out
+            EXPECT_LE(got.size(), static_cast<size_t>(n));
+            EXPECT_EQ(got, body.substr(0, got.size()));
+            EXPECT_TRUE(p.low.closed);
+        } else {
+            EXPECT_EQ(got, body);
+            EXPECT_TRUE(p.low.shut);
+            EXPECT_TRUE(SSL_get_shutdown(c.ssl) & SSL_RECEIVED_SHUTDOWN);
+        }
+    }
 }
 
 TEST(TlsTransport, EndOfStreamWithAndWithoutCloseNotify) {
