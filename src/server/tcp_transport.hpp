@@ -33,6 +33,7 @@ class tcp_transport final : public core::transport {
     metrics::block* m_;
     bool local_peer_ = false;
     bool socket_full_ = false;  // the last file block was written short
+    bool lowat_set_ = false;    // TCP_NOTSENT_LOWAT is set (the first send_file; see there)
 };
 
 }  // namespace coachwhip::server

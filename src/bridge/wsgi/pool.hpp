@@ -11,8 +11,8 @@
 //   submit(ex): a new call, queued -------------->  take(): the next call (blocks, GIL released)
 //   ev_body/ev_drain/ev_disconnect: deliver()   -->  body, send credit, `gone` (cv wakes it)
 //   on_io() (the eventfd): run the commands     <--  post(): head/body/final/abort/500 commands,
-//     against the exchange; drop the call once          want_body; the eventfd is written when
-//     its final command has run                         the ready list becomes non-empty
+//     against the exchange; drop the call once          want_body; the eventfd is written once
+//     its final command has run                         per batch (see "Batches" below)
 //
 // Lifetimes: the engine side owns each live call together with its http::exchange (`live_`),
 // until the call's final command has run; the thread reads the exchange's request fields
@@ -28,8 +28,17 @@
 // (try_take), so under load one thread runs hot while the others sleep; handing the GIL from
 // thread to thread per request cost more than the request (hello world: 88k req/s with one
 // thread, 44k with four, before this rule). A new call wakes a sleeping thread only when no
-// thread is awake; and when the queue has not moved for `wake_after_ms` (the awake threads are
-// blocked in the app: a sleep, a query), a 1 ms timer on the engine's loop wakes one more.
+// thread is awake, and only at the end of the engine's delivery pass (through the eventfd, so
+// one wake-up serves every request of the pass); and when the queue has not moved for
+// `wake_after_ms` (the awake threads are blocked in the app: a sleep, a query), a 1 ms timer on
+// the engine's loop wakes one more.
+//
+// Batches: while calls are queued, what the threads post does not wake the engine; it leaves
+// when the queue runs dry, when `batch_max` calls have output waiting, when a thread is about to
+// wait (send credit, body, the next call), or on that timer (armed while calls are queued, so
+// at most ~2 ms later). On one core each wake-up of the engine took the core from the WSGI
+// thread: twice per request before this (bench wsgi-flask, bench/NOTES.md). Nothing queued:
+// the engine is woken at once, so a lone request waits for nothing.
 //
 // Threading: every member of `call` marked "guarded" is read and written under pool::mu_;
 // `engine_*` members belong to the engine thread; `request` is set before the call is queued.
@@ -111,7 +120,7 @@ struct call {
     size_t queued_bytes = 0;  // body bytes in `commands`
     std::condition_variable cv;
 
-    uint64_t queued_ms = 0;  // when it was submitted (core::now_ms)
+    uint64_t queued_us = 0;  // when it was submitted (core::now_us)
 
     // ---- engine thread only ----
     bool engine_body_asked = false;  // want_body() was called; hand over on ev_body
@@ -171,7 +180,9 @@ class pool final : private loop::io_handler {
 
   private:
     void on_io(uint32_t events) override;  // the eventfd: run what the threads posted
-    void wake_engine();                    // under mu_: signal the eventfd once per batch
+    void run_ready();                      // engine thread: the calls in ready_
+    void wake_engine();                    // mu_ released: write the eventfd (see signalled_)
+    void check_stalled();                  // under mu_: the wake timer's check (on_wake_timer)
     void service(call& c, http::exchange& ex, uint8_t events);
     void finish(call& c);   // engine thread, after mu_ is released
     void wake_one();        // under mu_: a sleeping thread, if any
@@ -186,16 +197,20 @@ class pool final : private loop::io_handler {
     std::condition_variable jobs_cv_;
     std::deque<std::shared_ptr<call>> jobs_;    // guarded
     std::vector<std::shared_ptr<call>> ready_;  // guarded: calls with commands or want_body
+    bool signalled_ = false;                    // guarded: eventfd written, ready_ not yet taken
+    bool wake_pending_ = false;                 // guarded: submit() owes a wake_one (on_io)
+    static constexpr size_t batch_max = 16;     // finished responses held back at most (post)
     bool stopping_ = false;                     // guarded
     size_t running_ = 0;                        // guarded
     size_t threads_ = 0;                        // guarded: threads in their loop
     size_t idle_ = 0;                           // guarded: threads waiting in take()
     size_t waking_ = 0;                         // guarded: notified, not yet out of take()
-    uint64_t last_take_ms_ = 0;                 // guarded: when a thread last took a call
+    uint64_t last_take_us_ = 0;                 // guarded: when a thread last took a call
     std::vector<http::access_record> access_;   // guarded: records for a thread to write
-    uint64_t access_since_ms_ = 0;              // guarded: when access_ became non-empty
+    uint64_t access_since_us_ = 0;              // guarded: when access_ became non-empty
     std::vector<std::string> logged_fields_;    // see log_response_fields (then read-only)
     static constexpr uint64_t wake_after_ms = 1;
+    static constexpr uint64_t wake_after_us = 1000 * wake_after_ms;
     loop::timeout_list wake_list_{wake_after_ms};  // engine thread
     loop::timer wake_timer_{on_wake_timer, this};  // engine thread
     struct entry {
