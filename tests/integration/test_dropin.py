@@ -668,32 +668,25 @@ def test_granian_flag(argv: tuple[str, ...], expected: Accepted | Refused, tmp_p
     check_case(argv, expected, tmp_path)
 
 
-def test_the_uvicorn_table_has_every_flag_of_uvicorn_help() -> None:
-    covered = {arg for argv, _ in UVICORN_CASES for arg in argv if arg.startswith("--")}
+@pytest.mark.parametrize(
+    ("cases", "help_flags", "binary"),
+    [
+        pytest.param(UVICORN_CASES, UVICORN_HELP_FLAGS, UVICORN, id="uvicorn 0.54"),
+        pytest.param(GRANIAN_CASES, GRANIAN_HELP_FLAGS, GRANIAN, id="granian 2.8.7"),
+    ],
+)
+def test_the_table_has_every_flag_of_the_servers_help(
+    cases: list[Case], help_flags: list[str], binary: Path
+) -> None:
+    covered = {arg for argv, _ in cases for arg in argv if arg.startswith("--")}
     covered |= {f"--{arg[5:]}" for arg in covered if arg.startswith("--no-")}
-    missing = [flag for flag in UVICORN_HELP_FLAGS if flag not in covered | ELSEWHERE]
+    missing = [flag for flag in help_flags if flag not in covered | ELSEWHERE]
     assert missing == []
-    if not UVICORN.exists():
-        return  # the benchmark's virtualenv is not there: the list above is uvicorn 0.54's
-    done = subprocess.run([str(UVICORN), "--help"], capture_output=True, text=True, timeout=30)
+    if not binary.exists():
+        return  # the benchmark's virtualenv is not there: the list above is that version's
+    done = subprocess.run([str(binary), "--help"], capture_output=True, text=True, timeout=30)
     live = set(re.findall(r"^\s+(--[a-z0-9-]+)", done.stdout, re.MULTILINE))
-    assert live <= set(UVICORN_HELP_FLAGS), (
-        f"uvicorn has new flags: {live - set(UVICORN_HELP_FLAGS)}"
-    )
-
-
-def test_the_granian_table_has_every_flag_of_granian_help() -> None:
-    covered = {arg for argv, _ in GRANIAN_CASES for arg in argv if arg.startswith("--")}
-    covered |= {f"--{arg[5:]}" for arg in covered if arg.startswith("--no-")}
-    missing = [flag for flag in GRANIAN_HELP_FLAGS if flag not in covered | ELSEWHERE]
-    assert missing == []
-    if not GRANIAN.exists():
-        return  # the benchmark's virtualenv is not there: the list above is granian 2.8.7's
-    done = subprocess.run([str(GRANIAN), "--help"], capture_output=True, text=True, timeout=30)
-    live = set(re.findall(r"^\s+(--[a-z0-9-]+)", done.stdout, re.MULTILINE))
-    assert live <= set(GRANIAN_HELP_FLAGS), (
-        f"granian has new flags: {live - set(GRANIAN_HELP_FLAGS)}"
-    )
+    assert live <= set(help_flags), f"{binary.name} has new flags: {live - set(help_flags)}"
 
 
 def test_granian_variables_are_read_as_its_flags(tmp_path: Path) -> None:
