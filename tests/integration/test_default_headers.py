@@ -15,16 +15,17 @@ the value, and the fields the engine owns (framing, connection, upgrade, date, s
 
 from __future__ import annotations
 
-import asyncio
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from coachwhip import _core, compat, sources
+from coachwhip import compat, sources
 from coachwhip.config import ConfigError
 from conftest import Serve
-from harness import RawConnection, ServerProcess, request, run_cli
+from harness import HERE, RawConnection, ServerProcess, request, run_cli, server_env
 from test_http2 import H2Client
 from websockets.sync.client import connect
 
@@ -438,14 +439,30 @@ def test_refusals_name_their_source(tmp_path: Path) -> None:
     ],
 )
 def test_the_engine_checks_them_again(headers: list[Any], message: str) -> None:
-    """_core.Server's own check, for callers that skip coachwhip.config."""
-    loop = asyncio.new_event_loop()
-    try:
-        with pytest.raises(ValueError) as raised:
-            _core.Server(lambda *a: None, loop, lambda exc: None, headers=headers)
-    finally:
-        loop.close()
-    assert str(raised.value).startswith(message), str(raised.value)
+    """_core.Server's own check, for callers that skip coachwhip.config. In a subprocess with
+    the servers' environment, so that the sanitizer run checks it too (and the test process
+    never loads the sanitized extension, which needs its runtime preloaded)."""
+    script = f"""
+import asyncio
+import coachwhip._core as core
+loop = asyncio.new_event_loop()
+try:
+    core.Server(lambda *a: None, loop, lambda exc: None, headers={headers!r})
+except ValueError as exc:
+    print(exc)
+finally:
+    loop.close()
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=HERE,
+        env=server_env(),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(message), done.stdout
 
 
 def test_no_headers_leave_responses_as_they_were(serve: Serve, app_dir: Path) -> None:
